@@ -1,0 +1,63 @@
+"""`taskladder` command line: one verb per stage, bad input reported as one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from taskladder.errors import USAGE_ERRORS
+
+# Each module adds its verbs with `add_parsers(subparsers)`; a verb's handler is stored as
+# `func` and receives the parsed namespace. Modules keep heavy imports inside handlers so
+# that `taskladder --help` stays fast.
+COMMAND_MODULES = (
+    "taskladder.cmd_laws",  # fit, predict
+    "taskladder.cmd_eval",  # eval
+    "taskladder.cmd_train",  # train
+    "taskladder.cmd_registry",  # register, check-target, gate, ...
+    "taskladder.cmd_run",  # run
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        print(f"taskladder: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="taskladder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a verb not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command is None and "taskladder.cmd_run" in sys.modules:
+            args = parser.parse_args(["run", *(argv or [])])
+        else:
+            parser.print_help()
+            return 2
+    try:
+        return int(args.func(args) or 0)
+    except USAGE_ERRORS as exc:
+        print(f"taskladder: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taskladder: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The one tidy table passed between stages: one row per (run, checkpoint, task, metric).
+
+Columns (see README "Observation table"):
+  run    str    ladder run id, e.g. "190M-1xC"
+  size   str    size label, e.g. "190M"
+  N      float  parameters used by the laws (non-embedding, as the source counts them)
+  D      float  training tokens seen at this checkpoint
+  step   int    optimizer step of the checkpoint
+  flops  float  training compute to reach this checkpoint (FLOPs per token x D)
+  task   str    task key (mmlu, hellaswag, ...) or "lm" for language-model validation losses
+  metric str    bpb, acc, acc_norm, acc_bytes, ce, task_ce, acc_mc; for task "lm": ce_<set>
+  value  float  the measured value
+
+Pure numpy; columns are read-only arrays so a table can be shared safely between stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+STR_COLUMNS = ("run", "size", "task", "metric")
+FLOAT_COLUMNS = ("N", "D", "flops", "value")
+COLUMNS = ("run", "size", "N", "D", "step", "flops", "task", "metric", "value")
+
+
+def _frozen(values, dtype) -> np.ndarray:
+    arr = np.array(values, dtype=dtype)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Observations:
+    """Column-oriented observation table; build with `from_records`, query with `where`."""
+
+    run: np.ndarray
+    size: np.ndarray
+    N: np.ndarray
+    D: np.ndarray
+    step: np.ndarray
+    flops: np.ndarray
+    task: np.ndarray
+    metric: np.ndarray
+    value: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.run)
+        for f in fields(self):
+            col = getattr(self, f.name)
+            if len(col) != n:
+                raise InputError(f"observation column {f.name!r} has {len(col)} rows, expected {n}")
+
+    # construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping], where: str = "observations") -> Observations:
+        """Validate rows (dicts with the nine columns); `where` names the source in errors."""
+        cols: dict[str, list] = {c: [] for c in COLUMNS}
+        for i, rec in enumerate(records):
+            for c in COLUMNS:
+                if c not in rec:
+                    raise InputError(f"{where}: row {i}: missing column {c!r}")
+            for c in STR_COLUMNS:
+                cols[c].append(str(rec[c]))
+            for c in FLOAT_COLUMNS:
+                v = _as_float(rec[c], c, i, where)
+                if c != "value" and v < 0:
+                    raise InputError(f"{where}: row {i}: {c} must be >= 0, got {rec[c]!r}")
+                cols[c].append(v)
+            if cols["N"][-1] <= 0:
+                raise InputError(f"{where}: row {i}: N must be > 0, got {rec['N']!r}")
+            step = _as_float(rec["step"], "step", i, where)
+            if step < 0 or step != int(step):
+                raise InputError(f"{where}: row {i}: step must be an integer >= 0, got {rec['step']!r}")
+            cols["step"].append(int(step))
+        return cls(
+            **{c: _frozen(cols[c], object if c in STR_COLUMNS else float) for c in COLUMNS[:4]},
+            step=_frozen(cols["step"], np.int64),
+            flops=_frozen(cols["flops"], float),
+            task=_frozen(cols["task"], object),
+            metric=_frozen(cols["metric"], object),
+            value=_frozen(cols["value"], float),
+        )
+
+    @classmethod
+    def concat(cls, tables: Iterable[Observations]) -> Observations:
+        tables = list(tables)
+        if not tables:
+            return cls.from_records([])
+        return cls(**{c: _frozen(np.concatenate([getattr(t, c) for t in tables]), getattr(tables[0], c).dtype) for c in COLUMNS})
+
+    # queries --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.run)
+
+    def mask(self, **equals) -> np.ndarray:
+        """Boolean mask of rows whose columns equal the given values (a list/tuple = any of)."""
+        m = np.ones(len(self), dtype=bool)
+        for col, want in equals.items():
+            if col not in COLUMNS:
+                raise InputError(f"unknown observation column {col!r}")
+            arr = getattr(self, col)
+            if isinstance(want, list | tuple | set | frozenset):
+                m &= np.isin(arr, list(want))
+            else:
+                m &= arr == want
+        return m
+
+    def where(self, mask: np.ndarray | None = None, **equals) -> Observations:
+        m = self.mask(**equals) if mask is None else mask & self.mask(**equals)
+        return Observations(**{c: _frozen(getattr(self, c)[m], getattr(self, c).dtype) for c in COLUMNS})
+
+    def unique(self, column: str) -> list:
+        """Distinct values of a column, in first-seen order."""
+        seen: dict = {}
+        for v in getattr(self, column):
+            seen.setdefault(v, None)
+        return list(seen)
+
+    def records(self) -> list[dict]:
+        out = []
+        for i in range(len(self)):
+            out.append({c: _py(getattr(self, c)[i]) for c in COLUMNS})
+        return out
+
+    def content_hash(self) -> str:
+        """sha256 of the rows in a canonical order: the identity of a fit's input data."""
+        h = hashlib.sha256()
+        rows = sorted(
+            (str(r["run"]), str(r["task"]), str(r["metric"]), int(r["step"]), repr(r["value"]),
+             repr(r["N"]), repr(r["D"]), repr(r["flops"]), str(r["size"]))
+            for r in self.records()
+        )
+        for row in rows:
+            h.update(("\x1f".join(map(str, row)) + "\n").encode())
+        return h.hexdigest()
+
+    # plain CSV of our own schema --------------------------------------------------------------
+    def to_csv(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in self.records():
+                w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+        tmp.replace(path)
+
+
+def _as_float(raw, col: str, i: int, where: str) -> float:
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: row {i}: {col} is not a number: {raw!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{where}: row {i}: {col} is not finite: {raw!r}")
+    return v
+
+
+def _py(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v

@@ -1,0 +1,1 @@
+"""MLflow registry: ladder runs, law versions, predictions, target evaluations, drift gate."""

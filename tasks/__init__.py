@@ -1,0 +1,1 @@
+"""lm-eval task YAML for `ladder_*` (use with `lm_eval --include_path tasks`)."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: the reference data in ../shared (skip when absent, fail when required)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("TASKLADDER_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (or $TASKLADDER_SHARED); skips without it unless TASKLADDER_REQUIRE_SHARED=1."""
+    path = _shared_dir()
+    if not (path / "data").is_dir():
+        reason = f"reference data not found at {path} (set TASKLADDER_SHARED)"
+        if os.environ.get("TASKLADDER_REQUIRE_SHARED") == "1":
+            pytest.fail(reason + " but TASKLADDER_REQUIRE_SHARED=1")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def olmo_ladder_dir(shared_dir: Path) -> Path:
+    """The paper's released ladder evaluations (one CSV per run)."""
+    return shared_dir / "data" / "olmo-ladder" / "ladder-runs"

@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+import pytest
+
+from taskladder.laws.errors import InputError
+from taskladder.laws.observations import COLUMNS, Observations
+
+
+def _row(**kw):
+    base = dict(run="r1", size="s", N=1e6, D=2e7, step=10, flops=1.2e14, task="arc_easy", metric="bpb", value=1.5)
+    base.update(kw)
+    return base
+
+
+def test_round_trip_records_and_queries():
+    t = Observations.from_records([_row(), _row(metric="acc_norm", value=0.3), _row(run="r2", step=20)])
+    assert len(t) == 3
+    assert t.unique("run") == ["r1", "r2"]
+    sub = t.where(run="r1", metric=["bpb", "acc_norm"])
+    assert len(sub) == 2 and set(sub.metric) == {"bpb", "acc_norm"}
+    assert sub.records()[0] == _row()
+    assert list(COLUMNS) == list(t.records()[0])
+    with pytest.raises(ValueError):
+        t.value[0] = 2.0  # columns are read-only
+
+
+def test_hash_ignores_row_order_but_not_values():
+    a = Observations.from_records([_row(), _row(run="r2")])
+    b = Observations.from_records([_row(run="r2"), _row()])
+    c = Observations.from_records([_row(), _row(run="r2", value=1.6)])
+    assert a.content_hash() == b.content_hash() != c.content_hash()
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [(dict(N=-1.0), "N"), (dict(value=math.nan), "value"), (dict(D="x"), "D"), (dict(step=1.5), "step")],
+)
+def test_bad_rows_name_the_field(bad, field):
+    with pytest.raises(InputError, match=f"row 0: {field}"):
+        Observations.from_records([_row(**bad)], where="f.csv")
+
+
+def test_concat_and_csv(tmp_path):
+    t = Observations.concat([Observations.from_records([_row()]), Observations.from_records([_row(run="r2")])])
+    assert len(t) == 2 and np.all(t.N == 1e6)
+    t.to_csv(tmp_path / "o.csv")
+    assert (tmp_path / "o.csv").read_text().splitlines()[0] == ",".join(COLUMNS)

@@ -1,0 +1,1 @@
+"""Ladder training with olmo-core: specs, corpus, train/resume, Hugging Face export."""
