@@ -1,0 +1,60 @@
+"""`taskladder run [SPEC]`: from nothing to a checked prediction (see taskladder.pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="train, evaluate, fit, predict, register and gate, as a pipeline spec says",
+        description="Run a pipeline spec end to end; re-running skips finished work. "
+        "SPEC is a bundled spec name (cpu-micro, paper, paper-import) or a YAML/TOML/JSON "
+        "file; without SPEC the embedded cpu-micro default runs.",
+    )
+    p.add_argument("spec", nargs="?", default=None, help="bundled spec name or spec file")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the spec and print the plan (runs, tokens, steps, GPU hours)")
+    p.add_argument("--output", metavar="DIR", help="output folder (overrides the spec)")
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (overrides the spec)")
+    p.add_argument("--ladder-path", metavar="PATH",
+                   help="for an imported ladder: where its evaluations are (overrides the spec)")
+    p.add_argument("--list-specs", action="store_true", help="list the bundled specs and exit")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from taskladder.config import bundled_specs, load_spec
+
+    if args.list_specs:
+        for name in bundled_specs():
+            print(f"{name:14s} {load_spec(name).description}")
+        return 0
+    spec = load_spec(args.spec)
+    overrides = {"output_dir": _absolute(args.output), "tracking_uri": args.tracking_uri}
+    if args.ladder_path:
+        ladder = spec.ladder.model_dump(by_alias=True)
+        overrides["ladder"] = {**ladder, "import": _absolute(args.ladder_path)}
+    spec = spec.with_overrides(**overrides)
+
+    from taskladder import stages
+
+    stages.preflight(spec)
+    if args.dry_run:
+        for line in stages.plan_lines(spec):
+            print(line)
+        return 0
+    from taskladder.pipeline import run_pipeline
+
+    ctx, reports = run_pipeline(spec, stages.STAGES)
+    for line in stages.final_lines(ctx, reports):
+        print(line)
+    return stages.exit_code(ctx)
+
+
+def _absolute(path: str | None) -> str | None:
+    """Paths given on the command line are relative to the working directory."""
+    from pathlib import Path
+
+    return None if path is None else str(Path(path).expanduser().resolve())

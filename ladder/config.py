@@ -1,0 +1,255 @@
+"""The pipeline spec: one file that says which ladder, which tasks, which law and which target.
+
+A spec composes the training area's ladder spec (trained here) or an imported ladder (the
+paper's released evaluations), the `ladder_*` tasks and how to evaluate them, the law method,
+the target, the drift gate, the tracking store and the output folder. Bundled specs live in
+`taskladder/specs/*.yaml` and are found by name (`cpu-micro`, `paper`, `paper-import`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taskladder.errors import UsageError
+from taskladder.laws.tasks import PAPER_TASKS, TASKS
+
+DEFAULT_SPEC = "cpu-micro"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LadderSource(_Model):
+    """Where the ladder comes from: trained here (`train`) or read from disk (`import`).
+
+    `train` is a training preset name (`cpu-micro`, `paper`) or an inline training spec;
+    `import` a folder or file of evaluations someone else made (the paper's CSVs, lm-eval
+    results, our CSV schema), read with the law engine's readers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    train: str | dict[str, Any] | None = None
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="fields of the training spec to replace"
+    )
+    import_: str | None = Field(default=None, alias="import")
+    format: str = "auto"
+    runs: list[str] | None = Field(
+        default=None, description="imported run names to keep (default: all the reader finds)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LadderSource:
+        if (self.train is None) == (self.import_ is None):
+            raise ValueError("give exactly one of ladder.train and ladder.import")
+        if self.import_ is not None and self.overrides:
+            raise ValueError("ladder.overrides applies to a trained ladder, not an import")
+        return self
+
+    @property
+    def trained(self) -> bool:
+        return self.train is not None
+
+
+class EvalSpec(_Model):
+    """How each kept checkpoint is scored on the `ladder_*` tasks."""
+
+    tasks: list[str] = Field(min_length=1)
+    limit: int | None = Field(default=None, gt=0, description="docs per task (None: all)")
+    backend: str = "fast"
+    batch_size: int = Field(default=32, gt=0)
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> EvalSpec:
+        _check_tasks(self.tasks, "eval.tasks")
+        return self
+
+
+class FitSpec(_Model):
+    """Which law: the paper's settings or the careful default; which tasks to fit."""
+
+    method: Literal["paper", "default"] = "default"
+    tasks: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> FitSpec:
+        if self.tasks is not None:
+            _check_tasks(self.tasks, "fit.tasks")
+        return self
+
+
+class TargetSpec(_Model):
+    """The model to predict: (N, D) given, or a training spec whose build gives them.
+
+    `train: true` trains and evaluates the target here (needs `spec`); `actual` points at the
+    target's real evaluation (a CSV or lm-eval results) when it was trained elsewhere.
+    """
+
+    name: str = Field(min_length=1)
+    N: float | None = Field(default=None, gt=0)
+    D: float | None = Field(default=None, gt=0)
+    spec: str | dict[str, Any] | None = Field(
+        default=None, description="training preset/spec of the target (N, D come from it)"
+    )
+    train: bool = False
+    actual: str | None = None
+    actual_format: str = "auto"
+
+    @model_validator(mode="after")
+    def _has_size(self) -> TargetSpec:
+        if self.spec is None and (self.N is None or self.D is None):
+            raise ValueError("target needs N and D, or a training spec in target.spec")
+        if self.train and self.spec is None:
+            raise ValueError("target.train is true but target.spec (what to train) is missing")
+        if self.train and self.actual is not None:
+            raise ValueError("target.train and target.actual are exclusive: pick one source")
+        return self
+
+
+class GateSpec(_Model):
+    """Drift gate: compare the target's real evaluation with the registered prediction."""
+
+    enabled: bool = False
+    tolerance: float | Literal["interval"] = Field(
+        default=5.0, description="absolute accuracy points, or 'interval' (the prediction's)"
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> GateSpec:
+        if isinstance(self.tolerance, float) and self.tolerance <= 0:
+            raise ValueError(f"gate.tolerance must be > 0 points, got {self.tolerance}")
+        return self
+
+
+class PipelineSpec(_Model):
+    """Everything `taskladder run` needs; validated completely before any work starts."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    ladder: LadderSource
+    eval: EvalSpec | None = None
+    fit: FitSpec = FitSpec()
+    target: TargetSpec
+    gate: GateSpec = GateSpec()
+    tracking_uri: str | None = None
+    output_dir: str | None = Field(default=None, description="default: ./taskladder-out/<name>")
+    source: str | None = Field(default=None, exclude=True, description="where the spec was read")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        trains = self.ladder.trained
+        if trains and self.eval is None:
+            raise ValueError("a trained ladder needs an eval section (tasks to score)")
+        if self.eval is not None and self.fit.tasks is not None:
+            missing = sorted(set(self.fit.tasks) - set(self.eval.tasks))
+            if trains and missing:
+                raise ValueError(f"fit.tasks {missing} are not in eval.tasks")
+        if self.target.train and self.eval is None:
+            raise ValueError("target.train needs an eval section to score the target")
+        if self.gate.enabled and not (self.target.train or self.target.actual):
+            raise ValueError("gate.enabled needs the target's real evaluation: target.train or target.actual")
+        return self
+
+    # derived values ------------------------------------------------------------------------
+    @property
+    def fit_tasks(self) -> list[str]:
+        if self.fit.tasks is not None:
+            return list(self.fit.tasks)
+        return list(self.eval.tasks) if self.eval else list(PAPER_TASKS)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the spec, resolved: `~` expanded, `{shared}` = $TASKLADDER_SHARED or
+        ../shared, `{ladder}` = the imported ladder's folder; relative paths are relative to the
+        spec file (bundled specs: to the working directory)."""
+        if "{ladder}" in value:
+            ladder = self.resolve_path(self.ladder.import_ or ".")
+            value = value.replace("{ladder}", str(ladder if not ladder.is_file() else ladder.parent))
+        shared = os.environ.get("TASKLADDER_SHARED", "../shared")
+        path = Path(os.path.expanduser(value.replace("{shared}", shared)))
+        if path.is_absolute() or self.source is None or self.source.startswith("bundled:"):
+            return path.resolve()
+        return (Path(self.source).parent / path).resolve()
+
+    def out_dir(self) -> Path:
+        return Path(self.output_dir or Path("taskladder-out") / self.name).expanduser().resolve()
+
+    def tracking(self) -> str:
+        """Spec value, else TASKLADDER_TRACKING_URI / MLFLOW_TRACKING_URI, else SQLite in out_dir."""
+        for uri in (self.tracking_uri, os.environ.get("TASKLADDER_TRACKING_URI"),
+                    os.environ.get("MLFLOW_TRACKING_URI")):
+            if uri:
+                return uri
+        return f"sqlite:///{self.out_dir() / 'mlflow.db'}"
+
+    def with_overrides(self, **values: Any) -> PipelineSpec:
+        """A copy with top-level fields replaced (CLI flags), validated again."""
+        data = self.model_dump(mode="python", by_alias=True)
+        data.update({k: v for k, v in values.items() if v is not None})
+        return _validate(data, self.source or "overrides")
+
+
+def _check_tasks(tasks: list[str], field: str) -> None:
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"{field}: unknown task {unknown[0]!r} (known: {', '.join(TASKS)})")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"{field}: a task is listed twice: {tasks}")
+
+
+# loading ------------------------------------------------------------------------------------
+def bundled_specs() -> list[str]:
+    """Names of the specs that ship with the package."""
+    root = resources.files("taskladder") / "specs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | None = None) -> PipelineSpec:
+    """A bundled spec by name, or a YAML/TOML/JSON file; None means the embedded default."""
+    name = name_or_path or DEFAULT_SPEC
+    path = Path(os.path.expanduser(name))
+    if path.suffix in (".yaml", ".yml", ".toml", ".json") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"spec file {name!r} not found (bundled specs: {', '.join(bundled_specs())})")
+        return _validate(_parse(path.read_text(), path.suffix, str(path)), str(path.resolve()))
+    if name not in bundled_specs():
+        raise UsageError(f"spec {name!r} is neither a file nor a bundled spec ({', '.join(bundled_specs())})")
+    text = (resources.files("taskladder") / "specs" / f"{name}.yaml").read_text()
+    return _validate(_parse(text, ".yaml", f"bundled spec {name}"), f"bundled:{name}")
+
+
+def _parse(text: str, suffix: str, where: str) -> dict:
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"{where}: not valid {suffix.lstrip('.') or 'yaml'}: {first}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: a spec must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _validate(data: dict, source: str) -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UsageError(f"spec {source}: {loc or 'spec'}: {msg}{shown}") from None

@@ -1,0 +1,120 @@
+"""The pipeline spec: bundled specs load by name, bad specs fail with one line naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskladder.config import PipelineSpec, bundled_specs, load_spec
+from taskladder.errors import UsageError
+
+
+def test_bundled_specs_are_found_through_the_package():
+    assert {"cpu-micro", "paper", "paper-import"} <= set(bundled_specs())
+
+
+@pytest.mark.parametrize("name", ["cpu-micro", "paper", "paper-import"])
+def test_every_bundled_spec_validates(name):
+    spec = load_spec(name)
+    assert spec.name == name
+    assert spec.fit_tasks
+
+
+def test_no_argument_means_the_embedded_default():
+    spec = load_spec(None)
+    assert spec.name == "cpu-micro"
+    assert spec.ladder.trained and spec.eval is not None
+
+
+def _write(tmp_path, text, suffix=".yaml"):
+    path = tmp_path / f"spec{suffix}"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = """
+name: mine
+ladder: {import: ladder-csvs, format: olmo-ladder}
+fit: {method: paper, tasks: [arc_easy]}
+target: {name: big, N: 1.0e9, D: 2.0e10}
+"""
+
+
+def test_a_file_spec_resolves_paths_against_its_folder(tmp_path):
+    spec = load_spec(_write(tmp_path, GOOD))
+    assert spec.resolve_path(spec.ladder.import_) == (tmp_path / "ladder-csvs").resolve()
+    assert spec.out_dir().name == "mine"
+
+
+def test_toml_specs_load_too(tmp_path):
+    text = """
+name = "mine"
+[ladder]
+import = "x"
+[target]
+name = "big"
+N = 1e9
+D = 2e10
+"""
+    assert load_spec(_write(tmp_path, text, ".toml")).target.N == 1e9
+
+
+def test_tracking_uri_defaults_to_sqlite_in_the_output_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("TASKLADDER_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = load_spec(_write(tmp_path, GOOD)).with_overrides(output_dir=str(tmp_path / "o"))
+    assert spec.tracking() == f"sqlite:///{tmp_path / 'o' / 'mlflow.db'}"
+    monkeypatch.setenv("TASKLADDER_TRACKING_URI", "http://localhost:5000")
+    assert spec.tracking() == "http://localhost:5000"
+
+
+def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path):
+    monkeypatch.setenv("TASKLADDER_SHARED", str(tmp_path))
+    spec = load_spec("paper-import")
+    ladder = spec.resolve_path(spec.ladder.import_)
+    assert ladder == (tmp_path / "data" / "olmo-ladder" / "ladder-runs").resolve()
+    assert spec.resolve_path(spec.target.actual) == ladder / "peteish7_eval_anneal.csv"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (GOOD.replace("arc_easy", "arc_hard"), ["fit.tasks", "arc_hard"]),
+        (GOOD.replace("N: 1.0e9, ", ""), ["target", "N and D"]),
+        (GOOD.replace("N: 1.0e9", "N: -5"), ["target.N", "-5"]),
+        (GOOD.replace("method: paper", "method: best"), ["fit.method", "best"]),
+        (GOOD + "colour: blue\n", ["colour"]),
+        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-ladder}",
+                      "ladder: {import: x, train: cpu-micro}"), ["exactly one"]),
+        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-ladder}",
+                      "ladder: {train: cpu-micro}"), ["eval section"]),
+        (GOOD + "gate: {enabled: true}\n", ["gate.enabled", "target.actual"]),
+        (GOOD + "gate: {enabled: true, tolerance: 0}\n", ["tolerance"]),
+        (GOOD.replace("name: mine", "name: 'a b'"), ["name", "a b"]),
+        ("name: [unclosed\n", ["not valid yaml"]),
+        ("- a list\n", ["mapping"]),
+    ],
+)
+def test_bad_specs_fail_with_one_line_naming_the_field(tmp_path, text, words):
+    with pytest.raises(UsageError) as info:
+        load_spec(_write(tmp_path, text))
+    msg = str(info.value)
+    assert "\n" not in msg
+    for word in words:
+        assert word in msg
+
+
+def test_unknown_spec_name_lists_the_bundled_ones():
+    with pytest.raises(UsageError, match="cpu-micro"):
+        load_spec("no-such-spec")
+
+
+def test_a_missing_spec_file_is_named(tmp_path):
+    with pytest.raises(UsageError, match="not found"):
+        load_spec(str(tmp_path / "gone.yaml"))
+
+
+def test_specs_are_frozen():
+    spec = load_spec("paper")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
+        spec.name = "other"  # type: ignore[misc]
+    assert isinstance(spec, PipelineSpec)
