@@ -43,9 +43,9 @@ class LadderSource(_Model):
         default_factory=dict, description="fields of the training spec to replace"
     )
     import_: str | None = Field(default=None, alias="import")
-    format: str = "auto"
+    format: str | None = Field(default=None, description="reader format (None: detected)")
     runs: list[str] | None = Field(
-        default=None, description="imported run names to keep (default: all the reader finds)"
+        default=None, description="glob patterns of imported runs to keep (default: all)"
     )
 
     @model_validator(mode="after")
@@ -99,11 +99,12 @@ class TargetSpec(_Model):
     N: float | None = Field(default=None, gt=0)
     D: float | None = Field(default=None, gt=0)
     spec: str | dict[str, Any] | None = Field(
-        default=None, description="training preset/spec of the target (N, D come from it)"
+        default=None, description="training preset, spec file or mapping of the target (N, D "
+        "come from it); 'ladder' = the ladder spec's own target"
     )
     train: bool = False
     actual: str | None = None
-    actual_format: str = "auto"
+    actual_format: str | None = None
 
     @model_validator(mode="after")
     def _has_size(self) -> TargetSpec:

@@ -33,7 +33,7 @@ def _write(tmp_path, text, suffix=".yaml"):
 
 GOOD = """
 name: mine
-ladder: {import: ladder-csvs, format: olmo-ladder}
+ladder: {import: ladder-csvs, format: olmo-csv}
 fit: {method: paper, tasks: [arc_easy]}
 target: {name: big, N: 1.0e9, D: 2.0e10}
 """
@@ -83,9 +83,9 @@ def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path):
         (GOOD.replace("N: 1.0e9", "N: -5"), ["target.N", "-5"]),
         (GOOD.replace("method: paper", "method: best"), ["fit.method", "best"]),
         (GOOD + "colour: blue\n", ["colour"]),
-        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-ladder}",
+        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-csv}",
                       "ladder: {import: x, train: cpu-micro}"), ["exactly one"]),
-        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-ladder}",
+        (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-csv}",
                       "ladder: {train: cpu-micro}"), ["eval section"]),
         (GOOD + "gate: {enabled: true}\n", ["gate.enabled", "target.actual"]),
         (GOOD + "gate: {enabled: true, tolerance: 0}\n", ["tolerance"]),

@@ -1,0 +1,276 @@
+"""The stages of `taskladder run` and the plan `--dry-run` prints.
+
+Each stage calls one area through its public API (training, harness_ext, laws, registry) and
+keeps its output on disk under the run's folder:
+
+  ladder/        training output: checkpoints and exported HF dirs (each with ladder_meta.json)
+  evals/<run>/<step>/   lm-eval results JSON per checkpoint (skipped when present)
+  observations.csv      the tidy table every later stage reads
+  fits/, plots/         fitted laws (JSON) and their plots
+  predictions.json      the target's predicted accuracy per task, with intervals
+  target/, target-eval/ the target's own training and evaluation (when the spec asks)
+  gate.json             the drift gate's verdict
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from taskladder.config import PipelineSpec
+from taskladder.errors import UsageError
+from taskladder.pipeline import RunContext, Stage, StageReport, digest, write_json
+
+META = "ladder_meta.json"
+
+
+# training -----------------------------------------------------------------------------------
+def ladder_spec(spec: PipelineSpec):
+    """The training area's spec for the ladder, writing under the run's folder."""
+    from taskladder.training.spec import load_ladder_spec
+
+    overrides = {**spec.ladder.overrides, "output_dir": str(spec.out_dir() / "ladder")}
+    return load_ladder_spec(spec.ladder.train, overrides)
+
+
+def target_spec(spec: PipelineSpec):
+    """The target's training spec; `ladder` = the ladder spec's own target (same data folder)."""
+    if spec.target.spec == "ladder":
+        return ladder_spec(spec).target_spec()
+    from taskladder.training.spec import load_ladder_spec
+
+    return load_ladder_spec(spec.target.spec, {"output_dir": str(spec.out_dir() / "ladder")})
+
+
+def _exports(spec: PipelineSpec, runs: set[str]) -> list[Path]:
+    """Exported HF checkpoint dirs of the given runs, in (run, step) order."""
+    root = spec.out_dir() / "ladder"
+    dirs = [p.parent for p in root.rglob(META)] if root.is_dir() else []
+    dirs = [d for d in dirs if _meta(d)["run"] in runs]
+    return sorted(dirs, key=lambda d: (_meta(d)["run"], int(_meta(d)["step"])))
+
+
+def _meta(model_dir: Path) -> dict:
+    return json.loads((model_dir / META).read_text())
+
+
+def _train(training_spec) -> None:
+    from taskladder.training.train import train_ladder
+
+    train_ladder(training_spec)
+
+
+def train_ladder(ctx: RunContext) -> str:
+    lspec = ladder_spec(ctx.spec)
+    _train(lspec)
+    runs = {p.run for p in lspec.plan()}
+    exports = _exports(ctx.spec, runs)
+    ctx.values["checkpoints"] = exports
+    return f"{len(runs)} runs, {len(exports)} exported checkpoints"
+
+
+# evaluation ---------------------------------------------------------------------------------
+def _eval_one(spec: PipelineSpec, model_dir: Path, dest: Path) -> bool:
+    """Score one checkpoint unless its results are on disk; True when it ran."""
+    results = dest / "results.json"
+    if results.is_file():
+        return False
+    from taskladder.harness_ext.runner import evaluate
+
+    evaluate(model_dir, tasks=spec.eval.tasks, limit=spec.eval.limit,
+             backend=spec.eval.backend, batch_size=spec.eval.batch_size, output=results)
+    return True
+
+
+def evaluate_ladder(ctx: RunContext) -> str:
+    exports = ctx.values["checkpoints"]
+    ran = 0
+    for i, model_dir in enumerate(exports, 1):
+        meta = _meta(model_dir)
+        dest = ctx.out / "evals" / meta["run"] / f"step{int(meta['step']):07d}"
+        if _eval_one(ctx.spec, model_dir, dest):
+            ran += 1
+            ctx.echo(f"   [{i}/{len(exports)}] evaluated {meta['run']} step {meta['step']}")
+    return f"{ran} checkpoints evaluated, {len(exports) - ran} already done"
+
+
+# observations -------------------------------------------------------------------------------
+def observe(ctx: RunContext) -> str:
+    """Read the ladder into the one observation table (and keep it as observations.csv)."""
+    from taskladder.laws.readers import read_ladder, select_runs
+
+    spec = ctx.spec
+    if spec.ladder.trained:
+        obs = read_ladder(ctx.out / "evals", "lm-eval")
+    else:
+        obs = read_ladder(spec.resolve_path(spec.ladder.import_), spec.ladder.format)
+        if spec.ladder.runs:
+            obs = select_runs(obs, spec.ladder.runs, where="ladder.runs")
+    obs.to_csv(ctx.out / "observations.csv")
+    ctx.values["observations"] = obs
+    ctx.values["obs_hash"] = obs.content_hash()
+    return f"{len(obs)} observations from {len(obs.unique('run'))} runs"
+
+
+def register_ladder(ctx: RunContext) -> str:
+    key = digest(ctx.values["obs_hash"], ctx.tracking_uri)
+    if ctx.finished("register", key):
+        return "ladder already registered"
+    from taskladder.registry.ladder import log_observations
+
+    n = log_observations(ctx.values["observations"], experiment=f"ladder-{ctx.spec.name}",
+                         tracking_uri=ctx.tracking_uri)
+    ctx.mark("register", key)
+    return f"{n} ladder runs logged to {ctx.tracking_uri}"
+
+
+# laws ---------------------------------------------------------------------------------------
+def fit_and_predict(ctx: RunContext) -> str:
+    """Fit the chained law per task, predict the target, register both (skipped when unchanged)."""
+    spec, target = ctx.spec, _target_size(ctx.spec)
+    ctx.values["target_size"] = target
+    key = digest(ctx.values["obs_hash"], spec.fit.model_dump(), spec.fit_tasks, target,
+                 ctx.tracking_uri)
+    pred_path = ctx.out / "predictions.json"
+    if ctx.finished("fit", key) and pred_path.is_file():
+        ctx.values["predictions"] = json.loads(pred_path.read_text())
+        return "laws and prediction unchanged"
+    from taskladder.laws.chained import ChainedFit
+
+    fit = ChainedFit(method=spec.fit.method).fit(ctx.values["observations"], tasks=spec.fit_tasks)
+    plots = fit.plot(ctx.out / "plots", target=target)
+    write_json(ctx.out / "fits.json", fit.to_dict())
+    prediction = fit.predict(N=target["N"], D=target["D"])
+    from taskladder.registry.laws import register_fit, register_prediction
+
+    versions = register_fit(fit, tracking_uri=ctx.tracking_uri, plots=plots)
+    register_prediction(prediction, target=target, versions=versions,
+                        tracking_uri=ctx.tracking_uri)
+    write_json(pred_path, {"target": target, "tasks": prediction, "plots": [str(p) for p in plots]})
+    ctx.values["predictions"] = json.loads(pred_path.read_text())
+    ctx.mark("fit", key)
+    return f"{len(spec.fit_tasks)} tasks fitted ({spec.fit.method}), prediction registered"
+
+
+def _target_size(spec: PipelineSpec) -> dict:
+    if spec.target.spec is not None:
+        final = target_spec(spec).plan()[-1]
+        return {"name": spec.target.name, "N": float(final.N), "D": float(final.tokens)}
+    return {"name": spec.target.name, "N": spec.target.N, "D": spec.target.D}
+
+
+# the target and the gate --------------------------------------------------------------------
+def train_target(ctx: RunContext) -> str:
+    tspec = target_spec(ctx.spec)
+    _train(tspec)
+    final = _exports(ctx.spec, {p.run for p in tspec.plan()})[-1]
+    ran = _eval_one(ctx.spec, final, ctx.out / "target-eval")
+    return f"target trained; final checkpoint {'evaluated' if ran else 'already evaluated'}"
+
+
+def _actual_path(ctx: RunContext) -> tuple[Path, str]:
+    spec = ctx.spec
+    if spec.target.train:
+        return ctx.out / "target-eval", "lm-eval"
+    return spec.resolve_path(spec.target.actual), spec.target.actual_format
+
+
+def gate(ctx: RunContext) -> str:
+    from taskladder.registry.gate import check_target, run_gate
+
+    path, fmt = _actual_path(ctx)
+    check_target(path, fmt, target=ctx.spec.target.name, tracking_uri=ctx.tracking_uri)
+    verdict = run_gate(target=ctx.spec.target.name, tolerance=ctx.spec.gate.tolerance,
+                       tracking_uri=ctx.tracking_uri)
+    write_json(ctx.out / "gate.json", verdict)
+    ctx.values["gate"] = verdict
+    return "PASS: every task within tolerance" if verdict["passed"] else "DRIFT: see the table"
+
+
+STAGES = [
+    Stage("train", train_ladder, lambda s: s.ladder.trained),
+    Stage("evaluate", evaluate_ladder, lambda s: s.ladder.trained),
+    Stage("observe", observe),
+    Stage("register", register_ladder),
+    Stage("fit+predict", fit_and_predict),
+    Stage("target", train_target, lambda s: s.target.train),
+    Stage("gate", gate, lambda s: s.gate.enabled),
+]
+
+
+# before any work: validate, then plan ----------------------------------------------------------
+def preflight(spec: PipelineSpec) -> None:
+    """Everything that can be checked before compute: training specs build, paths exist."""
+    if spec.ladder.trained:
+        ladder_spec(spec)
+    else:
+        path = spec.resolve_path(spec.ladder.import_)
+        if not path.exists():
+            raise UsageError(f"ladder.import: {path} does not exist (give --ladder-path DIR)")
+    if spec.target.spec is not None:
+        target_spec(spec)
+    if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
+        raise UsageError(f"target.actual: {spec.resolve_path(spec.target.actual)} does not exist")
+
+
+def plan_lines(spec: PipelineSpec) -> list[str]:
+    """What `--dry-run` prints: every stage's inputs, and the training plans run by run."""
+    lines = [f"spec {spec.name}: {spec.description}", f"output    {spec.out_dir()}",
+             f"tracking  {spec.tracking()}"]
+    if spec.ladder.trained:
+        lines += ["", ladder_spec(spec).describe_plan(), ""]
+        e = spec.eval
+        lines.append(f"eval      {', '.join(f'ladder_{t}_rc' for t in e.tasks)} on every kept "
+                     f"checkpoint, limit {e.limit or 'all'} docs, backend {e.backend}")
+    else:
+        lines.append(f"ladder    import {spec.resolve_path(spec.ladder.import_)} "
+                     f"(format {spec.ladder.format or 'detected'}; runs "
+                     f"{', '.join(spec.ladder.runs) if spec.ladder.runs else 'all'})")
+    lines.append(f"fit       {spec.fit.method} method; tasks {', '.join(spec.fit_tasks)}")
+    t = _target_size(spec)
+    lines.append(f"target    {t['name']}: N = {t['N']:,.0f}, D = {t['D']:,.0f}")
+    if spec.target.train:
+        lines += ["", target_spec(spec).describe_plan(), ""]
+    elif spec.target.actual:
+        lines.append(f"actual    {spec.resolve_path(spec.target.actual)}")
+    if spec.gate.enabled:
+        tol = spec.gate.tolerance
+        lines.append(f"gate      tolerance {tol if tol == 'interval' else f'{tol} points'}")
+    return lines
+
+
+# the closing report --------------------------------------------------------------------------
+def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
+    pred = ctx.values.get("predictions", {})
+    target = pred.get("target", {})
+    lines = ["", f"Prediction for {target.get('name')} (N = {target.get('N', 0):.4g}, "
+             f"D = {target.get('D', 0):.4g}), accuracy in points:"]
+    gate_rows = {r["task"]: r for r in ctx.values.get("gate", {}).get("rows", [])}
+    lines.append(f"  {'task':14s} {'predicted':>9s} {'low':>7s} {'high':>7s} {'task loss':>9s}"
+                 + (f" {'actual':>7s} {'error':>7s}" if gate_rows else ""))
+    for task, p in pred.get("tasks", {}).items():
+        line = (f"  {task:14s} {100 * p['acc']:9.2f} {_pts(p.get('low'))} {_pts(p.get('high'))} "
+                f"{p.get('loss', float('nan')):9.4f}")
+        if task in gate_rows:
+            g = gate_rows[task]
+            line += f" {100 * g['actual']:7.2f} {100 * (g['predicted'] - g['actual']):+7.2f}"
+        lines.append(line)
+    if "gate" in ctx.values:
+        lines.append(f"Gate: {'PASS' if ctx.values['gate']['passed'] else 'DRIFT'} "
+                     f"(tolerance {ctx.spec.gate.tolerance})")
+    plots = pred.get("plots", [])
+    lines.append(f"Plots ({len(plots)}): {ctx.out / 'plots'}")
+    lines += [f"  {p}" for p in plots]
+    lines.append("Stage times: " + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in reports))
+    lines.append(f"Open the results: mlflow ui --backend-store-uri {ctx.tracking_uri}")
+    return lines
+
+
+def _pts(v) -> str:
+    return f"{'-':>7s}" if v is None else f"{100 * v:7.2f}"
+
+
+def exit_code(ctx: RunContext) -> int:
+    """0, or 1 when the spec's gate found drift (so a CI job can run the pipeline directly)."""
+    verdict = ctx.values.get("gate")
+    return 1 if verdict is not None and not verdict["passed"] else 0
