@@ -1,0 +1,146 @@
+"""Ladder results in MLflow: one run per ladder run, one experiment per ladder, curves by step.
+
+Metrics are keyed `<task>/<metric>` (e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and
+`flops`, logged at each checkpoint step with a fixed timestamp per run: logging the same
+observations again (a retry, a re-import) adds nothing, and new checkpoints extend the curves.
+`read_ladder` turns the runs back into the observation table the law engine reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from taskladder.laws.observations import Observations
+
+from .errors import InputError
+from .store import Store
+
+EXPERIMENT_PREFIX = "taskladder-ladder-"
+RUN_TAG = "taskladder.run"
+LADDER_TAG = "taskladder.ladder"
+HASH_TAG = "taskladder.observations_hash"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_MULTIPLIER_RE = re.compile(r"-(\d+(?:\.\d+)?)xC\b")
+_BATCH = 1000  # MLflow's limit of metrics per log_batch
+
+
+def check_name(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise InputError(f"{kind} {value!r}: use letters, digits, '_', '.', '-' (max 100)")
+    return value
+
+
+def experiment_name(ladder: str) -> str:
+    return EXPERIMENT_PREFIX + check_name("ladder name", ladder)
+
+
+def _multiplier(run: str, N: float, D: float) -> str:
+    m = _MULTIPLIER_RE.search(run)
+    return m.group(1) if m else f"{D / (20.0 * N):.3g}"
+
+
+def _one(values: list, column: str, run: str):
+    if len(values) != 1:
+        raise InputError(f"ladder run {run!r}: {len(values)} different {column} values {values[:3]}")
+    return values[0]
+
+
+def _run_params(obs: Observations, run: str, extra: Mapping[str, str]) -> dict[str, str]:
+    size = _one(obs.unique("size"), "size", run)
+    N = _one(obs.unique("N"), "N", run)
+    D = float(obs.D.max())
+    params = {"size": str(size), "N": repr(float(N)), "D": repr(D),
+              "multiplier": _multiplier(run, N, D)}
+    params.update({k: str(v) for k, v in extra.items()})
+    return params
+
+
+def log_ladder(
+    store: Store,
+    obs: Observations,
+    ladder: str,
+    *,
+    tokenizer: str = "unknown",
+    corpus_hash: str = "unknown",
+    run_params: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, str]:
+    """Log every ladder run of `obs` (idempotent); returns {ladder run: MLflow run id}.
+
+    `run_params` adds or overrides params per ladder run (e.g. the planned D of a run that is
+    still training). A param that differs from the one already registered is an InputError.
+    """
+    if len(obs) == 0:
+        raise InputError(f"ladder {ladder!r}: no observations to register")
+    runs = [r for r in obs.unique("run")]
+    common = {"tokenizer": tokenizer, "corpus_hash": corpus_hash}
+    per_run = {r: obs.where(run=r) for r in runs}
+    params = {r: _run_params(per_run[r], r, {**common, **(run_params or {}).get(r, {})})
+              for r in runs}  # validate every run before writing anything
+    eid = store.experiment_id(experiment_name(ladder), tags={LADDER_TAG: ladder})
+    return {r: _log_run(store, eid, ladder, r, per_run[r], params[r]) for r in runs}
+
+
+def _find_or_create_run(store: Store, eid: str, ladder: str, run: str):
+    query = f"tags.`{RUN_TAG}` = '{run}'"
+    found = store.call("search_runs", [eid], filter_string=query, max_results=1)
+    if found:
+        return found[0]
+    with store.exclusive():
+        found = store.call("search_runs", [eid], filter_string=query, max_results=1)
+        if found:
+            return found[0]
+        return store.call("create_run", eid, run_name=run,
+                          tags={RUN_TAG: run, LADDER_TAG: ladder})
+
+
+def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
+             params: dict[str, str]) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    mlrun = _find_or_create_run(store, eid, ladder, run)
+    run_id = mlrun.info.run_id
+    old = mlrun.data.params
+    clash = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
+    if clash:
+        k, (was, now) = next(iter(clash.items()))
+        raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, got {now!r}")
+    ts = mlrun.info.start_time
+    metrics: dict[tuple, Metric] = {}
+    for i in range(len(obs)):
+        step = int(obs.step[i])
+        key = f"{obs.task[i]}/{obs.metric[i]}"
+        metrics[(key, step)] = Metric(key, float(obs.value[i]), ts, step)
+        metrics.setdefault(("D", step), Metric("D", float(obs.D[i]), ts, step))
+        metrics.setdefault(("flops", step), Metric("flops", float(obs.flops[i]), ts, step))
+    new_params = [Param(k, v) for k, v in params.items() if k not in old]
+    store.call("log_batch", run_id, params=new_params,
+               tags=[RunTag(HASH_TAG, obs.content_hash())])
+    values = list(metrics.values())
+    for start in range(0, len(values), _BATCH):
+        store.call("log_batch", run_id, metrics=values[start:start + _BATCH])
+    store.call("set_terminated", run_id, "FINISHED")
+    return run_id
+
+
+def read_ladder(store: Store, ladder: str) -> Observations:
+    """The observations registered for `ladder`, as the law engine's table."""
+    exp = store.call("get_experiment_by_name", experiment_name(ladder))
+    if exp is None:
+        raise InputError(f"ladder {ladder!r}: not registered in {store.uri}")
+    records = []
+    for mlrun in store.call("search_runs", [exp.experiment_id], max_results=10000):
+        run = mlrun.data.tags.get(RUN_TAG)
+        if run is None:
+            continue
+        p = mlrun.data.params
+        history = {k: {m.step: m.value for m in store.call("get_metric_history", mlrun.info.run_id, k)}
+                   for k in mlrun.data.metrics}
+        D, flops = history.pop("D", {}), history.pop("flops", {})
+        for key, by_step in history.items():
+            task, metric = key.split("/", 1)
+            for step, value in by_step.items():
+                records.append({"run": run, "size": p["size"], "N": float(p["N"]), "D": D[step],
+                                "step": step, "flops": flops[step], "task": task,
+                                "metric": metric, "value": value})
+    return Observations.from_records(records, where=f"ladder {ladder!r} in {store.uri}")

@@ -1,0 +1,180 @@
+"""The tracking store: which URI, a validated client, and writes that survive concurrent writers.
+
+SQLite allows one writer at a time. MLflow already waits 20 s for the lock, but several
+processes creating the schema of a new file at once, or find-then-create races (an experiment,
+a ladder run, a model version), still fail or duplicate. So: schema creation and every
+find-or-create run under an exclusive `flock` on the database's folder, and every MLflow call is
+retried with backoff when the database reports it is locked. A server URI gets the retries only
+(the server serialises its own database).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import InputError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+URI_ENV_VARS = ("TASKLADDER_TRACKING_URI", "MLFLOW_TRACKING_URI")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_LOCKED_MARKERS = ("database is locked", "database table is locked", "sqlite_busy", "deadlock")
+_RETRY_SECONDS = 120.0
+
+T = TypeVar("T")
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The explicit URI, else $TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db.
+
+    A relative SQLite path is made absolute so that child processes and `mlflow server` agree.
+    """
+    chosen = uri or next((os.environ[v] for v in URI_ENV_VARS if os.environ.get(v)), DEFAULT_URI)
+    path = sqlite_path(chosen)
+    return f"sqlite:///{path}" if path is not None else chosen
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (absolute), None for other stores."""
+    if not uri.startswith("sqlite:"):
+        return None
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
+        raise InputError(f"tracking URI {uri!r}: only file databases sqlite:///<path> are supported")
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+
+
+def _is_locked_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in _LOCKED_MARKERS)
+
+
+def retrying(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call `fn`, retrying with jittered exponential backoff while the database is locked."""
+    deadline = time.monotonic() + _RETRY_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not _is_locked_error(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 2.0)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """A corrupted or foreign file is reported in one line before MLflow touches it."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        if fh.read(16) != _SQLITE_MAGIC:
+            raise InputError(f"tracking store {path}: not an SQLite database (corrupted store?)")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"tracking store {path}: unreadable SQLite database ({exc})") from None
+    if ok != "ok":
+        raise InputError(f"tracking store {path}: integrity check failed ({ok})")
+    if tables and not {"alembic_version", "experiments", "runs"} <= tables:
+        raise InputError(f"tracking store {path}: SQLite database without MLflow's tables")
+
+
+@dataclass
+class Store:
+    """An MLflow client on one tracking URI, with the locking that its writers need."""
+
+    uri: str
+    client: object  # mlflow.MlflowClient; typed loosely so that importing this stays cheap
+
+    @property
+    def db_path(self) -> Path | None:
+        return sqlite_path(self.uri)
+
+    def call(self, method: str, *args, **kwargs):
+        """`client.<method>(...)`, retried while the database is locked."""
+        return retrying(getattr(self.client, method), *args, **kwargs)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Serialise find-or-create sections between processes sharing an SQLite file."""
+        path = self.db_path
+        with _folder_lock(path.parent) if path is not None else nullcontext():
+            yield
+
+    def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
+        """Id of the experiment `name`, created (with artifacts beside the database) if absent."""
+        exp = self.call("get_experiment_by_name", name)
+        if exp is not None:
+            return exp.experiment_id
+        with self.exclusive():
+            exp = self.call("get_experiment_by_name", name)
+            if exp is not None:
+                return exp.experiment_id
+            location = None
+            if self.db_path is not None:
+                location = (self.db_path.parent / "mlartifacts" / name).as_uri()
+            return self.call("create_experiment", name, artifact_location=location, tags=tags)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def open_store(uri: str | None = None, *, create: bool = True) -> Store:
+    """A validated client on the tracking store; `create=False` refuses to make a new SQLite file.
+
+    Readers (the gate, check-target) pass create=False so that a mistyped path is an error
+    rather than a fresh empty store.
+    """
+    uri = resolve_uri(uri)
+    path = sqlite_path(uri)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise InputError(f"tracking store {path}: folder {path.parent} does not exist")
+        if not create and not path.exists():
+            raise InputError(f"tracking store {path} does not exist (set --tracking-uri)")
+        _check_sqlite_file(path)
+    import mlflow  # heavy: imported only when a store is opened
+
+    with _folder_lock(path.parent) if path is not None else nullcontext():
+        try:
+            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+            # Build both stores now, under the lock: a new file gets its schema exactly once.
+            retrying(lambda: client._tracking_client.store)
+            retrying(lambda: client._get_registry_client().store)
+        except mlflow.exceptions.MlflowException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"tracking store {uri}: cannot be opened ({first})") from None
+        if path is not None:
+            _enable_wal(path)
+    return Store(uri=uri, client=client)
+
+
+def _enable_wal(path: Path) -> None:
+    """WAL lets the UI server and the gate read while ladder runs write (persistent per file)."""
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            retrying(con.execute, "PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
