@@ -1,0 +1,366 @@
+"""Readers that turn ladder evaluations into the one observation table.
+
+Formats (`read_ladder(path, format=None)` detects the format when it is not given):
+
+``olmo-csv``
+    The OLMo-ladder CSVs (one file per run, one row per evaluated checkpoint; a directory or a
+    single file). The run is the file stem; its size is the stem's prefix (``190M-1xC`` ->
+    ``190M``, ``peteish7_*`` -> ``7B``), N and FLOPs per token come from `OLMO_SIZES`.
+    D = ``throughput/total_tokens`` (else ``_step * batch_size_in_tokens``);
+    flops = FLOPs per token x D. Metrics: ``*_bpb`` (or ``_bpb_bpb``) -> bpb, ``*_len_norm`` ->
+    acc_norm, BoolQ ``*_acc`` -> acc, ``*_mc_5shot_*`` -> acc_mc, ``soft_log`` negated ->
+    task_ce, ``eval/<set>-validation/CrossEntropyLoss`` -> task "lm", metric ``ce_<set>``.
+    The test split is used where a task has one (MMLU, ARC, OpenBookQA), else validation.
+    MMLU = the four subject groups weighted by `MMLU_WEIGHTS`.
+
+``lm-eval``
+    A directory tree of lm-eval ``results_*.json`` files (or one such file) from the
+    ``ladder_*`` tasks: ``ladder_<task>_rc`` (acc, acc_norm, acc_bytes, bpb, ce, task_ce),
+    ``ladder_<task>_mc`` (its acc -> acc_mc), MMLU as ``ladder_mmlu_rc`` or its four groups
+    ``ladder_mmlu_<group>_rc``. Values are read at ``results[task]["<metric>,none"]``; other
+    metrics and tasks are ignored. Run metadata (run, size, N, D, step, flops, optionally
+    ``lm_losses: {"ce_val": x}``) comes from the top-level key ``taskladder`` of the results
+    file, else from ``ladder_meta.json`` in the model directory named by ``pretrained=``.
+
+``table``
+    Our own plain schema, for ladders from anywhere: a CSV whose header is exactly the nine
+    observation columns ``run,size,N,D,step,flops,task,metric,value`` (any order), or a JSON
+    file holding a list of such records or ``{"observations": [records]}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .observations import COLUMNS, Observations
+from .tasks import MMLU_WEIGHTS, TASKS
+
+FORMATS = ("olmo-csv", "lm-eval", "table")
+
+# Non-embedding N and OLMo's logged FLOPs per token for the OLMo-ladder sizes.
+OLMO_SIZES = {
+    "190M": (190_354_176, 1_903_391_232),
+    "370M": (371_262_464, 3_443_922_944),
+    "760M": (758_220_288, 6_373_843_968),
+    "1B": (1_279_395_840, 10_109_071_360),
+    "7B": (6_887_575_552, 49_412_071_424),
+}
+
+# Named targets of the paper: (N, D).
+TARGETS = {
+    "7B-4T": (6_887_575_552, 3_945_065_873_408),
+    "13B-5T": (13_202_396_160, 5_000_088_518_656),
+}
+
+# The runs the paper fits on (not the -rerun or 0.5xC runs, not the 7B files).
+PAPER_LADDER = ("*-1xC", "*-2xC", "*-5xC", "*-10xC")
+PAPER_TARGET_RUN = "peteish7_eval_anneal"
+
+_TEST_SPLIT = {"mmlu", "arc_easy", "arc_challenge", "openbookqa"}
+_RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")
+
+
+def read_ladder(path: str | Path, format: str | None = None) -> Observations:
+    """Read ladder evaluations at `path` (file or directory) into an observation table."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"ladder path {str(path)!r} does not exist")
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise InputError(f"--format: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    obs = {"olmo-csv": _read_olmo_csv, "lm-eval": _read_lm_eval, "table": _read_table}[fmt](path)
+    if len(obs) == 0:
+        raise InputError(f"{path}: no observations found (format {fmt})")
+    return obs
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from file names and the first line of a file."""
+    if path.is_dir():
+        if any(path.rglob("results_*.json")):
+            return "lm-eval"
+        csvs = sorted(path.glob("*.csv"))
+        if not csvs:
+            raise InputError(f"{path}: no *.csv or results_*.json files to read")
+        return detect_format(csvs[0])
+    if path.suffix == ".json":
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        return "lm-eval" if isinstance(data, dict) and "results" in data else "table"
+    try:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    if set(header) >= {"run", "task", "metric", "value"}:
+        return "table"
+    if any(h.startswith("eval/") for h in header):
+        return "olmo-csv"
+    raise InputError(f"{path}: cannot tell the format from its header (give --format)")
+
+
+def select_runs(obs: Observations, patterns, where: str = "--runs") -> Observations:
+    """Rows whose run matches any of the glob `patterns` (a comma-separated string or list)."""
+    if isinstance(patterns, str):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+    runs = [r for r in obs.unique("run") if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
+    if not runs:
+        raise InputError(f"{where}: no run matches {','.join(patterns)!r}")
+    return obs.where(run=runs)
+
+
+# OLMo-ladder CSV -----------------------------------------------------------------------------
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?[MB])(?:-|$)")
+_DOWNSTREAM_RE = re.compile(
+    r"^eval/downstream(?:_bpb|_soft_log)?/(?P<task>[a-z_]+?)_(?P<split>val|test)_(?P<fmt>rc|mc)_5shot_"
+    r"(?P<kind>bpb_bpb|bpb|len_norm|acc|soft_log)$"
+)
+_LM_RE = re.compile(r"^eval/(?P<set>[^/]+)-validation/CrossEntropyLoss$")
+
+
+def _olmo_size(stem: str, where: str) -> str:
+    if stem.startswith("peteish7"):
+        return "7B"
+    m = _SIZE_RE.match(stem)
+    if not m or m.group(1) not in OLMO_SIZES:
+        raise InputError(f"{where}: cannot tell the model size from the file name {stem!r} (known: {', '.join(OLMO_SIZES)})")
+    return m.group(1)
+
+
+def _olmo_metric(fmt: str, kind: str) -> str:
+    if fmt == "mc":
+        return "acc_mc"
+    return {"bpb": "bpb", "bpb_bpb": "bpb", "len_norm": "acc_norm", "acc": "acc", "soft_log": "task_ce"}[kind]
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read CSV ({exc})") from None
+    if not rows or not rows[0]:
+        raise InputError(f"{path}: empty file (no header)")
+    header, body = rows[0], rows[1:]
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise InputError(f"{path}: line {i + 2}: expected {len(header)} fields, got {len(row)} (truncated or malformed row)")
+    return header, body
+
+
+def _number(raw: str, path: Path, line: int, col: str) -> float:
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputError(f"{path}: line {line}: column {col!r} is not a number: {raw!r}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{path}: line {line}: column {col!r} is not finite: {raw!r}")
+    return v
+
+
+def _read_olmo_csv(path: Path) -> Observations:
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no *.csv files")
+    return Observations.concat(_read_olmo_file(f) for f in files)
+
+
+def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
+    """(task key, metric) -> {"" or MMLU group: column index}, on the task's preferred split."""
+    found: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+    for j, name in enumerate(header):
+        m = _DOWNSTREAM_RE.match(name)
+        if m:
+            task, part = m.group("task"), ""
+            metric = _olmo_metric(m.group("fmt"), m.group("kind"))
+            if task.startswith("mmlu_"):
+                task, part = "mmlu", task[len("mmlu_"):]
+            if task in TASKS and (task != "boolq" or metric != "acc_norm"):
+                found.setdefault((task, metric), {}).setdefault(m.group("split"), {})[part] = j
+        elif m := _LM_RE.match(name):
+            found[("lm", f"ce_{m.group('set')}")] = {"val": {"": j}}
+    out = {}
+    for (task, metric), splits in found.items():
+        complete = {s: p for s, p in splits.items() if task != "mmlu" or set(p) == set(MMLU_WEIGHTS)}
+        order = ("test", "val") if task in _TEST_SPLIT else ("val", "test")
+        for split in order:
+            if split in complete:
+                out[(task, metric)] = complete[split]
+                break
+    return out
+
+
+def _read_olmo_file(path: Path) -> Observations:
+    header, body = _read_csv_rows(path)
+    where = str(path)
+    size = _olmo_size(path.stem, where)
+    n_params, flops_per_token = OLMO_SIZES[size]
+    col = {name: j for j, name in enumerate(header)}
+    if "throughput/total_tokens" not in col and not {"_step", "batch_size_in_tokens"} <= set(col):
+        raise InputError(f"{path}: missing column 'throughput/total_tokens' (or '_step' and 'batch_size_in_tokens')")
+    metrics = _olmo_columns(header)
+    if not any(t != "lm" for t, _ in metrics):
+        raise InputError(f"{path}: no downstream task columns (eval/downstream*/...)")
+    recs: dict[str, list] = {c: [] for c in COLUMNS}
+    for i, row in enumerate(body):
+        line = i + 2
+        if "throughput/total_tokens" in col:
+            d = _number(row[col["throughput/total_tokens"]], path, line, "throughput/total_tokens")
+        if "_step" in col:
+            step = _number(row[col["_step"]], path, line, "_step")
+            if "throughput/total_tokens" not in col:
+                d = step * _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens")
+        else:
+            batch = _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens") if "batch_size_in_tokens" in col else 0
+            step = round(d / batch) if batch > 0 else 0
+        if d < 0 or step < 0 or step != int(step):
+            raise InputError(f"{path}: line {line}: tokens/step must be non-negative integers, got D={d!r}, step={step!r}")
+        for (task, metric), parts in metrics.items():
+            vals = {p: _number(row[j], path, line, header[j]) for p, j in parts.items()}
+            value = sum(MMLU_WEIGHTS[p] * v for p, v in vals.items()) if task == "mmlu" else vals[""]
+            if metric == "task_ce":
+                value = -value
+            if value < 0:
+                raise InputError(f"{path}: line {line}: {task} {metric} must be >= 0, got {value!r}")
+            for c, v in zip(COLUMNS, (path.stem, size, n_params, d, int(step), flops_per_token * d, task, metric, value), strict=True):
+                recs[c].append(v)
+    return Observations.from_columns(recs, where=where)
+
+
+# lm-eval results -----------------------------------------------------------------------------
+_LADDER_TASK_RE = re.compile(r"^ladder_(?P<key>[a-z_]+?)_(?P<fmt>rc|mc)$")
+_META_KEYS = ("run", "N", "D", "step")
+
+
+def _read_lm_eval(path: Path) -> Observations:
+    files = sorted(path.rglob("results_*.json")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no results_*.json files")
+    rows: dict[tuple, dict] = {}
+    for f in files:  # sorted by name: lm-eval's timestamped names make later files win
+        for rec in _lm_eval_file(f):
+            rows[(rec["run"], rec["step"], rec["task"], rec["metric"])] = rec
+    return Observations.from_records(list(rows.values()), where=str(path))
+
+
+def _load_json(path: Path):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (truncated?)") from None
+
+
+def _pretrained_dir(data: dict, path: Path) -> Path | None:
+    args = (data.get("config") or {}).get("model_args")
+    if isinstance(args, dict):
+        pretrained = args.get("pretrained")
+    elif isinstance(args, str):
+        kv = dict(p.split("=", 1) for p in args.split(",") if "=" in p)
+        pretrained = kv.get("pretrained")
+    else:
+        pretrained = None
+    if not pretrained:
+        return None
+    p = Path(pretrained)
+    return p if p.is_absolute() or p.exists() else path.parent / p
+
+
+def _run_meta(data: dict, path: Path) -> dict:
+    meta = data.get("taskladder")
+    where = f"{path}: key 'taskladder'"
+    if meta is None:
+        model_dir = _pretrained_dir(data, path)
+        if model_dir is None:
+            raise InputError(f"{path}: no run metadata: neither a top-level 'taskladder' key nor 'pretrained=' in config.model_args")
+        meta_path = model_dir / "ladder_meta.json"
+        if not meta_path.is_file():
+            raise InputError(f"{path}: no run metadata: no 'taskladder' key and {meta_path} does not exist")
+        meta, where = _load_json(meta_path), str(meta_path)
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: run metadata must be an object")
+    for k in _META_KEYS:
+        if k not in meta:
+            raise InputError(f"{where}: run metadata lacks {k!r}")
+    meta = dict(meta)
+    meta.setdefault("size", str(meta["run"]).split("-")[0])
+    if "flops" not in meta:
+        try:
+            meta["flops"] = 6.0 * float(meta["N"]) * float(meta["D"])
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: N and D must be numbers, got N={meta['N']!r}, D={meta['D']!r}") from None
+    return meta
+
+
+def _lm_eval_file(path: Path) -> list[dict]:
+    data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise InputError(f"{path}: not an lm-eval results file (no 'results' object)")
+    meta = _run_meta(data, path)
+    values: dict[tuple[str, str], float] = {}
+    for name, res in data["results"].items():
+        m = _LADDER_TASK_RE.match(name)
+        if not m or not isinstance(res, dict):
+            continue
+        key, fmt = m.group("key"), m.group("fmt")
+        for metric in _RC_METRICS if fmt == "rc" else ("acc",):
+            raw = res.get(f"{metric},none")
+            if raw is None:
+                continue
+            v = _number(raw, path, 0, f"results.{name}.{metric},none") if isinstance(raw, int | float | str) else math.nan
+            if not math.isfinite(v) or v < 0:
+                raise InputError(f"{path}: results.{name}.{metric},none must be a finite number >= 0, got {raw!r}")
+            values[(key, metric if fmt == "rc" else "acc_mc")] = v
+    for metric in {m for _, m in values}:
+        groups = [values.get((f"mmlu_{g}", metric)) for g in MMLU_WEIGHTS]
+        if ("mmlu", metric) not in values and all(g is not None for g in groups):
+            values[("mmlu", metric)] = sum(w * g for w, g in zip(MMLU_WEIGHTS.values(), groups, strict=True))
+    for name, v in (meta.get("lm_losses") or {}).items():
+        values[("lm", str(name))] = v
+    base = {k: meta[k] for k in ("run", "size", "N", "D", "step", "flops")}
+    return [dict(base, task=t, metric=m, value=v) for (t, m), v in values.items() if t in TASKS or t == "lm"]
+
+
+# our table ---------------------------------------------------------------------------------
+def _read_table(path: Path) -> Observations:
+    if path.is_dir():
+        raise InputError(f"{path}: the table format is one .csv or .json file, not a directory")
+    if path.suffix == ".json":
+        data = _load_json(path)
+        recs = data.get("observations") if isinstance(data, dict) else data
+        if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+            raise InputError(f"{path}: expected a list of observation records or {{'observations': [...]}}")
+        return Observations.from_records(recs, where=str(path))
+    header, body = _read_csv_rows(path)
+    extra = sorted(set(header) - set(COLUMNS))
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]!r}")
+    if extra:
+        raise InputError(f"{path}: unexpected column {extra[0]!r} (the table has exactly {','.join(COLUMNS)})")
+    cols = {c: [row[j] for row in body] for j, c in enumerate(header)}
+    return Observations.from_columns(cols, where=str(path))
+
+
+def final_values(obs: Observations, task: str, metric: str, window: int = 5) -> dict[str, float]:
+    """Per run: the mean of the last `window` checkpoints (by D) of one task metric."""
+    out = {}
+    sub = obs.where(task=task, metric=metric)
+    for run in sub.unique("run"):
+        r = sub.where(run=run)
+        order = np.argsort(r.D, kind="stable")
+        out[run] = float(np.mean(r.value[order][-window:]))
+    return out

@@ -1,0 +1,193 @@
+"""Step 2: task loss -> accuracy, `Acc(L) = a / (1 + exp(-k (L - L0))) + b` (METHOD.md section 5).
+
+Points are all intermediate checkpoints of the ladder runs: per run the first 10% of rows
+(ceil) are dropped, loss and accuracy are smoothed by a trailing moving average of 5
+(expanding for the first points), and one anchor (L = 0, Acc = 1) is added. The log-sigmoid
+form of section 7 (for TaskCE) is here too. Parameters may carry leading batch axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import curve_fit, least_squares
+
+from .errors import InputError
+from .fitting import Bounds, Solution, at_bounds, batched_lm
+from .observations import Observations
+
+SIGMOID_PARAMS = ("a", "L0", "k", "b")
+SIGMOID_BOUNDS: Bounds = [(-1.0, 0.0), (0.0, None), (0.0, None), (0.0, 1.0)]
+LOGSIG_PARAMS = ("a", "x0", "k")
+
+
+def sigmoid(p: np.ndarray, x) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    a, x0, k, b = (p[..., i, None] for i in range(4))
+    return a * _expit(k * (np.asarray(x, dtype=float) - x0)) + b
+
+
+def sigmoid_jac(p: np.ndarray, x) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float)
+    a, x0, k, b = (p[..., i, None] for i in range(4))
+    dx = np.asarray(x, dtype=float) - x0
+    s = _expit(k * dx)
+    ds = a * s * (1 - s)
+    return a * s + b, np.stack([s, -k * ds, dx * ds, np.ones_like(s)], axis=-1)
+
+
+def sigmoid_inverse(p: np.ndarray, acc) -> np.ndarray:
+    """The loss at which the fitted sigmoid reaches `acc` (nan outside its range)."""
+    a, x0, k, b = (np.asarray(p, dtype=float)[..., i] for i in range(4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return x0 - np.log(a / (np.asarray(acc) - b) - 1) / k
+
+
+def log_sigmoid(p: np.ndarray, x) -> np.ndarray:
+    """Acc(x) = 1 - a ln(1 - sigmoid(k (x - x0))) (TaskCE as the intermediate feature)."""
+    p = np.asarray(p, dtype=float)
+    a, x0, k = (p[..., i, None] for i in range(3))
+    z = k * (np.asarray(x, dtype=float) - x0)
+    # ln(1 - sigmoid(z)) = -softplus(z)
+    return 1 + a * np.logaddexp(0.0, z)
+
+
+def _expit(z):
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+@dataclass(frozen=True)
+class Step2Data:
+    """Smoothed (loss, accuracy) points, the run each came from, and whether it is the anchor."""
+
+    x: np.ndarray
+    y: np.ndarray
+    runs: np.ndarray
+    anchor: bool
+
+
+def moving_average(v: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over `window` points, expanding over the first window - 1 points."""
+    if window <= 1 or len(v) == 0:
+        return np.asarray(v, dtype=float)
+    c = np.cumsum(np.asarray(v, dtype=float))
+    out = np.empty_like(c)
+    k = min(window, len(c))
+    out[: k - 1] = c[: k - 1] / np.arange(1, k)
+    out[window - 1:] = (c[window - 1:] - np.concatenate([[0.0], c[:-window]])) / window
+    return out
+
+
+def paired_series(obs: Observations, task: str, x_metric: str, y_metric: str, x_task: str | None = None):
+    """Per run, the checkpoints that have both metrics, ordered by D: {run: (D, x, y)}."""
+    xs = obs.where(task=x_task or task, metric=x_metric)
+    ys = obs.where(task=task, metric=y_metric)
+    out = {}
+    for run in ys.unique("run"):
+        xr, yr = xs.where(run=run), ys.where(run=run)
+        xmap = dict(zip(xr.step.tolist(), xr.value.tolist(), strict=True))
+        pairs = sorted((d, xmap[s], v) for s, d, v in zip(yr.step.tolist(), yr.D.tolist(), yr.value.tolist(), strict=True) if s in xmap)
+        if pairs:
+            out[run] = tuple(np.array(c, dtype=float) for c in zip(*pairs, strict=True))
+    return out
+
+
+def step2_data(
+    obs: Observations,
+    task: str,
+    x_metric: str,
+    y_metric: str,
+    skip: float = 0.1,
+    window: int = 5,
+    anchor: bool = True,
+    x_task: str | None = None,
+) -> Step2Data:
+    series = paired_series(obs, task, x_metric, y_metric, x_task)
+    if not series:
+        raise InputError(f"step 2 for {task}: no checkpoints with both {x_metric} and {y_metric}")
+    xs, ys, runs = [], [], []
+    for run, (_, x, y) in series.items():
+        start = math.ceil(skip * len(x))
+        xs.append(moving_average(x[start:], window))
+        ys.append(moving_average(y[start:], window))
+        runs.append(np.full(len(x) - start, run, dtype=object))
+    x, y, r = np.concatenate(xs), np.concatenate(ys), np.concatenate(runs)
+    if anchor:
+        x, y, r = np.append(x, 0.0), np.append(y, 1.0), np.append(r, "<anchor>")
+    if len(x) < 5:
+        raise InputError(f"step 2 for {task}: needs at least 5 checkpoints, got {len(x)}")
+    return Step2Data(x, y, r, anchor)
+
+
+def paper_p0(chance: float) -> tuple[float, float, float, float]:
+    return (chance - 1.0, 0.9, 3.0, 1.0)
+
+
+def fit_sigmoid_paper(data: Step2Data, chance: float) -> Solution:
+    """The paper's fit: curve_fit (trf), one start p0 = [chance - 1, 0.9, 3, 1]."""
+    lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
+    try:
+        p, _ = curve_fit(lambda x, *q: sigmoid(np.array(q), x), data.x, data.y, p0=paper_p0(chance),
+                         bounds=(lo, hi), method="trf", maxfev=100_000)
+        ok, msg = True, "curve_fit converged"
+    except RuntimeError as exc:  # scipy reports non-convergence this way
+        p, ok, msg = np.array(paper_p0(chance)), False, str(exc)
+    obj = 0.5 * float(np.sum((sigmoid(p, data.x) - data.y) ** 2))
+    return Solution(np.asarray(p, dtype=float), obj, ok, at_bounds(p, SIGMOID_BOUNDS), 1, msg)
+
+
+def sigmoid_starts(data: Step2Data, chance: float) -> np.ndarray:
+    """A grid of starts spanning floors, midpoints inside the observed loss range, and slopes."""
+    x = data.x[data.x > 0] if data.anchor else data.x
+    mids = np.quantile(x, [0.1, 0.5, 0.9])
+    spread = max(float(np.ptp(x)), 1e-3)
+    slopes = np.array([1.0, 4.0, 16.0]) / spread
+    floors = np.unique(np.clip([chance, float(np.min(data.y))], 0.0, 1.0))
+    ceils = np.array([1.0, min(1.0, float(np.max(data.y)) + 0.1)])
+    rows = [(f - c, m, k, c) for f in floors for c in ceils for m in mids for k in slopes if c > f]
+    return np.array(rows + [paper_p0(chance)], dtype=float)
+
+
+def fit_sigmoid_grid(data: Step2Data, chance: float, weights: np.ndarray | None = None) -> Solution:
+    """Least squares (trf, analytic Jacobian) from every start of `sigmoid_starts`; best kept."""
+    lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
+    sw = np.ones_like(data.y) if weights is None else np.sqrt(weights)
+    best = None
+    starts = sigmoid_starts(data, chance)
+    for p0 in starts:
+        p0 = np.clip(p0, lo, hi)
+        res = least_squares(lambda q: sw * (sigmoid(q, data.x) - data.y),
+                            p0, jac=lambda q: sw[:, None] * sigmoid_jac(q, data.x)[1],
+                            bounds=(lo, hi), method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    return Solution(best.x.copy(), float(best.cost), bool(best.status > 0), at_bounds(best.x, SIGMOID_BOUNDS), len(starts), str(best.message))
+
+
+def bootstrap_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds = SIGMOID_BOUNDS) -> np.ndarray:
+    """Refit for each row of point `counts` (B, n), warm-started from the point estimate."""
+
+    def resid_jac(P):
+        pred, jac = sigmoid_jac(P, data.x)
+        return pred - data.y, jac
+
+    P0 = np.repeat(point[None, :], len(counts), axis=0)
+    P, _ = batched_lm(resid_jac, P0, counts.astype(float), bounds)
+    return P
+
+
+def fit_log_sigmoid(data: Step2Data) -> Solution:
+    """The TaskCE step 2 of section 7, from a small grid of starts."""
+    best = None
+    spread = max(float(np.ptp(data.x)), 1e-3)
+    for x0 in np.quantile(data.x, [0.25, 0.5, 0.75]):
+        for k in np.array([1.0, 4.0]) / spread:
+            for a in (-0.1, -0.3):
+                res = least_squares(lambda q: log_sigmoid(q, data.x) - data.y, (a, x0, k), method="lm", max_nfev=5000)
+                if best is None or res.cost < best.cost:
+                    best = res
+    assert best is not None
+    return Solution(best.x.copy(), float(best.cost), bool(best.status > 0), (), 12, str(best.message))
