@@ -116,12 +116,19 @@ def register_ladder(ctx: RunContext) -> str:
     key = digest(ctx.values["obs_hash"], ctx.tracking_uri)
     if ctx.finished("register", key):
         return "ladder already registered"
-    from taskladder.registry.ladder import log_observations
+    from taskladder.registry.ladder_runs import log_ladder
 
-    n = log_observations(ctx.values["observations"], experiment=f"ladder-{ctx.spec.name}",
-                         tracking_uri=ctx.tracking_uri)
+    runs = log_ladder(_store(ctx), ctx.values["observations"], ctx.spec.name)
     ctx.mark("register", key)
-    return f"{n} ladder runs logged to {ctx.tracking_uri}"
+    return f"{len(runs)} ladder runs logged to {ctx.tracking_uri}"
+
+
+def _store(ctx: RunContext):
+    if "store" not in ctx.values:
+        from taskladder.registry.store import open_store
+
+        ctx.values["store"] = open_store(ctx.tracking_uri)
+    return ctx.values["store"]
 
 
 # laws ---------------------------------------------------------------------------------------
