@@ -1,0 +1,52 @@
+"""`taskladder train SPEC`: train (or resume) a ladder and export its checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model ladder with olmo-core (resumes killed runs)",
+        description="Train every run of a ladder spec, resuming partial runs from their last "
+        "checkpoint and skipping finished ones; export each kept checkpoint to Hugging Face "
+        "format with ladder_meta.json.",
+    )
+    p.add_argument("spec", nargs="?", default="cpu-micro",
+                   help="preset (cpu-micro, cpu-micro-target, paper) or a YAML/TOML/JSON file "
+                   "(default: cpu-micro)")
+    p.add_argument("--output-dir", help="override the spec's output_dir")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every run (N, tokens, batch, LR, warmup, steps, cost) and stop")
+    p.add_argument("--target", action="store_true", help="train the spec's target instead")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from taskladder.training.spec import load_ladder_spec
+
+    overrides = {"output_dir": args.output_dir} if args.output_dir else None
+    spec = load_ladder_spec(args.spec, overrides)
+    if args.target:
+        spec = spec.target_spec()
+    if args.dry_run:
+        print(spec.describe_plan())
+        return 0
+
+    from dataclasses import asdict
+
+    from taskladder.training.ladder import train_ladder
+
+    results = train_ladder(spec, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=1))
+    else:
+        for r in results:
+            last = r.checkpoints[-1]
+            print(f"{r.run}: {r.steps} steps, {r.tokens:,} tokens, {len(r.checkpoints)} "
+                  f"checkpoints, val loss {last.val_loss:.3f} -> {last.hf_dir}")
+    return 0

@@ -1,0 +1,142 @@
+"""Trainer callbacks of a ladder run: validation loss, batch log, progress bar.
+
+Each writes what it records next to the checkpoints (atomically), so a resumed run keeps the
+history of the killed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from olmo_core.distributed.utils import get_rank
+from olmo_core.train.callbacks import Callback
+
+VAL_LOSSES = "val_losses.json"
+BATCH_LOG = "batches.jsonl"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temp file and rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_val_losses(run_dir: Path) -> dict[int, float]:
+    path = run_dir / VAL_LOSSES
+    return {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, tokens: np.ndarray, seq_len: int,
+                    batch_sequences: int = 16) -> float:
+    """Mean next-token cross-entropy (nats) over the held-out tokens, in full windows.
+
+    Works for an olmo-core `Transformer` (returns logits) and a Hugging Face causal LM
+    (returns an output with `.logits`).
+    """
+    n = len(tokens) // seq_len
+    if n == 0:
+        raise ValueError(f"validation split has {len(tokens)} tokens, fewer than seq len {seq_len}")
+    windows = torch.from_numpy(np.asarray(tokens[: n * seq_len], dtype=np.int64)).view(n, seq_len)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, n, batch_sequences):
+        ids = windows[i: i + batch_sequences].to(device)
+        out = model(ids)
+        logits = getattr(out, "logits", out)[:, :-1].float()
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1),
+                               reduction="sum")
+        total += float(loss)
+        count += ids[:, 1:].numel()
+    model.train(was_training)
+    return total / count
+
+
+@dataclass
+class ValLossCallback(Callback):
+    """Scores the held-out split at every checkpoint step (the run's "C4 loss")."""
+
+    run_dir: Path = Path(".")
+    tokens: np.ndarray | None = None
+    seq_len: int = 0
+    steps: frozenset[int] = frozenset()
+
+    def post_step(self) -> None:
+        if self.step not in self.steps or get_rank() != 0:
+            return
+        losses = read_val_losses(self.run_dir)
+        losses[self.step] = validation_loss(self.trainer.train_module.model, self.tokens,
+                                            self.seq_len)
+        write_json(self.run_dir / VAL_LOSSES, {str(k): v for k, v in sorted(losses.items())})
+
+
+@dataclass
+class BatchLogCallback(Callback):
+    """Appends (step, hash of the batch's token ids) per step: proves the data order on resume."""
+
+    run_dir: Path = Path(".")
+
+    def pre_step(self, batch: dict[str, Any]) -> None:
+        if get_rank() != 0:
+            return
+        digest = hashlib.sha256(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:16]
+        with (self.run_dir / BATCH_LOG).open("a") as fh:
+            fh.write(json.dumps({"step": self.step + 1, "batch": digest, "pid": os.getpid()}) + "\n")
+
+
+@dataclass
+class ProgressCallback(Callback):
+    """A tqdm bar per run: steps, tokens/s and ETA; the last train loss as postfix."""
+
+    desc: str = "run"
+    total_steps: int = 0
+    tokens_per_step: int = 0
+    enabled: bool = True
+    _bar: Any = field(default=None, repr=False)
+    _t0: float = 0.0
+    _s0: int = 0
+
+    def pre_train(self) -> None:
+        if not self.enabled or get_rank() != 0:
+            return
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.total_steps, initial=self.step, desc=self.desc,
+                         unit="step", dynamic_ncols=True, leave=True)
+        self._t0, self._s0 = time.perf_counter(), self.step
+
+    def post_step(self) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(self.step - self._bar.n)
+        elapsed = time.perf_counter() - self._t0
+        if elapsed > 0 and self.step > self._s0:
+            self._bar.set_postfix_str(
+                f"{(self.step - self._s0) * self.tokens_per_step / elapsed:,.0f} tok/s", refresh=False)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        loss = metrics.get("train/CE loss")
+        if self._bar is not None and loss is not None and math.isfinite(loss):
+            post = self._bar.postfix or ""
+            self._bar.set_postfix_str(f"{post.split(',')[0]}, loss {loss:.3f}", refresh=False)
+
+    def post_train(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def on_error(self, exc: BaseException) -> None:
+        self.post_train()

@@ -1,0 +1,76 @@
+"""Kept checkpoints -> Hugging Face folders (`Olmo2ForCausalLM` + tokenizer + ladder_meta.json).
+
+olmo-core's own converter does the work; each export is written to a temp folder and renamed,
+so a folder that exists is complete. `ladder_meta.json` is the contract with evaluation and
+the laws: {"run", "size", "N", "D", "step", "flops", "lm_losses": {"ce_val"}} where
+  N      = non-embedding parameters incl. the output head (olmo-core's count; the paper's),
+  D      = tokens seen at this checkpoint = step x batch tokens,
+  flops  = 6 N D (training compute to reach the checkpoint; attention FLOPs not counted),
+  ce_val = mean next-token cross-entropy (nats) on the corpus's held-out split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from taskladder.training.callbacks import read_val_losses, validation_loss, write_json
+from taskladder.training.corpus import TokenData
+from taskladder.training.spec import LadderSpec, RunPlan
+
+META_FILE = "ladder_meta.json"
+
+
+def hf_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "hf" / f"step{step}"
+
+
+def ladder_meta(plan: RunPlan, step: int, ce_val: float) -> dict:
+    d = float(step * plan.batch_tokens)
+    return {"run": plan.run, "size": plan.size, "N": plan.N, "D": d, "step": step,
+            "flops": 6.0 * plan.N * d, "lm_losses": {"ce_val": ce_val}}
+
+
+def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
+                      data: TokenData, validate: bool = False) -> Path:
+    """Convert `run_dir/step<step>` to `run_dir/hf/step<step>` (skipped when already there)."""
+    from olmo_core.nn.hf.convert_checkpoint import convert_checkpoint_to_hf
+
+    final = hf_dir(run_dir, step)
+    if (final / META_FILE).is_file():
+        return final
+    cfg = json.loads((run_dir / "config.json").read_text())
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".step{step}-", dir=final.parent))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the config
+            convert_checkpoint_to_hf(
+                original_checkpoint_path=str(run_dir / f"step{step}"), output_path=str(tmp),
+                transformer_config_dict=cfg["model"],
+                tokenizer_config_dict=cfg["dataset"]["tokenizer"],
+                tokenizer_id=str(data.tokenizer_dir),
+                max_sequence_length=spec.sequence_length, validate=validate)
+        ce_val = read_val_losses(run_dir).get(step)
+        if ce_val is None:  # killed between checkpoint and score: score the export
+            ce_val = _hf_val_loss(tmp, data, spec)
+        write_json(tmp / META_FILE, ladder_meta(plan, step, ce_val))
+        if final.exists():  # a stale, incomplete export
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _hf_val_loss(path: Path, data: TokenData, spec: LadderSpec) -> float:
+    from transformers import AutoModelForCausalLM
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+    return validation_loss(model, data.val_array()[: spec.corpus.val_max_tokens],
+                           spec.sequence_length)

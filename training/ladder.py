@@ -1,0 +1,158 @@
+"""Train a whole ladder: validate, prepare data, announce the ETA, train/resume, export.
+
+`train_ladder(spec)` is what the pipeline and `taskladder train` call. It is idempotent:
+finished runs (a `result.json` next to their checkpoints) are read back, partial ones resume
+from their last checkpoint, and missing Hugging Face exports are made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from taskladder.training.callbacks import write_json
+from taskladder.training.corpus import TokenData, check_corpus, prepare_tokens
+from taskladder.training.errors import InputError
+from taskladder.training.export import export_checkpoint
+from taskladder.training.spec import LadderSpec, RunPlan
+
+RESULT_FILE = "result.json"
+EXPORT_SECONDS_CPU = 1.5  # measured per micro checkpoint export on 2 cores
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    tokens: int
+    hf_dir: str
+    val_loss: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: str
+    size: str
+    N: float
+    multiplier: float
+    steps: int
+    tokens: int
+    run_dir: str
+    checkpoints: list[Checkpoint]
+    train_seconds: float
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunResult:
+        return cls(**{**data, "checkpoints": [Checkpoint(**c) for c in data["checkpoints"]]})
+
+
+def runs_dir(spec: LadderSpec) -> Path:
+    return spec.out_dir() / "runs"
+
+
+def check_ready(spec: LadderSpec) -> None:
+    """Everything that can fail before compute: corpus files, tokenizer folder."""
+    check_corpus(spec.corpus)
+    if spec.tokenizer.kind == "path" and not Path(spec.tokenizer.path).exists():
+        raise InputError(f"tokenizer.path: {spec.tokenizer.path!r} does not exist "
+                         "(tokenizers are loaded offline)")
+
+
+def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData, log=print) -> None:
+    """Enough tokens for one batch and one validation window; warn about repeated epochs."""
+    if data.vocab_size > spec.vocab_size:
+        raise InputError(f"tokenizer.vocab_size={spec.tokenizer.vocab_size}: the tokenizer "
+                         f"has {data.vocab_size} tokens")
+    if data.val_tokens < spec.sequence_length:
+        raise InputError(f"corpus.val_fraction={spec.corpus.val_fraction}: the validation split "
+                         f"has {data.val_tokens} tokens, fewer than sequence_length="
+                         f"{spec.sequence_length}")
+    windows = data.train_tokens // spec.sequence_length
+    for p in plans:
+        if windows < p.batch_sequences:
+            raise InputError(f"sequence_length={spec.sequence_length}: the corpus has "
+                             f"{windows} training sequences, fewer than one batch of run "
+                             f"{p.run} ({p.batch_sequences})")
+        epochs = p.tokens / (windows * spec.sequence_length)
+        if epochs > 1:
+            msg = (f"run {p.run} needs {p.tokens:,} tokens but the corpus has "
+                   f"{windows * spec.sequence_length:,}: {epochs:.1f} epochs (data repeats)")
+            warnings.warn(msg, stacklevel=2)
+            log(f"warning: {msg}")
+
+
+def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
+    """Wall-time estimate of `plans`: a few measured steps per size on CPU, else the plan's."""
+    if spec.device != "cpu":
+        return sum(p.est_seconds for p in plans)
+    from taskladder.training.speed import probe_tokens_per_second
+
+    sizes = {s.name: s for s in spec.sizes}
+    speed = {name: probe_tokens_per_second(sizes[name], spec)
+             for name in sorted({p.size for p in plans})}
+    return sum(p.tokens / speed[p.size] + EXPORT_SECONDS_CPU * len(p.checkpoint_steps)
+               for p in plans)
+
+
+def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunResult]:
+    """Train every run of the spec (skipping finished ones) and export its checkpoints."""
+    from taskladder.training.run import train_run
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    check_ready(spec)
+    plans = spec.plan()
+    data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
+    check_data(spec, plans, data, log)
+    sizes = {s.name: s for s in spec.sizes}
+    todo = [p for p in plans if not (runs_dir(spec) / p.run / RESULT_FILE).is_file()]
+    if todo:
+        eta = estimate_seconds(spec, todo)
+        log(f"ladder {spec.name}: {len(todo)} of {len(plans)} runs to train, "
+            f"{sum(p.tokens for p in todo):,} tokens, ETA ~{_duration(eta)}")
+    results = []
+    for plan in plans:
+        run_dir = runs_dir(spec) / plan.run
+        done = run_dir / RESULT_FILE
+        if done.is_file():
+            results.append(RunResult.from_json(json.loads(done.read_text())))
+            continue
+        start = time.perf_counter()
+        train_run(plan, sizes[plan.size], spec, data, run_dir, progress)
+        result = _finish(plan, spec, data, run_dir, time.perf_counter() - start)
+        write_json(done, asdict(result))
+        results.append(result)
+    return results
+
+
+def _finish(plan: RunPlan, spec: LadderSpec, data: TokenData, run_dir: Path,
+            seconds: float) -> RunResult:
+    ckpts = []
+    for step in plan.checkpoint_steps:
+        if not (run_dir / f"step{step}").is_dir():
+            raise RuntimeError(f"run {plan.run}: checkpoint step{step} is missing after training")
+        hf = export_checkpoint(run_dir, step, plan, spec, data)
+        meta = json.loads((hf / "ladder_meta.json").read_text())
+        ckpts.append(Checkpoint(step=step, tokens=step * plan.batch_tokens, hf_dir=str(hf),
+                                val_loss=meta["lm_losses"]["ce_val"]))
+    return RunResult(run=plan.run, size=plan.size, N=plan.N, multiplier=plan.multiplier,
+                     steps=plan.steps, tokens=plan.tokens, run_dir=str(run_dir),
+                     checkpoints=ckpts, train_seconds=seconds)
+
+
+def cache_dir() -> Path:
+    """Tokenizers and token arrays, shared by every ladder (content-addressed)."""
+    root = os.environ.get("TASKLADDER_CACHE") or Path.home() / ".cache" / "taskladder"
+    return Path(root) / "corpus"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:,.1f} h"
+

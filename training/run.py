@@ -1,0 +1,156 @@
+"""Train one ladder run with olmo-core's Trainer; resume from the last checkpoint if killed.
+
+CPU: one process, gloo. GPU: the same code under `torchrun` (FSDP over all ranks, bf16
+params, fp32 reductions), as olmo-core's own scripts do it. The Trainer stores the data
+loader position in every checkpoint and `load_strategy=if_available` picks up the latest
+one in the save folder, so a killed run continues at the step after its last checkpoint with
+the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from taskladder.training.callbacks import (
+    BatchLogCallback,
+    ProgressCallback,
+    ValLossCallback,
+    write_json,
+)
+from taskladder.training.corpus import TokenData
+from taskladder.training.errors import InputError
+from taskladder.training.model import model_config
+from taskladder.training.spec import LadderSpec, ModelSize, RunPlan
+
+PLAN_FILE = "plan.json"
+_ENV_READY = False
+
+
+def ensure_environment(spec: LadderSpec) -> None:
+    """olmo-core's process group: gloo for one CPU process, NCCL (+gloo) under torchrun."""
+    global _ENV_READY
+    from olmo_core.train import prepare_training_environment
+
+    if _ENV_READY:
+        return
+    backend = "gloo" if spec.device == "cpu" else "cpu:gloo,cuda:nccl"
+    prepare_training_environment(seed=spec.seed, backend=backend)
+    for name in ("olmo_core", "torch.distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _ENV_READY = True
+
+
+def check_plan(run_dir: Path, plan: RunPlan) -> None:
+    """A run folder belongs to one plan; a changed spec must not resume someone else's run."""
+    path = run_dir / PLAN_FILE
+    mine = json.loads(json.dumps(asdict(plan)))
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in mine if k != "est_seconds" and old.get(k) != mine[k])
+        if changed:
+            raise InputError(f"{run_dir}: holds run {plan.run} trained with other settings "
+                             f"({', '.join(changed)}); use another output_dir")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, mine)
+
+
+def save_config(run_dir: Path, size: ModelSize, spec: LadderSpec, data: TokenData) -> dict:
+    """The `config.json` olmo-core's HF converter reads (model + tokenizer)."""
+    cfg = {"model": model_config(size, spec.vocab_size).as_config_dict(),
+           "dataset": {"tokenizer": data.tokenizer_config().as_config_dict()}}
+    write_json(run_dir / "config.json", cfg)
+    return cfg
+
+
+def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
+                  run_dir: Path, progress: bool = True):
+    """The olmo-core Trainer of this run (model, data loader, AdamW + cosine, callbacks)."""
+    from olmo_core.data import NumpyDataLoaderConfig, NumpyFSLDatasetConfig
+    from olmo_core.distributed.parallel import DataParallelType
+    from olmo_core.optim import AdamWConfig, CosWithWarmup
+    from olmo_core.train import Duration, TrainerConfig
+    from olmo_core.train.callbacks import CheckpointerCallback
+    from olmo_core.train.train_module import (
+        TransformerDataParallelConfig,
+        TransformerTrainModuleConfig,
+    )
+    from olmo_core.utils import seed_all
+
+    ensure_environment(spec)
+    seed_all(spec.seed)  # same init whether this run is first in the process or not
+    cuda = spec.device == "cuda"
+    device = torch.device("cuda" if cuda else "cpu")
+    model = model_config(size, spec.vocab_size).build(init_device="meta" if cuda else "cpu")
+    dataset = NumpyFSLDatasetConfig(
+        paths=[str(data.train_path)], sequence_length=spec.sequence_length,
+        tokenizer=data.tokenizer_config(), dtype=data.dtype, work_dir=str(run_dir / "work"),
+    ).build()
+    loader = NumpyDataLoaderConfig(
+        global_batch_size=plan.batch_tokens, seed=spec.seed, num_workers=0,
+        work_dir=str(run_dir / "work"),
+    ).build(dataset)
+    micro = spec.rank_microbatch_sequences or size.batch_sequences
+    train_module = TransformerTrainModuleConfig(
+        rank_microbatch_size=micro * spec.sequence_length,
+        max_sequence_length=spec.sequence_length,
+        optim=AdamWConfig(lr=plan.lr, betas=(0.9, 0.95), eps=1e-8,
+                          weight_decay=spec.weight_decay),
+        scheduler=CosWithWarmup(warmup=plan.warmup_steps, alpha_f=spec.final_lr_fraction),
+        max_grad_norm=1.0,
+        dp_config=TransformerDataParallelConfig(name=DataParallelType.fsdp, param_dtype="bfloat16")
+        if cuda else None,
+    ).build(model, device=device)
+    interval = plan.checkpoint_steps[0]
+    trainer = (
+        TrainerConfig(save_folder=str(run_dir), work_dir=str(run_dir / "work"),
+                      device=device.type, max_duration=Duration.steps(plan.steps),
+                      metrics_collect_interval=max(1, min(10, interval)),
+                      cancel_check_interval=10_000)
+        .with_callback("checkpointer", CheckpointerCallback(
+            save_interval=None, fixed_steps=list(plan.checkpoint_steps), max_checkpoints=None,
+            ephemeral_save_interval=None, save_async=False, pre_train_checkpoint=False))
+        .with_callback("val_loss", ValLossCallback(
+            run_dir=run_dir, tokens=data.val_array()[: spec.corpus.val_max_tokens],
+            seq_len=spec.sequence_length, steps=frozenset(plan.checkpoint_steps)))
+        .with_callback("batch_log", BatchLogCallback(run_dir=run_dir))
+        .with_callback("progress", ProgressCallback(
+            desc=plan.run, total_steps=plan.steps, tokens_per_step=plan.batch_tokens,
+            enabled=progress))
+        .build(train_module, loader)
+    )
+    return trainer
+
+
+def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
+              run_dir: Path, progress: bool = True) -> None:
+    """Train (or finish) one run; checkpoints land in `run_dir/step<N>`."""
+    check_plan(run_dir, plan)
+    save_config(run_dir, size, spec, data)
+    trainer = build_trainer(plan, size, spec, data, run_dir, progress)
+    with _quiet_console():
+        trainer.fit()
+
+
+def checkpoint_steps_on_disk(run_dir: Path) -> list[int]:
+    """Complete checkpoints (olmo-core renames `stepN-tmp` to `stepN` when done)."""
+    return sorted(int(p.name[4:]) for p in run_dir.glob("step*")
+                  if p.is_dir() and p.name[4:].isdigit() and (p / "model_and_optim").is_dir())
+
+
+@contextlib.contextmanager
+def _quiet_console():
+    """olmo-core's console logger prints a block per metrics interval; keep the bar readable."""
+    logger = logging.getLogger("olmo_core.train.callbacks.console_logger")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,382 @@
+"""Ladder specs: which models, how long, on what data; presets as named constructors.
+
+A `LadderSpec` is validated completely (including the model shapes) before any compute, and
+`plan()` turns it into the concrete runs (steps, batch, learning rate, warmup, checkpoints,
+estimated cost) that training will execute. The rules are METHOD.md section 2:
+1xC = 20 tokens per non-embedding parameter, peak LR = 0.0047 * (N / 1.08e8)^(-1/3) / 4,
+warmup = N / batch_tokens steps, cosine decay to 10% of the peak.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taskladder.training.errors import InputError
+
+# Assumed sustained throughput for cost estimates before anything is measured.
+H100_BF16_PEAK_FLOPS = 989e12
+GPU_MFU_ESTIMATE = 0.40
+CPU_FLOPS_ESTIMATE = 25e9  # 2 shared cores, fp32, micro models (measured 20-35 GFLOP/s)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSize(_Spec):
+    """One OLMo-2 model shape of the ladder (olmo-core `TransformerConfig.llama_like`)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    d_model: int = Field(gt=0)
+    n_layers: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    hidden_size_multiplier: float | None = Field(default=None, gt=0)
+    hidden_size_multiple_of: int = Field(default=256, gt=0)
+    batch_sequences: int = Field(gt=0, description="global batch size in sequences")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelSize:
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"size {self.name}: n_heads={self.n_heads} does not divide d_model={self.d_model}"
+            )
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+class TokenizerSpec(_Spec):
+    """Train a byte-level BPE on the corpus (`bpe`) or use a tokenizer folder/file (`path`)."""
+
+    kind: Literal["bpe", "path"] = "bpe"
+    vocab_size: int = Field(default=4096, ge=260, description="uint16 token files below 65,536")
+    path: str | None = None
+    model_max_length: int = Field(default=8192, gt=0, description="longest sequence it supports")
+
+    @model_validator(mode="after")
+    def _path_given(self) -> TokenizerSpec:
+        if self.kind == "path" and not self.path:
+            raise ValueError("tokenizer.kind is 'path' but tokenizer.path is missing")
+        return self
+
+
+class CorpusSpec(_Spec):
+    """Training text: the bundled Wikipedia summaries, plain text files or JSONL files."""
+
+    kind: Literal["wiki-summaries", "text", "jsonl"] = "wiki-summaries"
+    paths: list[str] = Field(default_factory=list)
+    text_field: str = "text"
+    val_fraction: float = Field(default=0.02, gt=0, lt=0.5)
+    val_max_tokens: int = Field(default=32_768, gt=0, description="held-out tokens scored")
+
+    @model_validator(mode="after")
+    def _paths_given(self) -> CorpusSpec:
+        if self.kind != "wiki-summaries" and not self.paths:
+            raise ValueError(f"corpus.kind is {self.kind!r} but corpus.paths is empty")
+        return self
+
+
+class TargetRun(_Spec):
+    """The model the ladder predicts: a size (larger than the ladder's) and a length."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    size: ModelSize
+    multiplier: float = Field(gt=0)
+
+
+class LadderSpec(_Spec):
+    """Everything training needs; `plan()` expands it into runs."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    sizes: list[ModelSize] = Field(min_length=1)
+    multipliers: list[float] = Field(min_length=1, description="Chinchilla multiples (1xC = 20N)")
+    tokens_per_param: float = Field(default=20.0, gt=0)
+    sequence_length: int = Field(gt=0)
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    corpus: CorpusSpec = CorpusSpec()
+    checkpoints_per_run: int = Field(default=5, gt=0, description="kept, evenly spaced, last included")
+    checkpoint_interval: int | None = Field(default=None, gt=0, description="steps; overrides per_run")
+    seed: int = 1234
+    rank_microbatch_sequences: int | None = Field(default=None, gt=0,
+                                                  description="per-rank microbatch (None: whole batch)")
+    output_dir: str = "taskladder-out/ladder"
+    device: Literal["cpu", "cuda"] = "cpu"
+    lr_rule: tuple[float, float, float] = Field(
+        default=(0.0047, 1.08e8, 4.0), description="peak LR = a * (N / n0)^(-1/3) / div"
+    )
+    warmup_tokens_per_param: float = Field(
+        default=1.0, gt=0, description="warmup = this x N tokens (the paper: N / batch steps)")
+    final_lr_fraction: float = Field(default=0.1, ge=0, le=1)
+    weight_decay: float = Field(default=0.1, ge=0)
+    target: TargetRun | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LadderSpec:
+        bad = [m for m in self.multipliers if m <= 0]
+        if bad:
+            raise ValueError(f"multipliers must be > 0, got {bad[0]}")
+        names = [s.name for s in self.sizes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sizes: a name is listed twice: {names}")
+        if len(set(self.multipliers)) != len(self.multipliers):
+            raise ValueError(f"multipliers: a value is listed twice: {self.multipliers}")
+        if self.sequence_length > self.tokenizer.model_max_length:
+            raise ValueError(
+                f"sequence_length={self.sequence_length} is longer than the tokenizer supports "
+                f"(tokenizer.model_max_length={self.tokenizer.model_max_length})"
+            )
+        return self
+
+    # presets -------------------------------------------------------------------------------
+    @classmethod
+    def paper(cls, **overrides: Any) -> LadderSpec:
+        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096."""
+
+        def size(name: str, d: int, layers: int, heads: int, batch: int) -> ModelSize:
+            return ModelSize(name=name, d_model=d, n_layers=layers, n_heads=heads,
+                             hidden_size_multiplier=1.5, batch_sequences=batch)
+
+        return cls._preset(
+            dict(
+                name="paper",
+                sizes=[size("190M", 768, 12, 12, 128), size("370M", 1024, 16, 16, 192),
+                       size("760M", 1536, 16, 16, 320), size("1.3B", 2048, 16, 16, 384)],
+                multipliers=[1, 2, 5, 10],
+                sequence_length=4096,
+                tokenizer=TokenizerSpec(kind="path", path="allenai/dolma2-tokenizer",
+                                        vocab_size=100278, model_max_length=8192),
+                checkpoint_interval=1000,
+                output_dir="taskladder-out/paper",
+                device="cuda",
+                target=TargetRun(
+                    name="7B-4T", multiplier=3945065873408 / 20 / 6887575552,
+                    size=ModelSize(name="7B", d_model=4096, n_layers=32, n_heads=32,
+                                   batch_sequences=1024)),
+            ),
+            overrides,
+        )
+
+    @classmethod
+    def cpu_micro(cls, **overrides: Any) -> LadderSpec:
+        """A ladder that trains on 2 CPU cores in about three minutes (3 sizes x 3 lengths).
+
+        N (non-embedding, output head included) is 92k / 154k / 238k with a 2,048-token BPE;
+        head_dim 32 so vLLM can load the exports. The paper's rules scaled down: batch grows
+        with size (8 / 12 / 16 sequences of 256), LR by the same N^(-1/3) rule. To fit in
+        minutes the lengths are fractions of Chinchilla (0.025 / 0.05 / 0.1 x C; 23-116 steps)
+        and warmup is 0.05 N tokens instead of N (N tokens would exceed the shortest runs).
+        """
+
+        def size(name: str, d: int, layers: int, heads: int, batch: int) -> ModelSize:
+            return ModelSize(name=name, d_model=d, n_layers=layers, n_heads=heads,
+                             hidden_size_multiple_of=32, batch_sequences=batch)
+
+        return cls._preset(
+            dict(
+                name="cpu-micro",
+                sizes=[size("d32", 32, 2, 1, 8), size("d48", 48, 2, 1, 12),
+                       size("d64", 64, 2, 2, 16)],
+                multipliers=[0.025, 0.05, 0.1],
+                sequence_length=256,
+                tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
+                checkpoints_per_run=5,
+                warmup_tokens_per_param=0.05,
+                output_dir="taskladder-out/cpu-micro",
+                target=TargetRun(name="d96-0.15xC", multiplier=0.15,
+                                 size=size("d96", 96, 2, 3, 16)),
+            ),
+            overrides,
+        )
+
+    @classmethod
+    def cpu_micro_target(cls, **overrides: Any) -> LadderSpec:
+        """The cpu-micro ladder's target as a one-run spec (same data, bigger and longer)."""
+        return cls.cpu_micro().target_spec().model_copy(update=overrides)
+
+    @classmethod
+    def _preset(cls, values: dict[str, Any], overrides: dict[str, Any]) -> LadderSpec:
+        return validate_spec({**_dump(values), **overrides}, "preset")
+
+    # derived -------------------------------------------------------------------------------
+    def target_spec(self) -> LadderSpec:
+        """A spec that trains just this ladder's target (same corpus, tokenizer and folder)."""
+        if self.target is None:
+            raise InputError(f"spec {self.name}: has no target to train (set target)")
+        data = self.model_dump(mode="python")
+        data.update(name=f"{self.name}-target", sizes=[data["target"]["size"]],
+                    multipliers=[self.target.multiplier], target=None)
+        return validate_spec(data, f"spec {self.name} target")
+
+    @property
+    def vocab_size(self) -> int:
+        """The model's (padded) vocabulary: the tokenizer's size rounded up to 128."""
+        return 128 * math.ceil(self.tokenizer.vocab_size / 128)
+
+    def out_dir(self) -> Path:
+        return Path(os.path.expanduser(self.output_dir)).resolve()
+
+    def plan(self) -> list[RunPlan]:
+        """Every run of the ladder, in training order (small and short first)."""
+        return [self.run_plan(size, m) for size in self.sizes for m in sorted(self.multipliers)]
+
+    def run_plan(self, size: ModelSize, multiplier: float) -> RunPlan:
+        from taskladder.training.model import model_config  # olmo-core import is heavy
+
+        cfg = model_config(size, self.vocab_size)
+        n = float(cfg.num_non_embedding_params)
+        batch_tokens = size.batch_sequences * self.sequence_length
+        steps = max(1, math.ceil(multiplier * self.tokens_per_param * n / batch_tokens))
+        a, n0, div = self.lr_rule
+        interval = self.checkpoint_interval or max(1, math.ceil(steps / self.checkpoints_per_run))
+        ckpts = sorted({*range(interval, steps + 1, interval), steps})
+        flops = 6.0 * n * steps * batch_tokens
+        return RunPlan(
+            run=f"{size.name}-{_fmt_mult(multiplier)}xC", size=size.name, multiplier=multiplier,
+            N=n,
+            batch_sequences=size.batch_sequences, batch_tokens=batch_tokens,
+            lr=a * (n / n0) ** (-1 / 3) / div,
+            warmup_steps=max(1, round(self.warmup_tokens_per_param * n / batch_tokens)),
+            steps=steps, tokens=steps * batch_tokens, checkpoint_steps=ckpts, flops=flops,
+            est_seconds=flops / (H100_BF16_PEAK_FLOPS * GPU_MFU_ESTIMATE
+                                 if self.device == "cuda" else CPU_FLOPS_ESTIMATE),
+            device=self.device,
+        )
+
+    def describe_plan(self) -> str:
+        """The plan as a table (what `--dry-run` prints)."""
+        plans = self.plan()
+        unit = "GPU h" if self.device == "cuda" else "CPU s"
+        scale = 3600 if self.device == "cuda" else 1
+        head = (f"{'run':<14}{'N':>14}{'tokens':>17}{'batch':>7}{'lr':>10}{'warmup':>8}"
+                f"{'steps':>9}{'ckpts':>7}{'FLOPs':>11}{unit:>10}")
+        lines = [f"ladder {self.name}: {len(plans)} runs, seq {self.sequence_length}, "
+                 f"vocab {self.tokenizer.vocab_size} (model {self.vocab_size}), "
+                 f"N = non-embedding params incl. output head", head]
+        for p in plans:
+            lines.append(
+                f"{p.run:<14}{p.N:>14,.0f}{p.tokens:>17,}{p.batch_sequences:>7}{p.lr:>10.2e}"
+                f"{p.warmup_steps:>8}{p.steps:>9,}{len(p.checkpoint_steps):>7}{p.flops:>11.2e}"
+                f"{p.est_seconds / scale:>10.1f}")
+        total = sum(p.est_seconds for p in plans) / scale
+        lines.append(f"total: {sum(p.flops for p in plans):.3e} FLOPs (6ND), "
+                     f"~{total:,.1f} {unit} (estimate; {'H100 at 40% MFU' if scale > 1 else 'before measuring'})")
+        if self.target is not None:
+            t = self.target_spec().plan()[0]
+            share = sum(p.flops for p in plans) / t.flops
+            lines.append(f"target {self.target.name}: N={t.N:,.0f} D={t.tokens:,} "
+                         f"FLOPs {t.flops:.3e}; ladder = {100 * share:.1f}% of it")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of the ladder with every number training uses."""
+
+    run: str
+    size: str
+    multiplier: float
+    N: float
+    batch_sequences: int
+    batch_tokens: int
+    lr: float
+    warmup_steps: int
+    steps: int
+    tokens: int
+    checkpoint_steps: list[int]
+    flops: float
+    est_seconds: float
+    device: str
+
+
+def _fmt_mult(m: float) -> str:
+    return f"{m:g}"
+
+
+def _dump(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.model_dump(mode="python") if isinstance(v, BaseModel)
+            else [x.model_dump(mode="python") if isinstance(x, BaseModel) else x for x in v]
+            if isinstance(v, list) else v for k, v in values.items()}
+
+
+PRESETS = {"paper": LadderSpec.paper, "cpu-micro": LadderSpec.cpu_micro,
+           "cpu-micro-target": LadderSpec.cpu_micro_target}
+
+
+def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
+    """A LadderSpec from plain data; the first problem becomes one InputError line."""
+    try:
+        return LadderSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{where}: {loc or 'spec'}: {msg}{shown}") from None
+
+
+def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | None = None,
+                     ) -> LadderSpec:
+    """A preset name (`cpu-micro`, `paper`, `cpu-micro-target`), a YAML/TOML/JSON file or a dict.
+
+    `overrides` replace top-level fields (e.g. `output_dir`); relative corpus and tokenizer
+    paths in a file are taken relative to the file.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(source, dict):
+        return validate_spec({**source, **overrides}, "ladder spec")
+    if source in PRESETS:
+        base = PRESETS[source]().model_dump(mode="python")
+        return validate_spec({**base, **overrides}, f"preset {source}")
+    path = Path(os.path.expanduser(source))
+    if not path.is_file():
+        raise InputError(f"ladder spec {source!r}: no such file or preset ({', '.join(PRESETS)})")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a valid spec file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a ladder spec must be a mapping, got {type(data).__name__}")
+    if "preset" in data:  # a file may start from a preset and change fields
+        preset = data.pop("preset")
+        if preset not in PRESETS:
+            raise InputError(f"{path}: preset {preset!r} unknown ({', '.join(PRESETS)})")
+        data = {**PRESETS[preset]().model_dump(mode="python"), **data}
+    data = _relative_paths(data, path.parent)
+    return validate_spec({**data, **overrides}, str(path))
+
+
+def _relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    def fix(p: str) -> str:
+        q = Path(os.path.expanduser(p))
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    data = dict(data)
+    corpus = dict(data.get("corpus") or {})
+    if corpus.get("paths"):
+        corpus["paths"] = [fix(p) for p in corpus["paths"]]
+        data["corpus"] = corpus
+    tok = dict(data.get("tokenizer") or {})
+    if tok.get("path") and (base / tok["path"]).exists():
+        tok["path"] = fix(tok["path"])
+        data["tokenizer"] = tok
+    if "output_dir" in data:
+        data["output_dir"] = fix(data["output_dir"])
+    return data
