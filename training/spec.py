@@ -171,7 +171,7 @@ class LadderSpec(_Spec):
     def cpu_micro(cls, **overrides: Any) -> LadderSpec:
         """A ladder that trains on 2 CPU cores in about three minutes (3 sizes x 3 lengths).
 
-        N (non-embedding, output head included) is 92k / 154k / 238k with a 2,048-token BPE;
+        N (non-embedding, output head included) is 92k / 119k / 238k with a 2,048-token BPE;
         head_dim 32 so vLLM can load the exports. The paper's rules scaled down: batch grows
         with size (8 / 12 / 16 sequences of 256), LR by the same N^(-1/3) rule. To fit in
         minutes the lengths are fractions of Chinchilla (0.025 / 0.05 / 0.1 x C; 23-116 steps)
@@ -185,16 +185,16 @@ class LadderSpec(_Spec):
         return cls._preset(
             dict(
                 name="cpu-micro",
-                sizes=[size("d32", 32, 2, 1, 8), size("d48", 48, 2, 1, 12),
-                       size("d64", 64, 2, 2, 16)],
+                sizes=[size("d32L2", 32, 2, 1, 8), size("d32L4", 32, 4, 1, 12),
+                       size("d64L2", 64, 2, 2, 16)],
                 multipliers=[0.025, 0.05, 0.1],
                 sequence_length=256,
                 tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
                 checkpoints_per_run=5,
                 warmup_tokens_per_param=0.05,
                 output_dir="taskladder-out/cpu-micro",
-                target=TargetRun(name="d96-0.15xC", multiplier=0.15,
-                                 size=size("d96", 96, 2, 3, 16)),
+                target=TargetRun(name="d64L4-0.2xC", multiplier=0.2,
+                                 size=size("d64L4", 64, 4, 2, 16)),
             ),
             overrides,
         )
