@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,6 +98,7 @@ class Store:
 
     uri: str
     client: object  # mlflow.MlflowClient; typed loosely so that importing this stays cheap
+    _held: int = field(default=0, repr=False)  # re-entrant depth of `exclusive`
 
     @property
     def db_path(self) -> Path | None:
@@ -111,8 +112,13 @@ class Store:
     def exclusive(self) -> Iterator[None]:
         """Serialise find-or-create sections between processes sharing an SQLite file."""
         path = self.db_path
-        with _folder_lock(path.parent) if path is not None else nullcontext():
-            yield
+        outer = self._held == 0 and path is not None
+        with _folder_lock(path.parent) if outer else nullcontext():
+            self._held += 1
+            try:
+                yield
+            finally:
+                self._held -= 1
 
     def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Id of the experiment `name`, created (with artifacts beside the database) if absent."""

@@ -1,0 +1,270 @@
+"""Fitted laws as registered-model versions: `taskladder-law-<task>`, JSON params, no pickle.
+
+Each version is the models-from-code file `law_model.py` plus the fit's `to_dict()` as
+`fit.json`, logged from a run in the experiment `taskladder-laws` that also holds the plots.
+Tags carry the lineage (method, ladder runs, observation hash) and the fit's health (errors,
+degenerate flag). A fit is identified by the hash of its JSON: registering it again returns
+the existing version. An alias (default `current`) marks the chosen version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskladder.laws.chained import ChainedFit
+from taskladder.laws.observations import Observations
+
+from .errors import InputError
+from .store import Store, open_store
+
+MODEL_PREFIX = "taskladder-law-"
+EXPERIMENT = "taskladder-laws"
+DEFAULT_ALIAS = "current"
+FIT_HASH_TAG = "fit_hash"
+# What a law version's pyfunc `predict` returns for each (N, D) row.
+OUTPUT_COLUMNS = ("loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high")
+_MODEL_CODE = Path(__file__).with_name("law_model.py")
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+
+
+def model_name(task: str) -> str:
+    return MODEL_PREFIX + task
+
+
+def fit_hash(fit: ChainedFit) -> str:
+    """Identity of a fit: sha256 of its canonical JSON."""
+    text = json.dumps(fit.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LawVersion:
+    task: str
+    name: str
+    version: int
+    created: bool  # False when this exact fit was already registered
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def register_fit(
+    fits: ChainedFit | Mapping[str, ChainedFit] | Iterable[ChainedFit],
+    *,
+    tracking_uri: str | None = None,
+    store: Store | None = None,
+    observations: Observations | None = None,
+    ladder: str | None = None,
+    plots: Iterable[str | Path] | Mapping[str, Iterable[str | Path]] = (),
+    alias: str | None = DEFAULT_ALIAS,
+) -> dict[str, LawVersion]:
+    """Register each fit (one per task) as a model version; returns {task: LawVersion}.
+
+    `observations` (the table the fits were made from) adds the ladder runs used and is checked
+    against each fit's data hash. `plots` is a list of files (matched to a task by the task key in
+    the file name; the others go with every task) or a {task: files} mapping.
+    """
+    fits = _as_list(fits)
+    runs = {f.task: _runs_used(f, observations) for f in fits}
+    plot_map = _plots_by_task([f.task for f in fits], plots)
+    if alias is not None:
+        _check_alias(alias)
+    store = store or open_store(tracking_uri)
+    return {f.task: _register_one(store, f, runs[f.task], ladder, plot_map[f.task], alias)
+            for f in fits}
+
+
+def _as_list(fits) -> list[ChainedFit]:
+    if isinstance(fits, ChainedFit):
+        fits = [fits]
+    elif isinstance(fits, Mapping):
+        fits = list(fits.values())
+    fits = list(fits)
+    for f in fits:
+        if not isinstance(f, ChainedFit):
+            raise InputError(f"register_fit: expected ChainedFit objects, got {type(f).__name__}")
+    tasks = [f.task for f in fits]
+    if not fits or len(set(tasks)) != len(tasks):
+        raise InputError(f"register_fit: need one fit per task, got tasks {tasks}")
+    return fits
+
+
+def _runs_used(fit: ChainedFit, obs: Observations | None) -> list[str]:
+    if obs is None:
+        return []
+    rows = obs.where(task=[fit.task, fit.x_task])
+    if fit.data_hash and rows.content_hash() != fit.data_hash:
+        raise InputError(f"fit of {fit.task!r}: the observations given are not the ones it was "
+                         f"fitted on (data hash {fit.data_hash[:12]} != {rows.content_hash()[:12]})")
+    return sorted(rows.unique("run"))
+
+
+def _plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
+    if isinstance(plots, Mapping):
+        out = {t: [Path(p) for p in plots.get(t, ())] for t in tasks}
+    else:
+        paths = [Path(p) for p in plots]
+        mine = {t: [p for p in paths if t in p.stem] for t in tasks}
+        shared = [p for p in paths if not any(t in p.stem for t in tasks)]
+        out = {t: mine[t] + shared for t in tasks}
+    for p in (p for ps in out.values() for p in ps):
+        if not p.is_file():
+            raise InputError(f"plot {str(p)!r} does not exist")
+    return out
+
+
+def _check_alias(alias: str) -> None:
+    """MLflow's alias rules, checked before anything is written."""
+    if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' (not 'latest' or v<number>)")
+
+
+def _version_tags(fit: ChainedFit, fhash: str, runs: list[str], ladder: str | None) -> dict[str, str]:
+    d = fit.to_dict()
+    tags = {
+        "task": fit.task, "method": fit.method, "acc_metric": fit.acc_metric,
+        "feature": f"{fit.x_task}/{fit.x_metric}", FIT_HASH_TAG: fhash,
+        "observations_hash": fit.data_hash, "ladder_runs": ",".join(runs),
+        "fit_errors": json.dumps({"step1": d["step1"]["errors"], "step2": d["step2"]["errors"]},
+                                 sort_keys=True),
+        "degenerate": str(d["flags"]["degenerate"]).lower(),
+        "flags": json.dumps(d["flags"], sort_keys=True),
+    }
+    if ladder:
+        tags["ladder"] = ladder
+    return tags
+
+
+def _find_version(store: Store, name: str, fhash: str):
+    query = f"name = '{name}' and tags.{FIT_HASH_TAG} = '{fhash}'"
+    found = store.call("search_model_versions", query)
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | None,
+                  plots: list[Path], alias: str | None) -> LawVersion:
+    name, fhash = model_name(fit.task), fit_hash(fit)
+    existing = _find_version(store, name, fhash)
+    if existing is None:
+        with store.exclusive():
+            existing = _find_version(store, name, fhash)
+            if existing is None:
+                version = _create_version(store, fit, fhash, runs, ladder, plots)
+    if existing is not None:
+        version = int(existing.version)
+    if alias is not None:
+        store.call("set_registered_model_alias", name, alias, str(version))
+    return LawVersion(fit.task, name, version, created=existing is None)
+
+
+def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
+                    ladder: str | None, plots: list[Path]) -> int:
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(fit.task)
+    tags = _version_tags(fit, fhash, runs, ladder)
+    eid = store.experiment_id(EXPERIMENT)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit_json = Path(tmp, "fit.json")
+        fit_json.write_text(json.dumps(fit.to_dict(), indent=1))  # key order is meaningful
+        mlflow.pyfunc.save_model(
+            Path(tmp, "model"), python_model=str(_MODEL_CODE), artifacts={"fit": str(fit_json)},
+            signature=_signature(), pip_requirements=_requirements(),
+        )
+        run = store.call("create_run", eid, run_name=f"law-{fit.task}-{fhash[:8]}", tags=tags)
+        run_id = run.info.run_id
+        params = [Param(f"{step}.{k}", repr(v)) for step in ("step1", "step2")
+                  for k, v in fit.to_dict()[step]["params"].items()]
+        params += [Param(f"settings.{k}", str(v)) for k, v in fit.settings.to_dict().items()]
+        metrics = [Metric(f"{step}.{k}", float(v), run.info.start_time, 0)
+                   for step in ("step1", "step2")
+                   for k, v in getattr(fit, step).errors.items() if isinstance(v, int | float)]
+        store.call("log_batch", run_id, metrics=metrics, params=params)
+        store.call("log_artifacts", run_id, str(Path(tmp, "model")), "model")
+        store.call("log_artifact", run_id, str(fit_json))
+        for p in plots:
+            store.call("log_artifact", run_id, str(p), "plots")
+        store.call("set_terminated", run_id, "FINISHED")
+    try:
+        store.call("create_registered_model", name, tags={"task": fit.task},
+                   description=f"Chained task scaling law for {fit.task} (taskladder).")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    mv = store.call("create_model_version", name, f"{run.info.artifact_uri}/model",
+                    run_id=run_id, tags=tags)
+    return int(mv.version)
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", "N"), ColSpec("double", "D")]),
+        outputs=Schema([ColSpec("double", c) for c in OUTPUT_COLUMNS]),
+    )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "taskladder")]
+
+
+def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> int:
+    """The version number that `ref` (an alias or a version number) names for `task`."""
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(task)
+    try:
+        store.call("get_registered_model", name)
+    except MlflowException:
+        raise InputError(f"registered model {name!r} does not exist in {store.uri}") from None
+    try:
+        if isinstance(ref, int) or str(ref).isdigit():
+            return int(store.call("get_model_version", name, str(ref)).version)
+        return int(store.call("get_model_version_by_alias", name, str(ref)).version)
+    except MlflowException:
+        kind = "version" if str(ref).isdigit() else "alias"
+        raise InputError(f"registered model {name!r} has no {kind} {str(ref)!r}") from None
+
+
+def set_alias(store: Store, task: str, alias: str, version: int) -> None:
+    _check_alias(alias)
+    resolve_version(store, task, version)
+    store.call("set_registered_model_alias", model_name(task), alias, str(version))
+
+
+def load_law(task: str, ref: str | int = DEFAULT_ALIAS, *, tracking_uri: str | None = None,
+             store: Store | None = None):
+    """The pyfunc model of a law version (checked first, so a wrong name is one clear line)."""
+    import mlflow
+
+    store = store or open_store(tracking_uri, create=False)
+    version = resolve_version(store, task, ref)
+    with _registry(store.uri):
+        return mlflow.pyfunc.load_model(f"models:/{model_name(task)}/{version}")
+
+
+@contextmanager
+def _registry(uri: str):
+    """pyfunc.load_model reads the global registry URI: point it at `uri`, then restore it."""
+    import mlflow
+
+    before = mlflow.get_registry_uri()
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_registry_uri(before)
