@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,7 @@ class StageReport:
 def run_pipeline(spec: PipelineSpec, stages: list[Stage], echo: Callable[[str], None] = print,
                  only: list[str] | None = None) -> tuple[RunContext, list[StageReport]]:
     """Run the stages that apply to `spec` in order; returns the context and per-stage timings."""
+    quiet_libraries()
     ctx = RunContext(spec=spec, out=spec.out_dir(), echo=echo)
     ctx.out.mkdir(parents=True, exist_ok=True)
     write_json(ctx.out / "spec.json", spec.model_dump(mode="json", by_alias=True))
@@ -82,6 +86,14 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], echo: Callable[[str], 
         echo(f"   {stage.name}: {summary} ({reports[-1].seconds:.1f} s)")
     write_json(ctx.out / "timings.json", [r.__dict__ for r in reports])
     return ctx, reports
+
+
+def quiet_libraries() -> None:
+    """MLflow's info logs, progress bars and signature hints would bury the stage lines."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 
 def write_json(path: Path, data: Any) -> None:

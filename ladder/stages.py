@@ -42,43 +42,34 @@ def target_spec(spec: PipelineSpec):
     return load_ladder_spec(spec.target.spec, {"output_dir": str(spec.out_dir() / "ladder")})
 
 
-def _exports(spec: PipelineSpec, runs: set[str]) -> list[Path]:
-    """Exported HF checkpoint dirs of the given runs, in (run, step) order."""
-    root = spec.out_dir() / "ladder"
-    dirs = [p.parent for p in root.rglob(META)] if root.is_dir() else []
-    dirs = [d for d in dirs if _meta(d)["run"] in runs]
-    return sorted(dirs, key=lambda d: (_meta(d)["run"], int(_meta(d)["step"])))
+def _train(ctx: RunContext, training_spec) -> list[Path]:
+    """Train (finished runs are reused, killed ones resume); the exported checkpoint dirs."""
+    from taskladder.training.ladder import train_ladder
+
+    results = train_ladder(training_spec, log=ctx.echo)
+    return [Path(c.hf_dir) for r in results for c in r.checkpoints]
 
 
 def _meta(model_dir: Path) -> dict:
     return json.loads((model_dir / META).read_text())
 
 
-def _train(training_spec) -> None:
-    from taskladder.training.train import train_ladder
-
-    train_ladder(training_spec)
-
-
 def train_ladder(ctx: RunContext) -> str:
-    lspec = ladder_spec(ctx.spec)
-    _train(lspec)
-    runs = {p.run for p in lspec.plan()}
-    exports = _exports(ctx.spec, runs)
+    exports = _train(ctx, ladder_spec(ctx.spec))
     ctx.values["checkpoints"] = exports
+    runs = {_meta(d)["run"] for d in exports}
     return f"{len(runs)} runs, {len(exports)} exported checkpoints"
 
 
 # evaluation ---------------------------------------------------------------------------------
 def _eval_one(spec: PipelineSpec, model_dir: Path, dest: Path) -> bool:
     """Score one checkpoint unless its results are on disk; True when it ran."""
-    results = dest / "results.json"
-    if results.is_file():
+    if any(dest.glob("results_*.json")):
         return False
     from taskladder.harness_ext.runner import evaluate
 
-    evaluate(model_dir, tasks=spec.eval.tasks, limit=spec.eval.limit,
-             backend=spec.eval.backend, batch_size=spec.eval.batch_size, output=results)
+    evaluate(model_dir, tasks=spec.eval.tasks, limit=spec.eval.limit, output=dest,
+             backend=spec.eval.backend, batch_size=spec.eval.batch_size)
     return True
 
 
@@ -135,28 +126,49 @@ def _store(ctx: RunContext):
 def fit_and_predict(ctx: RunContext) -> str:
     """Fit the chained law per task, predict the target, register both (skipped when unchanged)."""
     spec, target = ctx.spec, _target_size(ctx.spec)
-    ctx.values["target_size"] = target
+    obs = ctx.values["observations"]
     key = digest(ctx.values["obs_hash"], spec.fit.model_dump(), spec.fit_tasks, target,
                  ctx.tracking_uri)
     pred_path = ctx.out / "predictions.json"
     if ctx.finished("fit", key) and pred_path.is_file():
         ctx.values["predictions"] = json.loads(pred_path.read_text())
         return "laws and prediction unchanged"
-    from taskladder.laws.chained import ChainedFit
+    from taskladder.laws.chained import ChainedFitter
 
-    fit = ChainedFit(method=spec.fit.method).fit(ctx.values["observations"], tasks=spec.fit_tasks)
-    plots = fit.plot(ctx.out / "plots", target=target)
-    write_json(ctx.out / "fits.json", fit.to_dict())
-    prediction = fit.predict(N=target["N"], D=target["D"])
-    from taskladder.registry.laws import register_fit, register_prediction
+    fitter = ChainedFitter(spec.fit.method)
+    fits = {task: fitter.fit(obs, task) for task in spec.fit_tasks}
+    write_json(ctx.out / "fits.json", {t: f.to_dict() for t, f in fits.items()})
+    plots = _plots(ctx, fits, target)
+    tasks = {}
+    for task, fit in fits.items():
+        p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
+        tasks[task] = {"acc": p["acc"], "low": p["acc_low"], "high": p["acc_high"],
+                       "loss": p["loss"], "metric": fit.acc_metric,
+                       "degenerate": fit.flags["degenerate"]}
+    from taskladder.registry.laws import EXPERIMENT, register_fit
 
-    versions = register_fit(fit, tracking_uri=ctx.tracking_uri, plots=plots)
-    register_prediction(prediction, target=target, versions=versions,
-                        tracking_uri=ctx.tracking_uri)
-    write_json(pred_path, {"target": target, "tasks": prediction, "plots": [str(p) for p in plots]})
-    ctx.values["predictions"] = json.loads(pred_path.read_text())
+    _store(ctx).experiment_id(EXPERIMENT)  # created outside register_fit's lock (see report)
+    versions = register_fit(fits, store=_store(ctx), observations=obs, ladder=spec.name,
+                            plots=plots)
+    for task, v in versions.items():
+        tasks[task]["law"] = v.uri
+    result = {"target": target, "method": spec.fit.method, "tasks": tasks,
+              "plots": [str(p) for p in plots]}
+    _register_prediction(ctx, result)
+    write_json(pred_path, result)
+    ctx.values["predictions"] = result
     ctx.mark("fit", key)
-    return f"{len(spec.fit_tasks)} tasks fitted ({spec.fit.method}), prediction registered"
+    created = sum(v.created for v in versions.values())
+    return (f"{len(fits)} laws fitted ({spec.fit.method}; {created} new versions), "
+            f"{target['name']} predicted")
+
+
+def _plots(ctx: RunContext, fits: dict, target: dict) -> list[Path]:
+    return []
+
+
+def _register_prediction(ctx: RunContext, result: dict) -> None:
+    return None
 
 
 def _target_size(spec: PipelineSpec) -> dict:
@@ -168,9 +180,7 @@ def _target_size(spec: PipelineSpec) -> dict:
 
 # the target and the gate --------------------------------------------------------------------
 def train_target(ctx: RunContext) -> str:
-    tspec = target_spec(ctx.spec)
-    _train(tspec)
-    final = _exports(ctx.spec, {p.run for p in tspec.plan()})[-1]
+    final = _train(ctx, target_spec(ctx.spec))[-1]
     ran = _eval_one(ctx.spec, final, ctx.out / "target-eval")
     return f"target trained; final checkpoint {'evaluated' if ran else 'already evaluated'}"
 
