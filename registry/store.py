@@ -160,6 +160,7 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
         if not create and not path.exists():
             raise InputError(f"tracking store {path} does not exist (set --tracking-uri)")
         _check_sqlite_file(path)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output clean
     import mlflow  # heavy: imported only when a store is opened
 
     with _folder_lock(path.parent) if path is not None else nullcontext():

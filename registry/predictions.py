@@ -1,0 +1,181 @@
+"""Registered predictions: per target (name, N, D) and task, accuracy and interval, with lineage.
+
+One MLflow run per (target, task) prediction in the experiment `taskladder-predictions`: params
+target, N, D, task; metrics loss/acc with their intervals; tags naming the law version used
+(`law_uri` = models:/taskladder-law-<task>/<version>). The latest run of a (target, task) is its
+registered prediction. A new, different prediction (a re-fit on new ladder data) records how far
+it moved from the one before (`shift`, in accuracy points); the same prediction again adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from taskladder.laws.tasks import TASKS
+
+from .errors import InputError
+from .ladder_runs import check_name
+from .laws import DEFAULT_ALIAS, LawVersion, load_law, model_name, resolve_version
+from .store import Store, open_store
+
+EXPERIMENT = "taskladder-predictions"
+VALUES = ("acc", "acc_low", "acc_high", "loss", "loss_low", "loss_high")
+_ALIASES = {"low": "acc_low", "high": "acc_high"}  # short names some reports use
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A registered prediction of one task for one target (accuracy as a fraction)."""
+
+    target: str
+    N: float
+    D: float
+    task: str
+    acc_metric: str
+    values: dict[str, float]
+    law_uri: str
+    run_id: str
+    shift: float | None  # points moved from the previous prediction, None for the first
+
+    @classmethod
+    def from_run(cls, run) -> Prediction:
+        p, t, m = run.data.params, run.data.tags, run.data.metrics
+        return cls(target=p["target"], N=float(p["N"]), D=float(p["D"]), task=p["task"],
+                   acc_metric=t.get("acc_metric", "acc"), values={k: m[k] for k in VALUES if k in m},
+                   law_uri=t.get("law_uri", ""), run_id=run.info.run_id, shift=m.get("shift"))
+
+
+def check_target(target: Mapping) -> tuple[str, float, float]:
+    """(name, N, D) of a target dict, validated."""
+    for key in ("name", "N", "D"):
+        if key not in target:
+            raise InputError(f"target: missing {key!r} (need name, N and D)")
+    name = check_name("target name", str(target["name"]))
+    try:
+        N, D = float(target["N"]), float(target["D"])
+    except (TypeError, ValueError):
+        raise InputError(f"target {name!r}: N and D must be numbers, got {target['N']!r}, {target['D']!r}") from None
+    if not (math.isfinite(N) and math.isfinite(D) and N > 0 and D > 0):
+        raise InputError(f"target {name!r}: N and D must be finite and > 0, got {N}, {D}")
+    return name, N, D
+
+
+def _values(task: str, entry: Mapping) -> dict[str, float]:
+    out = {}
+    for key, value in entry.items():
+        key = _ALIASES.get(key, key)
+        if key in VALUES and value is not None:
+            v = float(value if not hasattr(value, "item") else value.item())
+            if not math.isfinite(v):
+                raise InputError(f"prediction of {task!r}: {key} is not finite ({value!r})")
+            out[key] = v
+    if "acc" not in out:
+        raise InputError(f"prediction of {task!r}: no 'acc' value")
+    out.setdefault("acc_low", out["acc"])
+    out.setdefault("acc_high", out["acc"])
+    return out
+
+
+def register_prediction(
+    prediction: Mapping[str, Mapping],
+    *,
+    target: Mapping,
+    versions: Mapping[str, LawVersion | int | str],
+    tracking_uri: str | None = None,
+    store: Store | None = None,
+) -> dict[str, Prediction]:
+    """Record `prediction` ({task: {acc, acc_low, acc_high, loss, ...}}) for `target`.
+
+    `versions` names the law version behind each task (a LawVersion, a version number or an
+    alias); every task needs one. Returns {task: the registered Prediction}.
+    """
+    name, N, D = check_target(target)
+    values = {task: _values(task, entry) for task, entry in prediction.items()}
+    if not values:
+        raise InputError(f"target {name!r}: the prediction holds no task")
+    missing = [t for t in values if t not in versions]
+    if missing:
+        raise InputError(f"target {name!r}: no law version given for task(s) {', '.join(missing)}")
+    store = store or open_store(tracking_uri)
+    laws = {t: _law(store, t, versions[t]) for t in values}  # every link checked before writing
+    eid = store.experiment_id(EXPERIMENT)
+    return {t: _record(store, eid, name, N, D, t, values[t], *laws[t]) for t in values}
+
+
+def _law(store: Store, task: str, ref) -> tuple[int, str]:
+    version = ref.version if isinstance(ref, LawVersion) else resolve_version(store, task, ref)
+    mv = store.call("get_model_version", model_name(task), str(version))
+    return int(version), mv.tags.get("acc_metric", "acc")
+
+
+def _record(store: Store, eid: str, target: str, N: float, D: float, task: str,
+            values: dict[str, float], version: int, acc_metric: str) -> Prediction:
+    from mlflow.entities import Metric, Param
+
+    law_uri = f"models:/{model_name(task)}/{version}"
+    key = hashlib.sha256(json.dumps([target, repr(N), repr(D), task, law_uri, values],
+                                    sort_keys=True).encode()).hexdigest()
+    with store.exclusive():
+        latest = latest_runs(store, target, task, eid=eid, max_results=1)
+        if latest and latest[0].data.tags.get("prediction_key") == key:
+            return Prediction.from_run(latest[0])
+        tags = {"target": target, "task": task, "acc_metric": acc_metric, "law_uri": law_uri,
+                "law_model": model_name(task), "law_version": str(version), "prediction_key": key}
+        metrics = dict(values)
+        if latest:
+            before = latest[0].data.metrics["acc"]
+            metrics["shift"] = 100.0 * (values["acc"] - before)
+            tags["previous_prediction"] = latest[0].info.run_id
+        run = store.call("create_run", eid, run_name=f"{target}-{task}", tags=tags)
+        ts = run.info.start_time
+        store.call("log_batch", run.info.run_id,
+                   metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
+                   params=[Param("target", target), Param("N", repr(N)), Param("D", repr(D)),
+                           Param("task", task)])
+        store.call("set_terminated", run.info.run_id, "FINISHED")
+        return Prediction.from_run(store.call("get_run", run.info.run_id))
+
+
+def latest_runs(store: Store, target: str, task: str | None = None, *, eid: str | None = None,
+                max_results: int = 1000) -> list:
+    """Prediction runs of `target` (one task or all), newest first."""
+    if eid is None:
+        exp = store.call("get_experiment_by_name", EXPERIMENT)
+        if exp is None:
+            return []
+        eid = exp.experiment_id
+    query = f"tags.target = '{target}'" + (f" and tags.task = '{task}'" if task else "")
+    return store.call("search_runs", [eid], filter_string=query, max_results=max_results,
+                      order_by=["attributes.start_time DESC"])
+
+
+def registered_predictions(store: Store, target: str) -> dict[str, Prediction]:
+    """The registered (latest) prediction of every task predicted for `target`."""
+    out: dict[str, Prediction] = {}
+    for run in latest_runs(store, target):
+        task = run.data.tags.get("task")
+        if task and task not in out:
+            out[task] = Prediction.from_run(run)
+    order = {t: i for i, t in enumerate(TASKS)}
+    return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def predict_from_registry(target: Mapping, tasks: list[str], *, alias: str = DEFAULT_ALIAS,
+                          tracking_uri: str | None = None,
+                          store: Store | None = None) -> dict[str, Prediction]:
+    """Predict `target` with the law versions that `alias` marks, through their pyfunc models,
+    and register the result: the prediction is exactly what a model consumer would get."""
+    import pandas as pd
+
+    name, N, D = check_target(target)
+    store = store or open_store(tracking_uri, create=False)
+    versions = {t: resolve_version(store, t, alias) for t in tasks}
+    table = pd.DataFrame({"N": [N], "D": [D]})
+    prediction = {t: load_law(t, versions[t], store=store).predict(table).iloc[0].to_dict()
+                  for t in tasks}
+    return register_prediction(prediction, target={"name": name, "N": N, "D": D},
+                               versions=versions, store=store)
