@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,20 +68,28 @@ def validation_loss(model: torch.nn.Module, tokens: np.ndarray, seq_len: int,
 
 @dataclass
 class ValLossCallback(Callback):
-    """Scores the held-out split at every checkpoint step (the run's "C4 loss")."""
+    """Scores the held-out split at every checkpoint step (the run's "C4 loss").
+
+    With `export` set (one CPU process) it also hands the in-memory weights to the Hugging
+    Face export, which saves re-reading the checkpoint from disk.
+    """
 
     run_dir: Path = Path(".")
     tokens: np.ndarray | None = None
     seq_len: int = 0
     steps: frozenset[int] = frozenset()
+    export: Callable[..., Any] | None = None
 
     def post_step(self) -> None:
         if self.step not in self.steps or get_rank() != 0:
             return
+        model = self.trainer.train_module.model
         losses = read_val_losses(self.run_dir)
-        losses[self.step] = validation_loss(self.trainer.train_module.model, self.tokens,
-                                            self.seq_len)
+        losses[self.step] = validation_loss(model, self.tokens, self.seq_len)
         write_json(self.run_dir / VAL_LOSSES, {str(k): v for k, v in sorted(losses.items())})
+        if self.export is not None:
+            weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.export(self.step, state_dict=weights)
 
 
 @dataclass
@@ -94,7 +103,7 @@ class BatchLogCallback(Callback):
             return
         digest = hashlib.sha256(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:16]
         with (self.run_dir / BATCH_LOG).open("a") as fh:
-            fh.write(json.dumps({"step": self.step + 1, "batch": digest, "pid": os.getpid()}) + "\n")
+            fh.write(json.dumps({"step": self.step, "batch": digest, "pid": os.getpid()}) + "\n")
 
 
 @dataclass

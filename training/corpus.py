@@ -211,8 +211,8 @@ def prepare_tokens(corpus: CorpusSpec, tokenizer: TokenizerSpec, seed: int, cach
 
     def build(d: Path) -> None:
         for name, part in (("train", train_docs), ("val", val_docs)):
-            ids = tok(part, add_special_tokens=False)["input_ids"]
-            flat = np.fromiter((t for seq in ids for t in (*seq, eos)), dtype=dtype)
+            encs = tok.backend_tokenizer.encode_batch(part, add_special_tokens=False)
+            flat = np.fromiter((t for e in encs for t in (*e.ids, eos)), dtype=dtype)
             flat.tofile(d / f"{name}.npy")
 
     data_dir = _atomic_dir(cache_dir / f"tokens-{_digest(corpus_key, tok_hash, dtype)}", build)

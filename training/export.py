@@ -37,8 +37,12 @@ def ladder_meta(plan: RunPlan, step: int, ce_val: float) -> dict:
 
 
 def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
-                      data: TokenData, validate: bool = False) -> Path:
-    """Convert `run_dir/step<step>` to `run_dir/hf/step<step>` (skipped when already there)."""
+                      data: TokenData, state_dict: dict | None = None,
+                      validate: bool = False) -> Path:
+    """Convert `run_dir/step<step>` (or these weights of it) to `run_dir/hf/step<step>`.
+
+    Skipped when the export is already there.
+    """
     from olmo_core.nn.hf.convert_checkpoint import convert_checkpoint_to_hf
 
     final = hf_dir(run_dir, step)
@@ -50,7 +54,8 @@ def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the config
             convert_checkpoint_to_hf(
-                original_checkpoint_path=str(run_dir / f"step{step}"), output_path=str(tmp),
+                original_checkpoint_path=None if state_dict else str(run_dir / f"step{step}"),
+                model_state_dict=state_dict, output_path=str(tmp),
                 transformer_config_dict=cfg["model"],
                 tokenizer_config_dict=cfg["dataset"]["tokenizer"],
                 tokenizer_id=str(data.tokenizer_dir),

@@ -10,9 +10,12 @@ the same batches in the same order.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
+import shutil
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ from taskladder.training.callbacks import (
 )
 from taskladder.training.corpus import TokenData
 from taskladder.training.errors import InputError
+from taskladder.training.export import export_checkpoint
 from taskladder.training.model import model_config
 from taskladder.training.spec import LadderSpec, ModelSize, RunPlan
 
@@ -43,6 +47,11 @@ def ensure_environment(spec: LadderSpec) -> None:
     prepare_training_environment(seed=spec.seed, backend=backend)
     for name in ("olmo_core", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # olmo-core runs gc.collect() when loading state and shutting down; with torch,
+    # transformers and lm-eval imported that is ~0.8 s a call. Freezing the objects alive
+    # now (modules, classes) leaves only training's own garbage to scan.
+    gc.collect()
+    gc.freeze()
     _ENV_READY = True
 
 
@@ -118,7 +127,9 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
             ephemeral_save_interval=None, save_async=False, pre_train_checkpoint=False))
         .with_callback("val_loss", ValLossCallback(
             run_dir=run_dir, tokens=data.val_array()[: spec.corpus.val_max_tokens],
-            seq_len=spec.sequence_length, steps=frozenset(plan.checkpoint_steps)))
+            seq_len=spec.sequence_length, steps=frozenset(plan.checkpoint_steps),
+            export=None if cuda else partial(export_checkpoint, run_dir, plan=plan, spec=spec,
+                                             data=data)))
         .with_callback("batch_log", BatchLogCallback(run_dir=run_dir))
         .with_callback("progress", ProgressCallback(
             desc=plan.run, total_steps=plan.steps, tokens_per_step=plan.batch_tokens,
@@ -132,16 +143,22 @@ def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
               run_dir: Path, progress: bool = True) -> None:
     """Train (or finish) one run; checkpoints land in `run_dir/step<N>`."""
     check_plan(run_dir, plan)
+    drop_incomplete_checkpoints(run_dir)
     save_config(run_dir, size, spec, data)
     trainer = build_trainer(plan, size, spec, data, run_dir, progress)
     with _quiet_console():
         trainer.fit()
 
 
-def checkpoint_steps_on_disk(run_dir: Path) -> list[int]:
-    """Complete checkpoints (olmo-core renames `stepN-tmp` to `stepN` when done)."""
-    return sorted(int(p.name[4:]) for p in run_dir.glob("step*")
-                  if p.is_dir() and p.name[4:].isdigit() and (p / "model_and_optim").is_dir())
+def drop_incomplete_checkpoints(run_dir: Path) -> None:
+    """Remove checkpoints a kill interrupted, so the Trainer can save that step again.
+
+    olmo-core renames `stepN-tmp` to `stepN` and then writes `stepN/.metadata.json`; a folder
+    without it (or a leftover `-tmp`) is not a checkpoint, and would block the re-save.
+    """
+    for p in run_dir.glob("step*"):
+        if p.is_dir() and (p.name.endswith("-tmp") or not (p / ".metadata.json").is_file()):
+            shutil.rmtree(p)
 
 
 @contextlib.contextmanager

