@@ -91,8 +91,8 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], echo: Callable[[str], 
 def quiet_libraries() -> None:
     """MLflow's info logs, progress bars and signature hints would bury the stage lines."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 

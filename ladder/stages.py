@@ -142,19 +142,18 @@ def fit_and_predict(ctx: RunContext) -> str:
     tasks = {}
     for task, fit in fits.items():
         p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
-        tasks[task] = {"acc": p["acc"], "low": p["acc_low"], "high": p["acc_high"],
-                       "loss": p["loss"], "metric": fit.acc_metric,
-                       "degenerate": fit.flags["degenerate"]}
+        tasks[task] = {**p, "metric": fit.acc_metric, "degenerate": fit.flags["degenerate"]}
     from taskladder.registry.laws import EXPERIMENT, register_fit
+    from taskladder.registry.predictions import register_prediction
 
-    _store(ctx).experiment_id(EXPERIMENT)  # created outside register_fit's lock (see report)
-    versions = register_fit(fits, store=_store(ctx), observations=obs, ladder=spec.name,
-                            plots=plots)
+    store = _store(ctx)
+    store.experiment_id(EXPERIMENT)  # created outside register_fit's lock (see report)
+    versions = register_fit(fits, store=store, observations=obs, ladder=spec.name, plots=plots)
+    register_prediction(tasks, target=target, versions=versions, store=store)
     for task, v in versions.items():
         tasks[task]["law"] = v.uri
     result = {"target": target, "method": spec.fit.method, "tasks": tasks,
               "plots": [str(p) for p in plots]}
-    _register_prediction(ctx, result)
     write_json(pred_path, result)
     ctx.values["predictions"] = result
     ctx.mark("fit", key)
@@ -165,10 +164,6 @@ def fit_and_predict(ctx: RunContext) -> str:
 
 def _plots(ctx: RunContext, fits: dict, target: dict) -> list[Path]:
     return []
-
-
-def _register_prediction(ctx: RunContext, result: dict) -> None:
-    return None
 
 
 def _target_size(spec: PipelineSpec) -> dict:
@@ -193,15 +188,18 @@ def _actual_path(ctx: RunContext) -> tuple[Path, str]:
 
 
 def gate(ctx: RunContext) -> str:
-    from taskladder.registry.gate import check_target, run_gate
+    """Record the target's real evaluation, compare it with the registered prediction."""
+    from taskladder.registry.gate import check_target, format_table, run_gate
 
     path, fmt = _actual_path(ctx)
-    check_target(path, fmt, target=ctx.spec.target.name, tracking_uri=ctx.tracking_uri)
-    verdict = run_gate(target=ctx.spec.target.name, tolerance=ctx.spec.gate.tolerance,
-                       tracking_uri=ctx.tracking_uri)
+    name = ctx.spec.target.name
+    check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=_store(ctx))
+    verdict = run_gate(name, tolerance=ctx.spec.gate.tolerance, store=_store(ctx))
     write_json(ctx.out / "gate.json", verdict)
     ctx.values["gate"] = verdict
-    return "PASS: every task within tolerance" if verdict["passed"] else "DRIFT: see the table"
+    ctx.values["gate_table"] = format_table(verdict)
+    bad = [r["task"] for r in verdict["rows"] if r["status"] != "ok"]
+    return "PASS: every task within tolerance" if verdict["passed"] else f"DRIFT: {', '.join(bad)}"
 
 
 STAGES = [
@@ -258,33 +256,28 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
 
 # the closing report --------------------------------------------------------------------------
 def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
+    """The closing report: prediction table, gate verdict, plots, timings, how to browse."""
     pred = ctx.values.get("predictions", {})
-    target = pred.get("target", {})
-    lines = ["", f"Prediction for {target.get('name')} (N = {target.get('N', 0):.4g}, "
-             f"D = {target.get('D', 0):.4g}), accuracy in points:"]
-    gate_rows = {r["task"]: r for r in ctx.values.get("gate", {}).get("rows", [])}
-    lines.append(f"  {'task':14s} {'predicted':>9s} {'low':>7s} {'high':>7s} {'task loss':>9s}"
-                 + (f" {'actual':>7s} {'error':>7s}" if gate_rows else ""))
+    t = pred.get("target", {})
+    lines = ["", f"Prediction for {t.get('name')} (N = {t.get('N', 0):,.0f}, D = {t.get('D', 0):,.0f}; "
+             f"{pred.get('method')} method), accuracy in points:",
+             f"  {'task':14s} {'metric':9s} {'predicted':>9s} {'low':>7s} {'high':>7s} "
+             f"{'task loss':>9s}  law"]
     for task, p in pred.get("tasks", {}).items():
-        line = (f"  {task:14s} {100 * p['acc']:9.2f} {_pts(p.get('low'))} {_pts(p.get('high'))} "
-                f"{p.get('loss', float('nan')):9.4f}")
-        if task in gate_rows:
-            g = gate_rows[task]
-            line += f" {100 * g['actual']:7.2f} {100 * (g['predicted'] - g['actual']):+7.2f}"
-        lines.append(line)
+        flag = "  (degenerate fit)" if p.get("degenerate") else ""
+        lines.append(f"  {task:14s} {p['metric']:9s} {100 * p['acc']:9.2f} "
+                     f"{100 * p['acc_low']:7.2f} {100 * p['acc_high']:7.2f} {p['loss']:9.4f}  "
+                     f"{p.get('law', '')}{flag}")
     if "gate" in ctx.values:
-        lines.append(f"Gate: {'PASS' if ctx.values['gate']['passed'] else 'DRIFT'} "
-                     f"(tolerance {ctx.spec.gate.tolerance})")
+        lines += ["", f"Drift gate for {ctx.spec.target.name} (tolerance "
+                  f"{ctx.spec.gate.tolerance}):", ctx.values["gate_table"]]
     plots = pred.get("plots", [])
-    lines.append(f"Plots ({len(plots)}): {ctx.out / 'plots'}")
+    lines.append(f"Plots: {len(plots)} in {ctx.out / 'plots'}")
     lines += [f"  {p}" for p in plots]
     lines.append("Stage times: " + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in reports))
-    lines.append(f"Open the results: mlflow ui --backend-store-uri {ctx.tracking_uri}")
+    lines.append(f"Results: {ctx.out}")
+    lines.append(f"Browse them: mlflow ui --backend-store-uri {ctx.tracking_uri}")
     return lines
-
-
-def _pts(v) -> str:
-    return f"{'-':>7s}" if v is None else f"{100 * v:7.2f}"
 
 
 def exit_code(ctx: RunContext) -> int:
