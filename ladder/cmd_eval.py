@@ -1,0 +1,58 @@
+"""`taskladder eval`: score a model directory on the `ladder_*` tasks (lm-eval results JSON),
+and `taskladder lm-eval`: lm-eval's own CLI with the `ladder-hf` backend registered."""
+
+from __future__ import annotations
+
+import argparse
+
+BACKENDS = ("ladder-hf", "hf", "vllm")
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model directory on ladder_* tasks (writes lm-eval's results JSON)",
+        description="Evaluate a Hugging Face model directory on OLMES ranked-classification "
+        "tasks; the results JSON gets a top-level 'taskladder' key with the directory's "
+        "ladder_meta.json when present.",
+    )
+    p.add_argument("--model-dir", required=True, metavar="DIR", help="Hugging Face model folder")
+    p.add_argument("--tasks", default="ladder_core", metavar="LIST",
+                   help="comma-separated task names, tags, wildcards or keys (default ladder_core)")
+    p.add_argument("--limit", type=int, default=None, metavar="K", help="documents per task")
+    p.add_argument("--output", default="evals", metavar="DIR",
+                   help="folder for results_<time>.json, or a .json file path (default evals)")
+    p.add_argument("--backend", default="ladder-hf", choices=BACKENDS,
+                   help="ladder-hf (shared-prefix reuse, default), hf, or vllm (prefix caching)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="B",
+                   help="batch size of the hf and vllm backends (default 32)")
+    p.set_defaults(func=_eval)
+
+    lm = subparsers.add_parser(
+        "lm-eval",
+        help="lm-eval's CLI with the ladder-hf backend registered (arguments passed through)",
+        add_help=False,
+    )
+    lm.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
+    lm.set_defaults(func=_lm_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from taskladder.harness_ext.runner import evaluate
+
+    path = evaluate(args.model_dir, args.tasks, limit=args.limit, output=args.output,
+                    backend=args.backend, batch_size=args.batch_size)
+    print(path)
+    return 0
+
+
+def _lm_eval(args: argparse.Namespace) -> int:
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    import taskladder.harness_ext.backend  # noqa: F401  (registers ladder-hf)
+
+    sys.argv = ["lm_eval", *args.lm_eval_args]
+    cli_evaluate()
+    return 0
