@@ -55,7 +55,7 @@ def test_cpu_micro_plan_shape():
     assert all(s.head_dim in (32, 64) for s in spec.sizes)
     target = spec.target_spec().plan()[0]
     assert target.N > max(p.N for p in plans) and target.tokens > max(p.tokens for p in plans)
-    assert "d64L4-0.2xC" in spec.describe_plan()
+    assert "d64L3-0.15xC" in spec.describe_plan()
 
 
 @settings(max_examples=40, deadline=None)

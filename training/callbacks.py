@@ -81,11 +81,14 @@ class ValLossCallback(Callback):
     export: Callable[..., Any] | None = None
 
     def post_step(self) -> None:
-        if self.step not in self.steps or get_rank() != 0:
+        if self.step not in self.steps:
             return
         model = self.trainer.train_module.model
+        loss = validation_loss(model, self.tokens, self.seq_len)  # every rank (FSDP gathers)
+        if get_rank() != 0:
+            return
         losses = read_val_losses(self.run_dir)
-        losses[self.step] = validation_loss(model, self.tokens, self.seq_len)
+        losses[self.step] = loss
         write_json(self.run_dir / VAL_LOSSES, {str(k): v for k, v in sorted(losses.items())})
         if self.export is not None:
             weights = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -44,6 +44,9 @@ def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
     Skipped when the export is already there.
     """
     from olmo_core.nn.hf.convert_checkpoint import convert_checkpoint_to_hf
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" per export
 
     final = hf_dir(run_dir, step)
     if (final / META_FILE).is_file():

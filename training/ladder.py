@@ -122,6 +122,8 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunR
             continue
         start = time.perf_counter()
         train_run(plan, sizes[plan.size], spec, data, run_dir, progress)
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 exports and records
+            continue
         result = _finish(plan, spec, data, run_dir, time.perf_counter() - start)
         write_json(done, asdict(result))
         results.append(result)

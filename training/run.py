@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 import logging
 import shutil
@@ -44,7 +45,8 @@ def ensure_environment(spec: LadderSpec) -> None:
     if _ENV_READY:
         return
     backend = "gloo" if spec.device == "cpu" else "cpu:gloo,cuda:nccl"
-    prepare_training_environment(seed=spec.seed, backend=backend)
+    with contextlib.redirect_stdout(io.StringIO()):  # "Setting env var ..." lines
+        prepare_training_environment(seed=spec.seed, backend=backend)
     for name in ("olmo_core", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # olmo-core runs gc.collect() when loading state and shutting down; with torch,
@@ -81,6 +83,7 @@ def save_config(run_dir: Path, size: ModelSize, spec: LadderSpec, data: TokenDat
 def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
                   run_dir: Path, progress: bool = True):
     """The olmo-core Trainer of this run (model, data loader, AdamW + cosine, callbacks)."""
+    from olmo_core.config import DType
     from olmo_core.data import NumpyDataLoaderConfig, NumpyFSLDatasetConfig
     from olmo_core.distributed.parallel import DataParallelType
     from olmo_core.optim import AdamWConfig, CosWithWarmup
@@ -113,7 +116,8 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
                           weight_decay=spec.weight_decay),
         scheduler=CosWithWarmup(warmup=plan.warmup_steps, alpha_f=spec.final_lr_fraction),
         max_grad_norm=1.0,
-        dp_config=TransformerDataParallelConfig(name=DataParallelType.fsdp, param_dtype="bfloat16")
+        dp_config=TransformerDataParallelConfig(name=DataParallelType.fsdp,
+                                                param_dtype=DType.bfloat16)
         if cuda else None,
     ).build(model, device=device)
     interval = plan.checkpoint_steps[0]
@@ -163,11 +167,15 @@ def drop_incomplete_checkpoints(run_dir: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_console():
-    """olmo-core's console logger prints a block per metrics interval; keep the bar readable."""
-    logger = logging.getLogger("olmo_core.train.callbacks.console_logger")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    """olmo-core logs a block per metrics interval and "no checkpoint, training from scratch"
+    at every fresh start; keep the progress bars readable."""
+    loggers = [logging.getLogger("olmo_core.train.callbacks.console_logger"),
+               logging.getLogger("olmo_core.train.trainer")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

@@ -193,8 +193,8 @@ class LadderSpec(_Spec):
                 checkpoints_per_run=5,
                 warmup_tokens_per_param=0.05,
                 output_dir="taskladder-out/cpu-micro",
-                target=TargetRun(name="d64L4-0.2xC", multiplier=0.2,
-                                 size=size("d64L4", 64, 4, 2, 16)),
+                target=TargetRun(name="d64L3-0.15xC", multiplier=0.15,
+                                 size=size("d64L3", 64, 3, 2, 16)),
             ),
             overrides,
         )

@@ -7,6 +7,7 @@ ladder measures a few of its steps per size to predict its wall time before it s
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterable
 
@@ -37,14 +38,18 @@ def plain_train(model: torch.nn.Module, batches: Iterable[torch.Tensor], lr: flo
     return tokens, time.perf_counter() - start, losses
 
 
-def probe_tokens_per_second(size: ModelSize, spec: LadderSpec, steps: int = 3) -> float:
-    """Tokens/s of a few plain steps on random tokens (the first, warm-up step not timed)."""
+def probe_tokens_per_second(size: ModelSize, spec: LadderSpec, steps: int = 4,
+                            warmup: int = 2) -> float:
+    """Tokens/s of a few plain steps on random tokens: median step after `warmup` untimed ones.
+
+    The median keeps one step slowed by a busy machine from skewing the estimate.
+    """
     torch.manual_seed(spec.seed)
     model = model_config(size, spec.vocab_size).build(init_device="cpu")
     gen = torch.Generator().manual_seed(spec.seed)
     batches = [torch.randint(0, spec.tokenizer.vocab_size,
                              (size.batch_sequences, spec.sequence_length), generator=gen)
-               for _ in range(steps + 1)]
-    plain_train(model, batches[:1], lr=1e-3)
-    tokens, seconds, _ = plain_train(model, batches[1:], lr=1e-3)
-    return tokens / seconds
+               for _ in range(warmup + steps)]
+    plain_train(model, batches[:warmup], lr=1e-3)
+    times = [plain_train(model, [b], lr=1e-3)[1] for b in batches[warmup:]]
+    return batches[0].numel() / statistics.median(times)
