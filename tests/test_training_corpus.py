@@ -97,3 +97,18 @@ def test_too_few_tokens_fail_and_repeats_warn(text_corpus, tmp_path):
     long = small.model_copy(update={"sequence_length": 512})
     with pytest.raises(InputError, match="validation split"):
         check_data(long, long.plan(), data, log=lambda m: None)
+
+
+def test_given_tokenizer_must_support_the_sequence_length(tmp_path):
+    from taskladder.training.corpus import train_bpe
+    from taskladder.training.ladder import check_ready
+
+    train_bpe(DOCS, 300, model_max_length=128, out_dir=tmp_path / "tok")
+    spec = LadderSpec.cpu_micro(tokenizer={"kind": "path", "path": str(tmp_path / "tok"),
+                                           "vocab_size": 300})
+    with pytest.raises(InputError, match=r"sequence_length=256 is longer than tokenizer"):
+        check_ready(spec)
+    check_ready(spec.model_copy(update={"sequence_length": 128}))
+    missing = spec.model_copy(update={"tokenizer": TokenizerSpec(kind="path", path="nope")})
+    with pytest.raises(InputError, match="tokenizer.path: 'nope' does not exist"):
+        check_ready(missing)

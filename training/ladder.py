@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taskladder.training.callbacks import write_json
-from taskladder.training.corpus import TokenData, check_corpus, prepare_tokens
+from taskladder.training.corpus import TokenData, check_corpus, load_tokenizer, prepare_tokens
 from taskladder.training.errors import InputError
 from taskladder.training.export import export_checkpoint
 from taskladder.training.spec import LadderSpec, RunPlan
@@ -57,9 +57,15 @@ def runs_dir(spec: LadderSpec) -> Path:
 def check_ready(spec: LadderSpec) -> None:
     """Everything that can fail before compute: corpus files, tokenizer folder."""
     check_corpus(spec.corpus)
-    if spec.tokenizer.kind == "path" and not Path(spec.tokenizer.path).exists():
+    if spec.tokenizer.kind != "path":
+        return
+    if not Path(spec.tokenizer.path).exists():
         raise InputError(f"tokenizer.path: {spec.tokenizer.path!r} does not exist "
                          "(tokenizers are loaded offline)")
+    limit = load_tokenizer(spec.tokenizer.path).model_max_length
+    if limit < spec.sequence_length:
+        raise InputError(f"sequence_length={spec.sequence_length} is longer than tokenizer "
+                         f"{spec.tokenizer.path!r} supports (model_max_length={limit})")
 
 
 def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData, log=print) -> None:
