@@ -20,6 +20,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (overrides the spec)")
     p.add_argument("--ladder-path", metavar="PATH",
                    help="for an imported ladder: where its evaluations are (overrides the spec)")
+    p.add_argument("--method", choices=("paper", "default"),
+                   help="law method (overrides the spec's fit.method)")
     p.add_argument("--list-specs", action="store_true", help="list the bundled specs and exit")
     p.set_defaults(func=_run)
 
@@ -36,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.ladder_path:
         ladder = spec.ladder.model_dump(by_alias=True)
         overrides["ladder"] = {**ladder, "import": _absolute(args.ladder_path)}
+    if args.method:
+        overrides["fit"] = {**spec.fit.model_dump(), "method": args.method}
     spec = spec.with_overrides(**overrides)
 
     from taskladder import stages

@@ -89,10 +89,12 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], echo: Callable[[str], 
 
 
 def quiet_libraries() -> None:
-    """MLflow's info logs, progress bars and signature hints would bury the stage lines."""
+    """MLflow's and lm-eval's info logs and progress bars would bury the stage lines."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # lm-eval warns once per truncated request; the harness reports the count itself.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
 
 

@@ -3,13 +3,16 @@
 Each stage calls one area through its public API (training, harness_ext, laws, registry) and
 keeps its output on disk under the run's folder:
 
-  ladder/        training output: checkpoints and exported HF dirs (each with ladder_meta.json)
-  evals/<run>/<step>/   lm-eval results JSON per checkpoint (skipped when present)
+  ladder/               training output: runs, checkpoints, HF exports (with ladder_meta.json);
+                        the target trains here too (same tokenizer and data)
+  evals/<key>/<run>/<step>/  lm-eval results JSON per checkpoint (skipped when present);
+                        <key> names the eval settings (tasks, limit), so changing them re-scores
+  target-eval/<key>/    the target's final checkpoint, scored the same way
   observations.csv      the tidy table every later stage reads
-  fits/, plots/         fitted laws (JSON) and their plots
-  predictions.json      the target's predicted accuracy per task, with intervals
-  target/, target-eval/ the target's own training and evaluation (when the spec asks)
+  fits.json, plots/     fitted laws and their plots
+  predictions.json      the target's predicted accuracy per task, with intervals and law versions
   gate.json             the drift gate's verdict
+  state.json, timings.json   what finished on which input; seconds per stage
 """
 
 from __future__ import annotations
@@ -73,12 +76,21 @@ def _eval_one(spec: PipelineSpec, model_dir: Path, dest: Path) -> bool:
     return True
 
 
+def _evals_dir(ctx: RunContext, kind: str) -> Path:
+    """Results of one eval setting: the backend is left out (backends give identical metrics)."""
+    settings = {"tasks": ctx.spec.eval.tasks, "limit": ctx.spec.eval.limit}
+    folder = ctx.out / kind / digest(settings)[:10]
+    if not (folder / "eval.json").is_file():
+        write_json(folder / "eval.json", settings)
+    return folder
+
+
 def evaluate_ladder(ctx: RunContext) -> str:
     exports = ctx.values["checkpoints"]
     ran = 0
     for i, model_dir in enumerate(exports, 1):
         meta = _meta(model_dir)
-        dest = ctx.out / "evals" / meta["run"] / f"step{int(meta['step']):07d}"
+        dest = _evals_dir(ctx, "evals") / meta["run"] / f"step{int(meta['step']):07d}"
         if _eval_one(ctx.spec, model_dir, dest):
             ran += 1
             ctx.echo(f"   [{i}/{len(exports)}] evaluated {meta['run']} step {meta['step']}")
@@ -92,7 +104,7 @@ def observe(ctx: RunContext) -> str:
 
     spec = ctx.spec
     if spec.ladder.trained:
-        obs = read_ladder(ctx.out / "evals", "lm-eval")
+        obs = read_ladder(_evals_dir(ctx, "evals"), "lm-eval")
     else:
         obs = read_ladder(spec.resolve_path(spec.ladder.import_), spec.ladder.format)
         if spec.ladder.runs:
@@ -176,14 +188,14 @@ def _target_size(spec: PipelineSpec) -> dict:
 # the target and the gate --------------------------------------------------------------------
 def train_target(ctx: RunContext) -> str:
     final = _train(ctx, target_spec(ctx.spec))[-1]
-    ran = _eval_one(ctx.spec, final, ctx.out / "target-eval")
+    ran = _eval_one(ctx.spec, final, _evals_dir(ctx, "target-eval"))
     return f"target trained; final checkpoint {'evaluated' if ran else 'already evaluated'}"
 
 
 def _actual_path(ctx: RunContext) -> tuple[Path, str]:
     spec = ctx.spec
     if spec.target.train:
-        return ctx.out / "target-eval", "lm-eval"
+        return _evals_dir(ctx, "target-eval"), "lm-eval"
     return spec.resolve_path(spec.target.actual), spec.target.actual_format
 
 

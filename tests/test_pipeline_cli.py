@@ -57,3 +57,16 @@ def test_unknown_training_preset_fails_before_work(tmp_path, capsys):
     assert main(["run", str(spec)]) == 2
     assert "no-such-preset" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
+    ladder = tmp_path / "my-ladder"
+    ladder.mkdir()
+    (ladder / "peteish7_eval_anneal.csv").write_text("x\n")
+    code = main(["run", "paper-import", "--dry-run", "--method", "default",
+                 "--ladder-path", str(ladder), "--tracking-uri", "http://localhost:5000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "fit       default method" in out
+    assert f"import {ladder} " in out and f"{ladder / 'peteish7_eval_anneal.csv'}" in out
+    assert "tracking  http://localhost:5000" in out
