@@ -1,8 +1,11 @@
 """Ladder results in MLflow: one run per ladder run, one experiment per ladder, curves by step.
 
-Metrics are keyed `<task>/<metric>` (e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and
-`flops`, logged at each checkpoint step with a fixed timestamp per run: logging the same
-observations again (a retry, a re-import) adds nothing, and new checkpoints extend the curves.
+Params: size, N, D (planned tokens: 20 x multiplier x N for a "<m>xC" run, else the tokens
+seen), multiplier, tokenizer, corpus_hash; they are fixed at a run's first logging so that a
+run still training can log checkpoint by checkpoint. Metrics are keyed `<task>/<metric>`
+(e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and `flops`, logged at each checkpoint step
+with a fixed timestamp per run: logging the same observations again (a retry, a re-import) adds
+nothing, and new checkpoints extend the curves.
 `read_ladder` turns the runs back into the observation table the law engine reads.
 """
 
@@ -19,7 +22,6 @@ from .store import Store
 EXPERIMENT_PREFIX = "taskladder-ladder-"
 RUN_TAG = "taskladder.run"
 LADDER_TAG = "taskladder.ladder"
-HASH_TAG = "taskladder.observations_hash"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MULTIPLIER_RE = re.compile(r"-(\d+(?:\.\d+)?)xC\b")
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
@@ -35,9 +37,13 @@ def experiment_name(ladder: str) -> str:
     return EXPERIMENT_PREFIX + check_name("ladder name", ladder)
 
 
-def _multiplier(run: str, N: float, D: float) -> str:
+def _planned(run: str, N: float, D_seen: float) -> tuple[str, float]:
+    """(multiplier, planned D): from a "<m>xC" run name (D = 20 m N, Chinchilla-optimal x m),
+    else from the tokens seen so far."""
     m = _MULTIPLIER_RE.search(run)
-    return m.group(1) if m else f"{D / (20.0 * N):.3g}"
+    if m:
+        return m.group(1), 20.0 * float(m.group(1)) * N
+    return f"{D_seen / (20.0 * N):.3g}", D_seen
 
 
 def _one(values: list, column: str, run: str):
@@ -49,9 +55,8 @@ def _one(values: list, column: str, run: str):
 def _run_params(obs: Observations, run: str, extra: Mapping[str, str]) -> dict[str, str]:
     size = _one(obs.unique("size"), "size", run)
     N = _one(obs.unique("N"), "N", run)
-    D = float(obs.D.max())
-    params = {"size": str(size), "N": repr(float(N)), "D": repr(D),
-              "multiplier": _multiplier(run, N, D)}
+    multiplier, D = _planned(run, float(N), float(obs.D.max()))
+    params = {"size": str(size), "N": repr(float(N)), "D": repr(D), "multiplier": multiplier}
     params.update({k: str(v) for k, v in extra.items()})
     return params
 
@@ -68,7 +73,8 @@ def log_ladder(
     """Log every ladder run of `obs` (idempotent); returns {ladder run: MLflow run id}.
 
     `run_params` adds or overrides params per ladder run (e.g. the planned D of a run that is
-    still training). A param that differs from the one already registered is an InputError.
+    still training and has no "<m>xC" name). A param that differs from the one already
+    registered is an InputError.
     """
     if len(obs) == 0:
         raise InputError(f"ladder {ladder!r}: no observations to register")
@@ -81,30 +87,35 @@ def log_ladder(
     return {r: _log_run(store, eid, ladder, r, per_run[r], params[r]) for r in runs}
 
 
-def _find_or_create_run(store: Store, eid: str, ladder: str, run: str):
+def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, str]):
+    """Find or create the MLflow run of a ladder run and log its params, under the lock (two
+    writers of one ladder run would otherwise both create it, or both insert its params)."""
+    from mlflow.entities import Param
+
     query = f"tags.`{RUN_TAG}` = '{run}'"
-    found = store.call("search_runs", [eid], filter_string=query, max_results=1)
-    if found:
-        return found[0]
     with store.exclusive():
         found = store.call("search_runs", [eid], filter_string=query, max_results=1)
         if found:
-            return found[0]
-        return store.call("create_run", eid, run_name=run,
-                          tags={RUN_TAG: run, LADDER_TAG: ladder})
+            mlrun = found[0]
+        else:
+            mlrun = store.call("create_run", eid, run_name=run, tags={RUN_TAG: run, LADDER_TAG: ladder})
+        old = mlrun.data.params
+        clash = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
+        if clash:
+            k, (was, now) = next(iter(clash.items()))
+            raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, got {now!r}")
+        new = [Param(k, v) for k, v in params.items() if k not in old]
+        if new:
+            store.call("log_batch", mlrun.info.run_id, params=new)
+    return mlrun
 
 
 def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
              params: dict[str, str]) -> str:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric
 
-    mlrun = _find_or_create_run(store, eid, ladder, run)
+    mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
-    old = mlrun.data.params
-    clash = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
-    if clash:
-        k, (was, now) = next(iter(clash.items()))
-        raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, got {now!r}")
     ts = mlrun.info.start_time
     metrics: dict[tuple, Metric] = {}
     for i in range(len(obs)):
@@ -113,9 +124,6 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
         metrics[(key, step)] = Metric(key, float(obs.value[i]), ts, step)
         metrics.setdefault(("D", step), Metric("D", float(obs.D[i]), ts, step))
         metrics.setdefault(("flops", step), Metric("flops", float(obs.flops[i]), ts, step))
-    new_params = [Param(k, v) for k, v in params.items() if k not in old]
-    store.call("log_batch", run_id, params=new_params,
-               tags=[RunTag(HASH_TAG, obs.content_hash())])
     values = list(metrics.values())
     for start in range(0, len(values), _BATCH):
         store.call("log_batch", run_id, metrics=values[start:start + _BATCH])

@@ -70,10 +70,11 @@ def retrying(fn: Callable[..., T], *args, **kwargs) -> T:
         delay = min(delay * 2, 2.0)
 
 
-def _check_sqlite_file(path: Path) -> None:
-    """A corrupted or foreign file is reported in one line before MLflow touches it."""
+def _check_sqlite_file(path: Path) -> bool:
+    """A corrupted or foreign file is reported in one line before MLflow touches it; True when
+    the file already holds MLflow's schema."""
     if not path.exists() or path.stat().st_size == 0:
-        return
+        return False
     with open(path, "rb") as fh:
         if fh.read(16) != _SQLITE_MAGIC:
             raise InputError(f"tracking store {path}: not an SQLite database (corrupted store?)")
@@ -90,6 +91,7 @@ def _check_sqlite_file(path: Path) -> None:
         raise InputError(f"tracking store {path}: integrity check failed ({ok})")
     if tables and not {"alembic_version", "experiments", "runs"} <= tables:
         raise InputError(f"tracking store {path}: SQLite database without MLflow's tables")
+    return bool(tables)
 
 
 @dataclass
@@ -136,10 +138,10 @@ class Store:
 
 
 @contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def _folder_lock(folder: Path, shared: bool = False) -> Iterator[None]:
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -154,27 +156,37 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
     """
     uri = resolve_uri(uri)
     path = sqlite_path(uri)
-    if path is not None:
-        if not path.parent.is_dir():
-            raise InputError(f"tracking store {path}: folder {path.parent} does not exist")
-        if not create and not path.exists():
-            raise InputError(f"tracking store {path} does not exist (set --tracking-uri)")
-        _check_sqlite_file(path)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output clean
-    import mlflow  # heavy: imported only when a store is opened
-
-    with _folder_lock(path.parent) if path is not None else nullcontext():
-        try:
-            client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-            # Build both stores now, under the lock: a new file gets its schema exactly once.
-            retrying(lambda: client._tracking_client.store)
-            retrying(lambda: client._get_registry_client().store)
-        except mlflow.exceptions.MlflowException as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"tracking store {uri}: cannot be opened ({first})") from None
-        if path is not None:
+    if path is None:
+        return Store(uri=uri, client=_client(uri))
+    if not path.parent.is_dir():
+        raise InputError(f"tracking store {path}: folder {path.parent} does not exist")
+    if not create and not path.exists():
+        raise InputError(f"tracking store {path} does not exist (set --tracking-uri)")
+    # Look at the file under a shared lock (so never while another process creates the schema);
+    # create the schema under the exclusive lock, re-checking after the upgrade.
+    with _folder_lock(path.parent, shared=True):
+        if _check_sqlite_file(path):
+            return Store(uri=uri, client=_client(uri))
+    with _folder_lock(path.parent):
+        ready = _check_sqlite_file(path)
+        client = _client(uri)
+        if not ready:
             _enable_wal(path)
     return Store(uri=uri, client=client)
+
+
+def _client(uri: str):
+    import mlflow  # heavy: imported only when a store is opened
+
+    try:
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        retrying(lambda: client._tracking_client.store)  # build both stores now
+        retrying(lambda: client._get_registry_client().store)
+    except mlflow.exceptions.MlflowException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"tracking store {uri}: cannot be opened ({first})") from None
+    return client
 
 
 def _enable_wal(path: Path) -> None:

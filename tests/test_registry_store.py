@@ -1,0 +1,97 @@
+"""Tracking store: URI resolution, bad stores reported in one line, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+from registry_support import synthetic_ladder
+
+from taskladder.cli import main
+from taskladder.registry.errors import InputError
+from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
+from taskladder.registry.store import open_store, resolve_uri
+
+
+def test_uri_precedence_and_relative_sqlite_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TASKLADDER_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_uri() == "http://127.0.0.1:5000"
+    monkeypatch.setenv("TASKLADDER_TRACKING_URI", "sqlite:///sub/x.db")
+    assert resolve_uri() == f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
+    assert resolve_uri("sqlite:///y.db") == f"sqlite:///{tmp_path / 'y.db'}"
+    with pytest.raises(InputError, match="only file databases"):
+        resolve_uri("sqlite:///:memory:")
+
+
+def test_corrupted_store_is_one_clear_line_and_left_alone(tmp_path, capsys):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(InputError, match="not an SQLite database"):
+        open_store(f"sqlite:///{db}")
+    code = main(["gate", "--tracking-uri", f"sqlite:///{db}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("taskladder: error: tracking store") and err.count("\n") == 1
+    assert db.read_bytes() == b"this is not a database" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_sqlite_file_without_mlflow_tables_is_refused(tmp_path):
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (x)")
+    con.close()
+    with pytest.raises(InputError, match="without MLflow's tables"):
+        open_store(f"sqlite:///{db}")
+
+
+def test_readers_do_not_create_a_store(tmp_path, capsys):
+    db = tmp_path / "typo.db"
+    assert main(["gate", "--tracking-uri", f"sqlite:///{db}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def _writer(uri: str, i: int, runs: list[str], queue) -> None:
+    """One ladder run in three increments, then the run that every writer shares."""
+    try:
+        store = open_store(uri)
+        obs = synthetic_ladder(runs=(runs[i], runs[-1]))
+        mine = obs.where(run=runs[i])
+        for lo in (0, 400, 800):
+            log_ladder(store, mine.where((mine.step > lo) & (mine.step <= lo + 400)), "concurrent",
+                       run_params={runs[i]: {"D": repr(float(mine.D.max()))}})
+        log_ladder(store, obs.where(run=runs[-1]), "concurrent")
+        queue.put((i, "ok"))
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put((i, f"{type(exc).__name__}: {exc}"))
+
+
+def test_eight_concurrent_writers_on_a_new_store_lose_nothing(tmp_path):
+    """8 processes create the store, the experiment and a shared run at once: all succeed, no
+    record is lost or duplicated (the store reads back to exactly the ladder written)."""
+    ladder = synthetic_ladder()
+    runs = ladder.unique("run")
+    assert len(runs) == 9
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["mlflow.store.tracking.sqlalchemy_store", "registry_support",
+                                "mlflow.store.model_registry.sqlalchemy_store",
+                                "taskladder.registry.ladder_runs"])
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(uri, i, runs, queue)) for i in range(8)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == {i: "ok" for i in range(8)}
+    store = open_store(uri, create=False)
+    exp = store.client.get_experiment_by_name(experiment_name("concurrent"))
+    assert len(store.client.search_runs([exp.experiment_id])) == 9
+    assert read_ladder(store, "concurrent").content_hash() == ladder.content_hash()
