@@ -1,0 +1,79 @@
+"""The ladder-hf backend: same answers as lm-eval's hf backend, shared prefixes found,
+over-long requests truncated like hf and counted in a warning."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from taskladder.harness_ext.prefix_scoring import Question, cluster_contexts
+
+TASKS = ["ladder_arc_challenge_rc", "ladder_winogrande_rc", "ladder_boolq_mc", "ladder_mmlu_rc"]
+
+
+def test_clusters_follow_shared_prefixes():
+    shots_a, shots_b = tuple(range(100)), tuple(range(500, 600))
+    qs = [Question(shots_a + (1000 + i, 7)) for i in range(3)]
+    qs += [Question(shots_b + (2000 + i,)) for i in range(2)]
+    qs.append(Question((5, 6)))  # shares nothing
+    clusters = cluster_contexts(qs, min_prefix=32)
+    sizes = sorted((c.prefix_len, len(c.questions)) for c in clusters)
+    assert sizes == [(1, 1), (100, 2), (100, 3)]
+    # a context is never swallowed whole: its last token stays outside the prefix
+    solo = cluster_contexts([Question(shots_a)])
+    assert solo[0].prefix_len == len(shots_a) - 1
+
+
+def _evaluate(model: str, model_dir, limit: int, tasks=TASKS):
+    import lm_eval
+
+    import taskladder.harness_ext.backend  # noqa: F401
+    from taskladder.harness_ext.runner import task_manager
+
+    return lm_eval.simple_evaluate(
+        model=model,
+        model_args={"pretrained": str(model_dir), "device": "cpu"},
+        tasks=tasks,
+        limit=limit,
+        batch_size=8,
+        log_samples=True,
+        task_manager=task_manager(),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
+
+    return make_tiny_olmo2(tmp_path_factory.mktemp("tiny"), vocab_size=1024, max_len=4096)
+
+
+@pytest.mark.e2e
+def test_ladder_hf_equals_hf(tiny_model_dir):
+    fast, ref = _evaluate("ladder-hf", tiny_model_dir, 6), _evaluate("hf", tiny_model_dir, 6)
+    for task in TASKS:
+        got, want = fast["results"][task], ref["results"][task]
+        for key, value in want.items():
+            if key.startswith(("acc", "bpb", "ce", "task_ce")) and "stderr" not in key:
+                assert got[key] == pytest.approx(value, abs=1e-5), (task, key)
+        pairs = zip(fast["samples"][task], ref["samples"][task], strict=True)
+        for a, b in pairs:
+            assert a["doc_id"] == b["doc_id"]
+            # resps: one [(loglikelihood, is_greedy)] per option
+            for (ll_a, greedy_a), (ll_b, greedy_b) in zip(
+                (r[0] for r in a["resps"]), (r[0] for r in b["resps"]), strict=True
+            ):
+                assert float(ll_a) == pytest.approx(float(ll_b), abs=1e-4)
+                assert greedy_a == greedy_b
+
+
+@pytest.mark.e2e
+def test_window_overflow_is_counted(tmp_path, caplog):
+    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
+
+    short = make_tiny_olmo2(tmp_path / "short", vocab_size=1024, max_len=256)
+    with caplog.at_level(logging.WARNING, logger="taskladder.harness_ext.backend"):
+        res = _evaluate("ladder-hf", short, 2, tasks=["ladder_arc_easy_rc"])
+    assert "8 of 8 requests exceed the model window of 256 tokens" in caplog.text
+    assert res["results"]["ladder_arc_easy_rc"]["bpb,none"] > 0
