@@ -161,11 +161,9 @@ class Observations:
     def content_hash(self) -> str:
         """sha256 of the rows in a canonical order: the identity of a fit's input data."""
         h = hashlib.sha256()
-        rows = sorted(
-            (str(r["run"]), str(r["task"]), str(r["metric"]), int(r["step"]), repr(r["value"]),
-             repr(r["N"]), repr(r["D"]), repr(r["flops"]), str(r["size"]))
-            for r in self.records()
-        )
+        cols = [self.run, self.task, self.metric, self.step, self.value, self.N, self.D, self.flops, self.size]
+        as_text = (str, str, str, int, repr, repr, repr, repr, str)
+        rows = sorted(zip(*(list(map(f, c.tolist())) for f, c in zip(as_text, cols, strict=True)), strict=True))
         for row in rows:
             h.update(("\x1f".join(map(str, row)) + "\n").encode())
         return h.hexdigest()

@@ -123,7 +123,7 @@ def fit_step1(
     p0: tuple | None = PAPER_P0,
     bounds: Bounds = PAPER_BOUNDS,
     delta: float = 1e-3,
-    n_best_starts: int = 8,
+    n_best_starts: int = 4,
 ) -> Solution:
     """Fit the step-1 law; `p0=None` = a vectorised grid, then L-BFGS-B from its best points."""
     n_par = 5 if form == "nd" else 3
@@ -139,7 +139,7 @@ def fit_step1(
         obj = np.sum(huber(np.log(pred) - np.log(data.y), delta)[0], axis=1)
     obj = np.where(np.isfinite(obj), obj, np.inf)
     starts = grid[np.argsort(obj)[:n_best_starts]]
-    return lbfgsb(fun, starts, bounds)
+    return lbfgsb(fun, starts, bounds, tight=False)
 
 
 def bootstrap_step1(

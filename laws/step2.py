@@ -54,6 +54,15 @@ def log_sigmoid(p: np.ndarray, x) -> np.ndarray:
     return 1 + a * np.logaddexp(0.0, z)
 
 
+def log_sigmoid_jac(p: np.ndarray, x) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=float)
+    a, x0, k = (p[..., i, None] for i in range(3))
+    dx = np.asarray(x, dtype=float) - x0
+    z = k * dx
+    sp, s = np.logaddexp(0.0, z), _expit(z)
+    return 1 + a * sp, np.stack([sp, -a * s * k, a * s * dx], axis=-1)
+
+
 def _expit(z):
     return 0.5 * (1 + np.tanh(0.5 * z))
 
@@ -150,16 +159,14 @@ def sigmoid_starts(data: Step2Data, chance: float) -> np.ndarray:
     return np.array(rows + [paper_p0(chance)], dtype=float)
 
 
-def fit_sigmoid_grid(data: Step2Data, chance: float, weights: np.ndarray | None = None) -> Solution:
-    """Least squares (trf, analytic Jacobian) from every start of `sigmoid_starts`; best kept."""
+def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 4) -> Solution:
+    """Least squares (trf, analytic Jacobian) from the best points of `sigmoid_starts`."""
     lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
-    sw = np.ones_like(data.y) if weights is None else np.sqrt(weights)
+    starts = np.clip(sigmoid_starts(data, chance), lo, hi)
+    sse = np.sum((sigmoid(starts, data.x) - data.y) ** 2, axis=1)
     best = None
-    starts = sigmoid_starts(data, chance)
-    for p0 in starts:
-        p0 = np.clip(p0, lo, hi)
-        res = least_squares(lambda q: sw * (sigmoid(q, data.x) - data.y),
-                            p0, jac=lambda q: sw[:, None] * sigmoid_jac(q, data.x)[1],
+    for p0 in starts[np.argsort(sse)[:n_best_starts]]:
+        res = least_squares(lambda q: sigmoid(q, data.x) - data.y, p0, jac=lambda q: sigmoid_jac(q, data.x)[1],
                             bounds=(lo, hi), method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
         if best is None or res.cost < best.cost:
             best = res
@@ -169,14 +176,20 @@ def fit_sigmoid_grid(data: Step2Data, chance: float, weights: np.ndarray | None 
 
 def bootstrap_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds = SIGMOID_BOUNDS) -> np.ndarray:
     """Refit for each row of point `counts` (B, n), warm-started from the point estimate."""
+    return _bootstrap(sigmoid_jac, data, point, counts, bounds)
 
+
+def bootstrap_log_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return _bootstrap(log_sigmoid_jac, data, point, counts, [(None, None)] * 3)
+
+
+def _bootstrap(jac_fn, data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds) -> np.ndarray:
     def resid_jac(P):
-        pred, jac = sigmoid_jac(P, data.x)
+        pred, jac = jac_fn(P, data.x)
         return pred - data.y, jac
 
     P0 = np.repeat(point[None, :], len(counts), axis=0)
-    P, _ = batched_lm(resid_jac, P0, counts.astype(float), bounds)
-    return P
+    return batched_lm(resid_jac, P0, counts.astype(float), bounds)[0]
 
 
 def fit_log_sigmoid(data: Step2Data) -> Solution:

@@ -1,0 +1,85 @@
+"""How a chained law is fitted: one frozen settings object, with the two methods as presets.
+
+`LawSettings.paper()` is the paper's procedure exactly (single start with its p0 and bounds,
+skip 10%, moving average 5, anchor point), minus the reference code's bugs (METHOD.md s. 8).
+`LawSettings.default()` is what we ship: a grid of starts, fit diagnostics, a bootstrap
+interval, and the form chosen per task by a backtest on the ladder itself (`backtest.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import InputError
+
+METHODS = ("paper", "default")
+
+
+@dataclass(frozen=True)
+class LawSettings:
+    method: str = "paper"
+    # step 1 ----------------------------------------------------------------------------------
+    step1_form: str = "nd"  # "nd": A/N^alpha + B/D^beta + E; "compute": A/C^alpha + E, C = 6ND
+    feature: str = "bpb"  # intermediate feature: task "bpb", "task_ce", or an LM loss "ce_c4_en"
+    step1_bounds: str = "paper"  # "paper": all params >= 0; "free": A, B < 1 allowed
+    step1_starts: str = "paper"  # "paper": p0 = [3, 6, 0.1, 0.2, 1]; "grid": best of a grid
+    huber_delta: float = 1e-3
+    final_window: int = 5  # step-1 y = mean of the last checkpoints of each run
+    # step 2 ----------------------------------------------------------------------------------
+    step2_form: str = "sigmoid"  # "sigmoid" or "log_sigmoid" (TaskCE)
+    step2_starts: str = "paper"  # "paper": p0 = [chance - 1, 0.9, 3, 1]; "grid"
+    skip: float = 0.1
+    window: int = 5
+    anchor: bool = True
+    # uncertainty and form selection ------------------------------------------------------------
+    n_bootstrap: int = 0
+    level: float = 0.9
+    seed: int = 0
+    select: str = "fixed"  # "fixed": these settings; "backtest": best of `candidates()`
+
+    @classmethod
+    def paper(cls, **overrides) -> LawSettings:
+        return cls(method="paper").replace(**overrides)
+
+    @classmethod
+    def default(cls, **overrides) -> LawSettings:
+        return cls(
+            method="default", step1_bounds="free", step1_starts="grid", step2_starts="grid",
+            n_bootstrap=1000, select="backtest",
+        ).replace(**overrides)
+
+    @classmethod
+    def preset(cls, method: str, **overrides) -> LawSettings:
+        if method not in METHODS:
+            raise InputError(f"--method: unknown method {method!r} (known: {', '.join(METHODS)})")
+        return getattr(cls, method)(**overrides)
+
+    def replace(self, **overrides) -> LawSettings:
+        names = {f.name for f in fields(self)}
+        for k in overrides:
+            if k not in names:
+                raise InputError(f"unknown law setting {k!r}")
+        out = replace(self, **overrides)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        choices = {
+            "step1_form": ("nd", "compute"), "step1_bounds": ("paper", "free"),
+            "step1_starts": ("paper", "grid"), "step2_form": ("sigmoid", "log_sigmoid"),
+            "step2_starts": ("paper", "grid"), "select": ("fixed", "backtest"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"law setting {name}={getattr(self, name)!r} (allowed: {', '.join(allowed)})")
+        if not 0 <= self.skip < 1 or self.window < 1 or self.final_window < 1:
+            raise InputError(f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, {self.window}, {self.final_window})")
+        if self.n_bootstrap < 0 or not 0 < self.level < 1:
+            raise InputError(f"law settings: n_bootstrap >= 0 and level in (0, 1) (got {self.n_bootstrap}, {self.level})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LawSettings:
+        return cls().replace(**d)
