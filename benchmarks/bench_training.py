@@ -94,10 +94,12 @@ def main() -> int:
         print(f"machine: {torch.get_num_threads()} torch threads, CPU; torch {torch.__version__}")
         for size in (spec.sizes[0], spec.sizes[-1]):
             olmo, plain = [], []
-            for _ in range(args.rounds):
+            for i in range(args.rounds + 1):  # round 0 warms up (lazy imports, allocator)
                 tps, batches, plan = olmo_core_round(spec, size, args.steps, data, root)
-                olmo.append(tps)
-                plain.append(plain_round(spec, size, batches, plan.lr))
+                base = plain_round(spec, size, batches, plan.lr)
+                if i:
+                    olmo.append(tps)
+                    plain.append(base)
             for i, clock in enumerate(("wall", "CPU-time")):
                 o = statistics.median(r[i] for r in olmo)
                 p = statistics.median(r[i] for r in plain)

@@ -14,6 +14,7 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from taskladder.training.errors import InputError
 # Assumed sustained throughput for cost estimates before anything is measured.
 H100_BF16_PEAK_FLOPS = 989e12
 GPU_MFU_ESTIMATE = 0.40
-CPU_FLOPS_ESTIMATE = 25e9  # 2 shared cores, fp32, micro models (measured 20-35 GFLOP/s)
+CPU_FLOPS_ESTIMATE = 10e9  # 2 cores, fp32, micro models incl. per-step overhead (measured)
 
 
 class _Spec(BaseModel):
@@ -50,6 +51,13 @@ class ModelSize(_Spec):
                 f"size {self.name}: n_heads={self.n_heads} does not divide d_model={self.d_model}"
             )
         return self
+
+    @classmethod
+    def of(cls, name: str, d_model: int, n_layers: int, n_heads: int, batch_sequences: int,
+           **extra: Any) -> ModelSize:
+        """Positional shorthand for the presets."""
+        return cls(name=name, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                   batch_sequences=batch_sequences, **extra)
 
     @property
     def head_dim(self) -> int:
@@ -142,11 +150,7 @@ class LadderSpec(_Spec):
     @classmethod
     def paper(cls, **overrides: Any) -> LadderSpec:
         """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096."""
-
-        def size(name: str, d: int, layers: int, heads: int, batch: int) -> ModelSize:
-            return ModelSize(name=name, d_model=d, n_layers=layers, n_heads=heads,
-                             hidden_size_multiplier=1.5, batch_sequences=batch)
-
+        size = partial(ModelSize.of, hidden_size_multiplier=1.5)
         return cls._preset(
             dict(
                 name="paper",
@@ -177,11 +181,7 @@ class LadderSpec(_Spec):
         minutes the lengths are fractions of Chinchilla (0.025 / 0.05 / 0.1 x C; 23-116 steps)
         and warmup is 0.05 N tokens instead of N (N tokens would exceed the shortest runs).
         """
-
-        def size(name: str, d: int, layers: int, heads: int, batch: int) -> ModelSize:
-            return ModelSize(name=name, d_model=d, n_layers=layers, n_heads=heads,
-                             hidden_size_multiple_of=32, batch_sequences=batch)
-
+        size = partial(ModelSize.of, hidden_size_multiple_of=32)
         return cls._preset(
             dict(
                 name="cpu-micro",
