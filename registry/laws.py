@@ -168,6 +168,7 @@ def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | 
 def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
                     ladder: str | None, plots: list[Path]) -> int:
     import mlflow
+    import pandas as pd
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
 
@@ -180,6 +181,7 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
         mlflow.pyfunc.save_model(
             Path(tmp, "model"), python_model=str(_MODEL_CODE), artifacts={"fit": str(fit_json)},
             signature=_signature(), pip_requirements=_requirements(),
+            input_example=pd.DataFrame({"N": [1e9], "D": [2e10]}),  # MLflow checks the model on it
         )
         run = store.call("create_run", eid, run_name=f"law-{fit.task}-{fhash[:8]}", tags=tags)
         run_id = run.info.run_id
