@@ -1,0 +1,72 @@
+"""Ladder results as MLflow runs: one per ladder run, curves by step, idempotent, any source."""
+
+from __future__ import annotations
+
+import pytest
+from registry_support import empty_template, store_copy, synthetic_ladder
+
+from taskladder.cli import main
+from taskladder.laws.readers import read_ladder as read_source
+from taskladder.laws.readers import select_runs
+from taskladder.registry.errors import InputError
+from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
+
+
+@pytest.fixture
+def store(tmp_path):
+    return store_copy(empty_template(), tmp_path)
+
+
+def _metric_rows(store, ladder: str) -> int:
+    exp = store.client.get_experiment_by_name(experiment_name(ladder))
+    runs = store.client.search_runs([exp.experiment_id])
+    return sum(len(store.client.get_metric_history(r.info.run_id, k)) for r in runs for k in r.data.metrics)
+
+
+def test_one_run_per_ladder_run_with_params_and_curves(store):
+    obs = synthetic_ladder()
+    ids = log_ladder(store, obs, "syn", tokenizer="gpt2", corpus_hash="abc123")
+    assert sorted(ids) == sorted(obs.unique("run"))
+    run = store.client.get_run(ids["200M-5xC"])
+    assert run.data.params == {"size": "200M", "N": "200000000.0", "D": repr(20.0 * 5 * 2e8),
+                               "multiplier": "5", "tokenizer": "gpt2", "corpus_hash": "abc123"}
+    curve = store.client.get_metric_history(run.info.run_id, "arc_easy/acc_norm")
+    assert [m.step for m in sorted(curve, key=lambda m: m.step)] == list(range(100, 1300, 100))
+    assert {"lm/ce_val", "piqa/bpb", "D", "flops"} <= set(run.data.metrics)
+    assert read_ladder(store, "syn").content_hash() == obs.content_hash()
+
+
+def test_logging_again_adds_nothing_and_new_checkpoints_extend_the_curves(store):
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    early = obs.where(obs.step <= 600)
+    first = log_ladder(store, early, "syn")
+    rows = _metric_rows(store, "syn")
+    assert log_ladder(store, early, "syn") == first
+    assert _metric_rows(store, "syn") == rows
+    assert log_ladder(store, obs, "syn") == first
+    assert _metric_rows(store, "syn") == 2 * rows
+    assert read_ladder(store, "syn").content_hash() == obs.content_hash()
+
+
+def test_a_changed_param_is_refused_before_any_metric(store):
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    log_ladder(store, obs, "syn", tokenizer="gpt2")
+    with pytest.raises(InputError, match="param tokenizer is 'gpt2' in the registry, got 'olmo'"):
+        log_ladder(store, obs, "syn", tokenizer="olmo")
+    with pytest.raises(InputError, match="ladder name"):
+        log_ladder(store, obs, "bad name!")
+    with pytest.raises(InputError, match="not registered"):
+        read_ladder(store, "absent")
+
+
+def test_the_papers_released_ladder_registers_through_the_law_engines_reader(store, olmo_ladder_dir, capsys):
+    assert main(["register", "ladder", str(olmo_ladder_dir), "--ladder", "olmo-paper",
+                 "--runs", "190M-1xC,1B-10xC", "--tracking-uri", store.uri]) == 0
+    assert "2 ladder runs registered" in capsys.readouterr().out
+    source = select_runs(read_source(olmo_ladder_dir), "190M-1xC,1B-10xC")
+    back = read_ladder(store, "olmo-paper")
+    assert back.content_hash() == source.content_hash()
+    exp = store.client.get_experiment_by_name(experiment_name("olmo-paper"))
+    big = store.client.search_runs([exp.experiment_id], filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
+    assert big.data.params["multiplier"] == "10" and big.data.params["size"] == "1B"
+    assert {"arc_easy/acc_norm", "arc_easy/bpb", "mmlu/bpb", "lm/ce_c4_en"} <= set(big.data.metrics)
