@@ -184,6 +184,7 @@ class ChainedFitter:
             raise InputError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
         s = self.settings
         check_ladder(observations, task)
+        observations = observations.where(task=[task, "lm"])
         backtest = None
         if s.select == "backtest":
             from .backtest import select_settings  # backtest fits chained laws itself
@@ -245,7 +246,7 @@ def fit_chained(obs: Observations, task: str, s: LawSettings) -> ChainedFit:
         bounds = [bounds[0], bounds[2], bounds[4]]
         d1 = Step1Data(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
     p0 = (PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])) if s.step1_starts == "paper" else None
-    sol1 = fit_step1(d1, s.step1_form, p0, bounds, s.huber_delta)
+    sol1 = _cached_step1(d1, s.step1_form, p0, bounds, s.huber_delta)
     fitted1 = step1_eval(s.step1_form, sol1.params, d1.N, d1.D)
     rel = (fitted1 - d1.y) / d1.y
     err1 = {"mean_abs_rel": float(np.mean(np.abs(rel))), "max_abs_rel": float(np.max(np.abs(rel)))}
@@ -264,6 +265,19 @@ def fit_chained(obs: Observations, task: str, s: LawSettings) -> ChainedFit:
         step1=_solution_fit(sol1, s.step1_form, names1, len(d1.y), err1),
         step2=_solution_fit(sol2, s.step2_form, names2, len(d2.x), err2),
     )
+
+
+_STEP1_CACHE: dict[tuple, Solution] = {}
+
+
+def _cached_step1(d1: Step1Data, form: str, p0, bounds, delta: float) -> Solution:
+    """Step 1 of an LM-loss feature is the same fit for every task: fit it once."""
+    key = (form, p0, tuple(bounds), delta, d1.N.tobytes(), d1.D.tobytes(), d1.flops.tobytes(), d1.y.tobytes())
+    if key not in _STEP1_CACHE:
+        if len(_STEP1_CACHE) > 512:
+            _STEP1_CACHE.clear()
+        _STEP1_CACHE[key] = fit_step1(d1, form, p0, bounds, delta)
+    return _STEP1_CACHE[key]
 
 
 def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:

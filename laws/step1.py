@@ -134,18 +134,22 @@ def fit_step1(
     if p0 is not None:
         return lbfgsb(fun, np.array([p0], dtype=float), bounds)
     grid = _clip_to(start_grid(form), bounds)
-    pred = jac_fn(grid, *x)[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        obj = np.sum(huber(np.log(pred) - np.log(data.y), delta)[0], axis=1)
-    obj = np.where(np.isfinite(obj), obj, np.inf)
-    starts = grid[np.argsort(obj)[:n_best_starts]]
-    return lbfgsb(fun, starts, bounds, tight=False)
+    starts = grid[np.argsort(_objectives(jac_fn, x, data.y, delta, grid))[:n_best_starts]]
+    sol = lbfgsb(fun, starts, bounds, tight=False)
+    return Solution(sol.params, sol.objective, sol.converged, sol.at_bound, len(grid), sol.message)
+
+
+def _objectives(jac_fn, x: tuple, y: np.ndarray, delta: float, P: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        obj = np.sum(huber(np.log(jac_fn(P, *x)[0]) - np.log(y), delta)[0], axis=1)
+    return np.where(np.isfinite(obj), obj, np.inf)
 
 
 def bootstrap_step1(
-    data: Step1Data, point: np.ndarray, counts: np.ndarray, form: str, bounds: Bounds, delta: float
+    data: Step1Data, point: np.ndarray, counts: np.ndarray, form: str, bounds: Bounds, delta: float,
+    max_iter: int = 200,
 ) -> np.ndarray:
-    """Refit for each row of run `counts` (B, runs), warm-started from the point estimate."""
+    """Refit for each row of run `counts` (B, runs), warm-started from `point` (or one start per row)."""
     jac_fn, x = (nd_jac, (data.N, data.D)) if form == "nd" else (compute_jac, (data.flops,))
     lny = np.log(data.y)
 
@@ -154,6 +158,5 @@ def bootstrap_step1(
         pred = np.maximum(pred, 1e-300)
         return np.log(pred) - lny, jac / pred[..., None]
 
-    P0 = np.repeat(point[None, :], len(counts), axis=0)
-    P, _ = batched_lm(resid_jac, P0, counts.astype(float), bounds, huber_delta=delta)
-    return P
+    P0 = np.broadcast_to(point, (len(counts), point.shape[-1]))
+    return batched_lm(resid_jac, P0, counts.astype(float), bounds, huber_delta=delta, max_iter=max_iter)[0]

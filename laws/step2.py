@@ -159,7 +159,7 @@ def sigmoid_starts(data: Step2Data, chance: float) -> np.ndarray:
     return np.array(rows + [paper_p0(chance)], dtype=float)
 
 
-def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 4) -> Solution:
+def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 2) -> Solution:
     """Least squares (trf, analytic Jacobian) from the best points of `sigmoid_starts`."""
     lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
     starts = np.clip(sigmoid_starts(data, chance), lo, hi)
@@ -167,7 +167,7 @@ def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 4) -> 
     best = None
     for p0 in starts[np.argsort(sse)[:n_best_starts]]:
         res = least_squares(lambda q: sigmoid(q, data.x) - data.y, p0, jac=lambda q: sigmoid_jac(q, data.x)[1],
-                            bounds=(lo, hi), method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+                            bounds=(lo, hi), method="trf", xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=2000)
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
