@@ -136,7 +136,12 @@ def _store(ctx: RunContext):
 
 # laws ---------------------------------------------------------------------------------------
 def fit_and_predict(ctx: RunContext) -> str:
-    """Fit the chained law per task, predict the target, register both (skipped when unchanged)."""
+    """Fit the chained law per task, predict the target, plot, register laws and prediction.
+
+    Skipped when the observations, the fit settings and the target are unchanged. When the
+    target's real evaluation is already known (an imported target), the report and the plots
+    carry it too.
+    """
     spec, target = ctx.spec, _target_size(ctx.spec)
     obs = ctx.values["observations"]
     key = digest(ctx.values["obs_hash"], spec.fit.model_dump(), spec.fit_tasks, target,
@@ -146,36 +151,44 @@ def fit_and_predict(ctx: RunContext) -> str:
         ctx.values["predictions"] = json.loads(pred_path.read_text())
         return "laws and prediction unchanged"
     from taskladder.laws.chained import ChainedFitter
+    from taskladder.laws.plots import write_plots
+    from taskladder.laws.report import build_report, fits_document
 
     fitter = ChainedFitter(spec.fit.method)
     fits = {task: fitter.fit(obs, task) for task in spec.fit_tasks}
-    write_json(ctx.out / "fits.json", {t: f.to_dict() for t, f in fits.items()})
-    plots = _plots(ctx, fits, target)
-    tasks = {}
-    for task, fit in fits.items():
-        p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
-        tasks[task] = {**p, "metric": fit.acc_metric, "degenerate": fit.flags["degenerate"]}
+    ladder = {"source": str(_ladder_source(ctx)), "format": spec.ladder.format or "lm-eval",
+              "runs": obs.unique("run"), "data_hash": ctx.values["obs_hash"]}
+    actual = None
+    if spec.target.actual is not None:
+        from taskladder.laws.readers import read_ladder
+
+        actual = read_ladder(*_actual_path(ctx))
+    report = build_report(fits, target, ladder, actual)
+    write_json(ctx.out / "fits.json", fits_document(fits, ladder))
+    plots = write_plots(ctx.out / "plots", fits, obs, target, report)
+
     from taskladder.registry.laws import EXPERIMENT, register_fit
     from taskladder.registry.predictions import register_prediction
 
     store = _store(ctx)
     store.experiment_id(EXPERIMENT)  # created outside register_fit's lock (see report)
     versions = register_fit(fits, store=store, observations=obs, ladder=spec.name, plots=plots)
-    register_prediction(tasks, target=target, versions=versions, store=store)
-    for task, v in versions.items():
-        tasks[task]["law"] = v.uri
-    result = {"target": target, "method": spec.fit.method, "tasks": tasks,
-              "plots": [str(p) for p in plots]}
-    write_json(pred_path, result)
-    ctx.values["predictions"] = result
+    register_prediction({t: e["predicted"] for t, e in report["tasks"].items()}, target=target,
+                        versions=versions, store=store)
+    report["laws"] = {t: v.uri for t, v in versions.items()}
+    report["plots"] = [str(p) for p in plots]
+    write_json(pred_path, report)
+    ctx.values["predictions"] = report
     ctx.mark("fit", key)
     created = sum(v.created for v in versions.values())
     return (f"{len(fits)} laws fitted ({spec.fit.method}; {created} new versions), "
-            f"{target['name']} predicted")
+            f"{target['name']} predicted, {len(plots)} plots")
 
 
-def _plots(ctx: RunContext, fits: dict, target: dict) -> list[Path]:
-    return []
+def _ladder_source(ctx: RunContext) -> Path:
+    if ctx.spec.ladder.trained:
+        return _evals_dir(ctx, "evals")
+    return ctx.spec.resolve_path(ctx.spec.ladder.import_)
 
 
 def _target_size(spec: PipelineSpec) -> dict:
@@ -269,23 +282,17 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
 # the closing report --------------------------------------------------------------------------
 def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
     """The closing report: prediction table, gate verdict, plots, timings, how to browse."""
-    pred = ctx.values.get("predictions", {})
-    t = pred.get("target", {})
-    lines = ["", f"Prediction for {t.get('name')} (N = {t.get('N', 0):,.0f}, D = {t.get('D', 0):,.0f}; "
-             f"{pred.get('method')} method), accuracy in points:",
-             f"  {'task':14s} {'metric':9s} {'predicted':>9s} {'low':>7s} {'high':>7s} "
-             f"{'task loss':>9s}  law"]
-    for task, p in pred.get("tasks", {}).items():
-        flag = "  (degenerate fit)" if p.get("degenerate") else ""
-        lines.append(f"  {task:14s} {p['metric']:9s} {100 * p['acc']:9.2f} "
-                     f"{100 * p['acc_low']:7.2f} {100 * p['acc_high']:7.2f} {p['loss']:9.4f}  "
-                     f"{p.get('law', '')}{flag}")
+    from taskladder.laws.report import format_prediction_table
+
+    pred = ctx.values["predictions"]
+    lines = ["", format_prediction_table(pred)]
+    lines += [f"  law of {task}: {uri}" for task, uri in pred["laws"].items()]
     if "gate" in ctx.values:
         lines += ["", f"Drift gate for {ctx.spec.target.name} (tolerance "
                   f"{ctx.spec.gate.tolerance}):", ctx.values["gate_table"]]
-    plots = pred.get("plots", [])
-    lines.append(f"Plots: {len(plots)} in {ctx.out / 'plots'}")
-    lines += [f"  {p}" for p in plots]
+    lines.append("")
+    lines.append(f"Plots: {ctx.out / 'plots'}")
+    lines += [f"  {p}" for p in pred["plots"]]
     lines.append("Stage times: " + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in reports))
     lines.append(f"Results: {ctx.out}")
     lines.append(f"Browse them: mlflow ui --backend-store-uri {ctx.tracking_uri}")

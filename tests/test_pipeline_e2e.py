@@ -56,8 +56,10 @@ def test_tiny_ladder_end_to_end(tiny_run):
     assert json.loads(evals[0].read_text())["taskladder"]["run"].startswith("d")
     pred = json.loads((out / "predictions.json").read_text())
     assert pred["target"]["name"] == "d96-0.02xC" and pred["target"]["N"] > 0
-    piqa = pred["tasks"]["piqa"]
-    assert 0 <= piqa["acc"] <= 1 and piqa["law"].startswith("models:/taskladder-law-piqa/")
+    piqa = pred["tasks"]["piqa"]["predicted"]
+    assert 0 <= piqa["low"] <= piqa["acc"] <= piqa["high"] <= 1
+    assert pred["laws"]["piqa"].startswith("models:/taskladder-law-piqa/")
+    assert {p.rsplit("/", 1)[-1] for p in pred["plots"]} >= {"step1.png", "step2.png"}
     verdict = json.loads((out / "gate.json").read_text())
     assert verdict["passed"] and verdict["rows"][0]["actual"] is not None
     lines = "\n".join(stages.final_lines(ctx, reports))
@@ -104,7 +106,8 @@ def test_paper_import_predicts_7b_and_gates_it(olmo_ladder_dir, tmp_path, capsys
     out = capsys.readouterr().out
     pred = json.loads((tmp_path / "out" / "predictions.json").read_text())["tasks"]
     for task, want in PAPER_7B.items():  # METHOD.md section 6, paper setting
-        assert abs(100 * pred[task]["acc"] - want) < 0.1, task
+        assert abs(100 * pred[task]["predicted"]["acc"] - want) < 0.1, task
+        assert pred[task]["actual"]["acc"] > 0  # the released 7B row, read before fitting
     verdict = json.loads((tmp_path / "out" / "gate.json").read_text())
     drifted = {r["task"] for r in verdict["rows"] if r["status"] == "DRIFT"}
     assert drifted == {"arc_challenge", "arc_easy", "openbookqa"}  # errors > 5 points
