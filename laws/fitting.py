@@ -146,11 +146,11 @@ def batched_lm(
         better = np.isfinite(cn) & (cn <= c[act])
         idx = np.flatnonzero(act)
         gain = (c[act] - cn) / np.maximum(c[act], 1e-300)
+        small_step = np.max(np.abs(Pn - P[act]) / (np.abs(P[act]) + 1e-8), axis=1) < 1e-10
         ib = idx[better]
         P[ib], r[ib], J[ib], c[ib] = Pn[better], rn[better], Jn[better], cn[better]
         lam[ib] = np.maximum(lam[ib] / 3, 1e-9)
         lam[idx[~better]] *= 4
-        small_step = np.max(np.abs(Pn - P[act]) / (np.abs(P[act]) + 1e-8), axis=1) < 1e-9
         done[idx[(better & (gain < rtol)) | (lam[idx] > 1e10) | (better & small_step)]] = True
     return P, done
 

@@ -1,0 +1,156 @@
+"""Formulas against hand-computed values; fits recovering known parameters; fit objects as JSON."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from taskladder.laws.backtest import holdouts
+from taskladder.laws.chained import ChainedFit, ChainedFitter, checkpoint_counts
+from taskladder.laws.errors import InputError
+from taskladder.laws.fitting import batched_lm, huber
+from taskladder.laws.settings import LawSettings
+from taskladder.laws.step1 import compute_loss, nd_jac, nd_loss
+from taskladder.laws.step2 import (
+    log_sigmoid,
+    moving_average,
+    sigmoid,
+    sigmoid_inverse,
+    sigmoid_jac,
+    step2_data,
+)
+from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
+from taskladder.laws.variants import fit_single_step, pearson, variance_table
+
+EXACT = dict(final_window=1, window=1, skip=0.0, anchor=False)
+
+
+def test_step1_formula_by_hand():
+    # exp(2)/100^0.5 + exp(1)/10000^0.25 + 0.5
+    want = math.e**2 / 10 + math.e / 10 + 0.5
+    assert nd_loss(np.array([2.0, 1.0, 0.5, 0.25, 0.5]), [100.0], [10_000.0])[0] == pytest.approx(want)
+    assert compute_loss(np.array([math.log(8.0), 1 / 3, 1.0]), [1000.0])[0] == pytest.approx(8 / 10 + 1)
+    # batched parameters broadcast against the points
+    P = np.array([[2.0, 1.0, 0.5, 0.25, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    out = nd_loss(P, [100.0, 100.0], [10_000.0, 10_000.0])
+    assert out.shape == (2, 2) and out[1, 0] == pytest.approx(2.0)
+
+
+def test_analytic_jacobians_match_finite_differences():
+    p1, x1 = np.array([3.0, 5.0, 0.3, 0.25, 0.7]), (np.array([1e8, 4e8]), np.array([2e9, 8e10]))
+    p2, x2 = np.array([-0.7, 1.1, 4.0, 0.95]), np.array([0.8, 1.2, 1.7])
+    for fn, jac, p, x in ((nd_loss, nd_jac, p1, x1), (lambda q, x: sigmoid(q, x), sigmoid_jac, p2, (x2,))):
+        _, J = jac(p, *x)
+        for i in range(len(p)):
+            h = np.zeros_like(p)
+            h[i] = 1e-6
+            fd = (fn(p + h, *x) - fn(p - h, *x)) / 2e-6
+            np.testing.assert_allclose(J[:, i], fd, rtol=1e-5, atol=1e-9)
+
+
+def test_sigmoid_log_sigmoid_and_inverse_by_hand():
+    p = np.array([-0.75, 1.0, 2.0, 1.0])
+    assert sigmoid(p, [1.0])[0] == pytest.approx(1 - 0.75 / 2)  # at L0 half-way between b and a + b
+    assert sigmoid(p, [1e6])[0] == pytest.approx(0.25)
+    assert sigmoid_inverse(p, 0.625) == pytest.approx(1.0)
+    # 1 - a ln(1 - sigmoid(0)) = 1 + a ln 2 with the sign convention Acc = 1 + a softplus(z)
+    assert log_sigmoid(np.array([-0.1, 2.0, 3.0]), [2.0])[0] == pytest.approx(1 - 0.1 * math.log(2))
+
+
+def test_huber_and_moving_average_by_hand():
+    v, psi = huber(np.array([0.0005, -0.003]), 1e-3)
+    assert v.tolist() == pytest.approx([0.5 * 0.0005**2, 1e-3 * (0.003 - 0.0005)])
+    assert psi.tolist() == pytest.approx([0.0005, -1e-3])
+    got = moving_average(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), 5)
+    assert got.tolist() == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
+
+
+def test_step2_points_skip_smooth_and_anchor():
+    obs = synthetic_ladder(sizes={"20M": 2e7, "40M": 4e7}, multipliers=(1, 2, 5), checkpoints=11)
+    d = step2_data(obs, "arc_easy", "bpb", "acc_norm", skip=0.1, window=5, anchor=True)
+    assert len(d.x) == 6 * (11 - 2) + 1  # ceil(1.1) = 2 rows dropped per run, plus the anchor
+    assert (d.x[-1], d.y[-1]) == (0.0, 1.0)
+    raw = obs.where(run="20M-1xC", metric="bpb").value
+    assert d.x[1] == pytest.approx((raw[2] + raw[3]) / 2)  # expanding window after the skip
+
+
+def test_fits_recover_known_parameters():
+    fit = ChainedFitter("paper", **EXACT).fit(synthetic_ladder(), "arc_easy")
+    np.testing.assert_allclose(fit.step1.params, TRUE_STEP1, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(fit.step2.params, TRUE_STEP2, rtol=2e-3, atol=2e-3)
+    truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
+    assert fit.predict(1e9, 2e11)["acc"] == pytest.approx(truth, abs=1e-3)
+    assert not fit.flags["degenerate"]
+
+
+def test_default_on_a_noisy_ladder_covers_the_truth_and_round_trips(tmp_path):
+    obs = synthetic_ladder(noise=0.01, seed=3)
+    fit = ChainedFitter("default", n_bootstrap=200, **EXACT).fit(obs, "arc_easy")
+    truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
+    p = fit.predict(np.array([1e9, 2e9]), np.array([2e11, 4e11]))
+    assert set(p) == {"loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high"}
+    assert p["acc"].shape == (2,) and np.all(p["acc_low"] <= p["acc"]) and np.all(p["acc"] <= p["acc_high"])
+    assert abs(p["acc"][0] - truth) < 0.02
+    assert fit.backtest["chosen"] in fit.backtest["scores"]
+    assert len(fit.step1.draws) == 200 and len(fit.step2.draws) == 200
+    d = json.loads(json.dumps(fit.to_dict()))  # plain JSON types only
+    back = ChainedFit.from_dict(d)
+    assert back == fit
+    q = back.predict(3e9, 5e11)
+    r = fit.predict(3e9, 5e11)
+    assert all(np.allclose(q[k], r[k]) for k in r)
+    with pytest.raises(InputError, match="schema"):
+        ChainedFit.from_dict({**d, "schema": "other"})
+
+
+def test_batched_lm_solves_many_weighted_problems_at_once():
+    x = np.linspace(0, 1, 30)
+    y = 2 * x + 1
+    W = np.ones((3, 30))
+    W[1, 15:] = 0  # a row that sees only half of the points still finds the same line
+
+    def resid_jac(P):
+        return P[:, :1] * x + P[:, 1:] - y, np.stack([np.broadcast_to(x, (len(P), 30)), np.ones((len(P), 30))], axis=-1)
+
+    P, done = batched_lm(resid_jac, np.zeros((3, 2)), W, [(None, None), (None, 1.5)])
+    np.testing.assert_allclose(P, [[2, 1]] * 3, atol=1e-6)
+    assert done.all()
+
+
+def test_two_level_bootstrap_counts():
+    runs = np.array(["a"] * 4 + ["b"] * 6 + ["<anchor>"], dtype=object)
+    c = checkpoint_counts(runs, np.random.default_rng(0), 50)
+    assert c.shape == (50, 11) and np.all(c[:, -1] == 1)
+    per_run = np.stack([c[:, :4].sum(1) / 4, c[:, 4:10].sum(1) / 6], axis=1)
+    assert np.all(per_run.sum(1) == 2)  # two runs drawn per replicate, each with all its points
+
+
+def test_settings_presets_and_validation():
+    assert LawSettings.paper().n_bootstrap == 0 and LawSettings.default().select == "backtest"
+    assert LawSettings.from_dict(LawSettings.default().to_dict()) == LawSettings.default()
+    with pytest.raises(InputError, match="method"):
+        LawSettings.preset("magic")
+    with pytest.raises(InputError, match="skip"):
+        LawSettings.paper(skip=1.5)
+
+
+def test_holdouts_and_too_small_ladders():
+    obs = synthetic_ladder()
+    splits = holdouts(obs, "arc_easy")
+    assert splits["largest-size"][1] == ["160M-1xC", "160M-2xC", "160M-5xC", "160M-10xC"]
+    assert splits["largest-longest"][1] == ["160M-10xC"]
+    one_size = synthetic_ladder(sizes={"20M": 2e7})
+    with pytest.raises(InputError, match="1 model size"):
+        ChainedFitter("paper").fit(one_size, "arc_easy")
+    with pytest.raises(InputError, match="no observations"):
+        ChainedFitter("paper").fit(obs, "piqa")
+
+
+def test_variants_single_step_and_variance():
+    obs = synthetic_ladder(noise=0.005, seed=1)
+    sol = fit_single_step(obs, "arc_easy")
+    assert sol.params.shape == (7,) and np.isfinite(sol.objective)
+    table = variance_table(obs, ["arc_easy"], last=10)
+    assert table["arc_easy"]["run"] == "160M-10xC" and table["arc_easy"]["loss_sd"] > 0
+    assert pearson([1, 2, 3], [2, 4, 6.5]) == pytest.approx(0.9986, abs=1e-3)
