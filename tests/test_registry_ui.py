@@ -1,0 +1,86 @@
+"""The MLflow UI shows the law models and their aliases (mlflow server + headless Chromium)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from registry_support import TASKS, registered_template, store_copy
+
+from taskladder.registry.laws import set_alias
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"mlflow server not healthy after {seconds} s")
+
+
+def _rows(dom: str) -> list[str]:
+    return re.split(r'role="row"', dom)[1:]
+
+
+def _dump_dom(browser: str, tmp_path: Path, url: str) -> str:
+    """The page's DOM once the single-page app has rendered (virtual time lets it fetch)."""
+    return subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
+         "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+
+
+@pytest.mark.e2e
+def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    store = store_copy(registered_template(), tmp_path)
+    set_alias(store, "piqa", "candidate", 1)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", store.uri,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_healthy(url, server, 120)
+        models = _dump_dom(browser, tmp_path, f"{url}/#/models")
+        piqa = _dump_dom(browser, tmp_path, f"{url}/#/models/taskladder-law-piqa")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    rows = {t: [r for r in _rows(models) if f">taskladder-law-{t}<" in r] for t in TASKS}
+    for task in TASKS:  # the list shows each law with its first alias (and "+1" for more)
+        assert len(rows[task]) == 1, f"no table row for taskladder-law-{task}"
+        assert "@&nbsp;current" in rows[task][0]
+    # the model's page shows every alias of its versions
+    assert "@&nbsp;candidate" in piqa and "@&nbsp;current" in piqa
