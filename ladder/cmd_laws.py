@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskladder.cmd_registry import add_register_flags, register_laws, registry_store
 from taskladder.errors import UsageError
 
 
@@ -20,6 +21,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                                 description="Fit step 1 and step 2 per task and print their parameters.")
     _common(fit)
     fit.add_argument("--json", metavar="OUT", help="write the fits (ChainedFit.to_dict per task) here")
+    add_register_flags(fit)
     fit.set_defaults(func=_fit)
 
     pred = subparsers.add_parser("predict", help="predict a target model's accuracy from a ladder",
@@ -35,6 +37,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     pred.add_argument("--actual-format", choices=("olmo-csv", "lm-eval", "table"))
     pred.add_argument("--actual-run", metavar="RUN", help="which run of --actual is the target")
     pred.add_argument("--json", metavar="OUT", help="write the prediction report (schema in taskladder.laws.report)")
+    add_register_flags(pred)
     pred.set_defaults(func=_predict)
 
 
@@ -110,9 +113,12 @@ def fit_command(args: argparse.Namespace) -> tuple[LawInputs, dict, dict]:
 def _fit(args: argparse.Namespace) -> int:
     from taskladder.laws.report import format_fit_table
 
+    store = registry_store(args)  # --register: the store is checked before any work
     inputs, fits, doc = fit_command(args)
     print(format_fit_table(fits))
-    _write_outputs(args, doc, inputs, fits, None)
+    plots = _write_outputs(args, doc, inputs, fits, None)
+    if store is not None:
+        register_laws(args, store, inputs, fits, None, plots)
     return 0
 
 
@@ -173,15 +179,19 @@ def predict_command(args: argparse.Namespace) -> tuple[LawInputs, dict, dict]:
 def _predict(args: argparse.Namespace) -> int:
     from taskladder.laws.report import format_prediction_table
 
+    store = registry_store(args)  # --register: the store is checked before any work
     inputs, fits, report = predict_command(args)
     print(format_prediction_table(report))
-    _write_outputs(args, report, inputs, fits, report["target"])
+    plots = _write_outputs(args, report, inputs, fits, report["target"])
+    if store is not None:
+        register_laws(args, store, inputs, fits, report, plots)
     return 0
 
 
-def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict | None) -> None:
+def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict | None) -> list[Path]:
     from taskladder.laws.report import write_json
 
+    paths: list[Path] = []
     if args.plots:
         from taskladder.laws.plots import write_plots
 
@@ -191,3 +201,4 @@ def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict 
     if args.json:
         write_json(doc, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
+    return paths

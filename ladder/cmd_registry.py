@@ -118,6 +118,42 @@ def _usage(parser) -> int:
     return 2
 
 
+# `taskladder fit --register` / `predict --register` (hooks called by cmd_laws) ---------------
+def add_register_flags(parser) -> None:
+    parser.add_argument("--register", action="store_true",
+                        help="version the fits (and the prediction) in the MLflow registry")
+    _uri(parser)
+    parser.add_argument("--alias", default="current",
+                        help="with --register: alias set on the new law versions (default current)")
+
+
+def registry_store(args):
+    """The store --register writes to, opened (so validated) before any work; else None."""
+    if not getattr(args, "register", False):
+        return None
+    from taskladder.registry.store import open_store
+
+    return open_store(args.tracking_uri)
+
+
+def register_laws(args, store, inputs, fits: dict, report: dict | None, plots) -> None:
+    """Register the fits (and the report's prediction) with their ladder and plots."""
+    from taskladder.registry.gate import DEFAULT_MAX_SHIFT
+    from taskladder.registry.laws import register_fit
+    from taskladder.registry.predictions import register_report
+
+    if report is None:
+        versions = register_fit(fits, store=store, observations=inputs.obs, plots=plots,
+                                alias=args.alias)
+        for v in versions.values():
+            print(f"{v.name} version {v.version}: {'registered' if v.created else 'already registered'}",
+                  file=sys.stderr)
+        return
+    preds = register_report(report, fits, observations=inputs.obs, plots=plots,
+                            alias=args.alias, store=store)
+    print_predictions(preds, DEFAULT_MAX_SHIFT, file=sys.stderr)
+
+
 # handlers -----------------------------------------------------------------------------------
 def _read_obs(path: Path, fmt: str | None, runs: str | None):
     from taskladder.laws.readers import read_ladder, select_runs
@@ -187,14 +223,15 @@ def _register_prediction(args) -> int:
     return 0
 
 
-def print_predictions(preds: dict, max_shift: float) -> None:
+def print_predictions(preds: dict, max_shift: float, file=None) -> None:
     """One line per registered task prediction; a moved prediction is flagged."""
     for task, p in preds.items():
         v = p.values
         shift = "" if p.shift is None else f", moved {p.shift:+.2f} points"
         warn = "  <- re-fit moved the prediction" if p.shift is not None and abs(p.shift) > max_shift else ""
         print(f"{p.target} {task}: {p.acc_metric} {100 * v['acc']:.2f} "
-              f"[{100 * v['acc_low']:.2f}, {100 * v['acc_high']:.2f}] from {p.law_uri}{shift}{warn}")
+              f"[{100 * v['acc_low']:.2f}, {100 * v['acc_high']:.2f}] from {p.law_uri}{shift}{warn}",
+              file=file)
 
 
 def _set_alias(args) -> int:

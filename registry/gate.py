@@ -18,8 +18,7 @@ from taskladder.laws.observations import Observations
 from taskladder.laws.readers import final_values, read_ladder
 
 from .errors import InputError
-from .ladder_runs import check_name
-from .predictions import Prediction, registered_predictions
+from .predictions import Prediction, check_target_name, registered_predictions
 from .store import Store, open_store
 
 EXPERIMENT = "taskladder-target-evals"
@@ -64,7 +63,7 @@ def check_target(path: str | Path, format: str | None = None, *, target: str,
     Every predicted task (or each of `tasks`) must be in the evaluation; nothing is written
     otherwise. Recording the same evaluation again returns the run already there.
     """
-    check_name("target name", target)
+    check_target_name(target)
     store = store or open_store(tracking_uri, create=False)
     preds = registered_predictions(store, target)
     if not preds:
@@ -150,7 +149,7 @@ def run_gate(target: str | Iterable[str] | None = None, *, tolerance=DEFAULT_TOL
             raise InputError(f"no target evaluation recorded in {store.uri} (run taskladder check-target)")
     rows = []
     for name in targets:
-        check_name("target name", name)
+        check_target_name(name)
         preds = registered_predictions(store, name)
         if not preds:
             raise InputError(f"target {name!r}: no registered prediction in {store.uri}")

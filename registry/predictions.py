@@ -12,18 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from taskladder.laws.tasks import TASKS
 
 from .errors import InputError
-from .ladder_runs import check_name
-from .laws import DEFAULT_ALIAS, LawVersion, load_law, model_name, resolve_version
+from .laws import DEFAULT_ALIAS, LawVersion, load_law, model_name, register_fit, resolve_version
 from .store import Store, open_store
 
 EXPERIMENT = "taskladder-predictions"
 VALUES = ("acc", "acc_low", "acc_high", "loss", "loss_low", "loss_high")
+REPORT_SCHEMA = "taskladder.prediction/1"  # the law engine's predict report (laws/report.py)
+_TARGET_RE = re.compile(r"^[^'\"\\\s][^'\"\\\n]{0,99}$")
 _ALIASES = {"low": "acc_low", "high": "acc_high"}  # short names some reports use
 
 
@@ -49,12 +51,20 @@ class Prediction:
                    law_uri=t.get("law_uri", ""), run_id=run.info.run_id, shift=m.get("shift"))
 
 
+def check_target_name(name: str) -> str:
+    """Target names go into tags and search filters: no quotes, backslashes or newlines."""
+    if not isinstance(name, str) or not _TARGET_RE.match(name):
+        raise InputError(f"target name {name!r}: 1-100 characters without quotes, backslashes "
+                         "or newlines")
+    return name
+
+
 def check_target(target: Mapping) -> tuple[str, float, float]:
     """(name, N, D) of a target dict, validated."""
     for key in ("name", "N", "D"):
         if key not in target:
             raise InputError(f"target: missing {key!r} (need name, N and D)")
-    name = check_name("target name", str(target["name"]))
+    name = check_target_name(str(target["name"]))
     try:
         N, D = float(target["N"]), float(target["D"])
     except (TypeError, ValueError):
@@ -179,3 +189,34 @@ def predict_from_registry(target: Mapping, tasks: list[str], *, alias: str = DEF
                   for t in tasks}
     return register_prediction(prediction, target={"name": name, "N": N, "D": D},
                                versions=versions, store=store)
+
+
+def register_report(
+    report: Mapping,
+    fits: Mapping,
+    *,
+    observations=None,
+    ladder: str | None = None,
+    plots=(),
+    alias: str | None = DEFAULT_ALIAS,
+    tracking_uri: str | None = None,
+    store: Store | None = None,
+) -> dict[str, Prediction]:
+    """`taskladder predict --register`: the fits become law versions, then the report's
+    prediction of each task is recorded with a link to its version. The report (schema
+    taskladder.prediction/1) and target are validated before anything is written."""
+    if report.get("schema") != REPORT_SCHEMA:
+        raise InputError(f"prediction report: schema {report.get('schema')!r}, expected {REPORT_SCHEMA}")
+    target = report.get("target") or {}
+    check_target(target)
+    tasks = report.get("tasks") or {}
+    prediction = {t: e.get("predicted", {}) for t, e in tasks.items()}
+    for task, entry in prediction.items():
+        _values(task, entry)
+    missing = [t for t in prediction if t not in fits]
+    if missing or not prediction:
+        raise InputError(f"prediction report: no fit for task(s) {', '.join(missing) or '(none)'}")
+    store = store or open_store(tracking_uri)
+    versions = register_fit({t: fits[t] for t in prediction}, store=store, observations=observations,
+                            ladder=ladder, plots=plots, alias=alias)
+    return register_prediction(prediction, target=target, versions=versions, store=store)
