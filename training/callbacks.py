@@ -120,6 +120,8 @@ class ProgressCallback(Callback):
     _bar: Any = field(default=None, repr=False)
     _t0: float = 0.0
     _s0: int = 0
+    _speed: str = ""
+    _loss: str = ""
 
     def pre_train(self) -> None:
         if not self.enabled or get_rank() != 0:
@@ -136,14 +138,13 @@ class ProgressCallback(Callback):
         self._bar.update(self.step - self._bar.n)
         elapsed = time.perf_counter() - self._t0
         if elapsed > 0 and self.step > self._s0:
-            self._bar.set_postfix_str(
-                f"{(self.step - self._s0) * self.tokens_per_step / elapsed:,.0f} tok/s", refresh=False)
+            self._speed = f"{(self.step - self._s0) * self.tokens_per_step / elapsed:,.0f} tok/s"
+            self._bar.set_postfix_str(f"{self._speed}{self._loss}", refresh=False)
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         loss = metrics.get("train/CE loss")
-        if self._bar is not None and loss is not None and math.isfinite(loss):
-            post = self._bar.postfix or ""
-            self._bar.set_postfix_str(f"{post.split(',')[0]}, loss {loss:.3f}", refresh=False)
+        if loss is not None and math.isfinite(loss):
+            self._loss = f", loss {loss:.3f}"
 
     def post_train(self) -> None:
         if self._bar is not None:
