@@ -22,7 +22,10 @@ from taskladder.training.export import export_checkpoint
 from taskladder.training.spec import LadderSpec, RunPlan
 
 RESULT_FILE = "result.json"
-EXPORT_SECONDS_CPU = 1.5  # measured per micro checkpoint export on 2 cores
+# Measured on 2 cores for micro runs: per kept checkpoint (save, val loss, HF export) and per
+# run (Trainer build, olmo-core's dry-run batch, data loader setup).
+CHECKPOINT_SECONDS_CPU = 1.5
+RUN_SECONDS_CPU = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
     sizes = {s.name: s for s in spec.sizes}
     speed = {name: probe_tokens_per_second(sizes[name], spec)
              for name in sorted({p.size for p in plans})}
-    return sum(p.tokens / speed[p.size] + EXPORT_SECONDS_CPU * len(p.checkpoint_steps)
-               for p in plans)
+    return sum(p.tokens / speed[p.size] + CHECKPOINT_SECONDS_CPU * len(p.checkpoint_steps)
+               + RUN_SECONDS_CPU for p in plans)
 
 
 def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunResult]:

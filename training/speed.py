@@ -38,8 +38,8 @@ def plain_train(model: torch.nn.Module, batches: Iterable[torch.Tensor], lr: flo
     return tokens, time.perf_counter() - start, losses
 
 
-def probe_tokens_per_second(size: ModelSize, spec: LadderSpec, steps: int = 4,
-                            warmup: int = 2) -> float:
+def probe_tokens_per_second(size: ModelSize, spec: LadderSpec, steps: int = 3,
+                            warmup: int = 3) -> float:
     """Tokens/s of a few plain steps on random tokens: median step after `warmup` untimed ones.
 
     The median keeps one step slowed by a busy machine from skewing the estimate.
