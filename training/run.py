@@ -86,6 +86,7 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
     from olmo_core.config import DType
     from olmo_core.data import NumpyDataLoaderConfig, NumpyFSLDatasetConfig
     from olmo_core.distributed.parallel import DataParallelType
+    from olmo_core.distributed.utils import get_world_size
     from olmo_core.optim import AdamWConfig, CosWithWarmup
     from olmo_core.train import Duration, TrainerConfig
     from olmo_core.train.callbacks import CheckpointerCallback
@@ -108,7 +109,7 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
         global_batch_size=plan.batch_tokens, seed=spec.seed, num_workers=0,
         work_dir=str(run_dir / "work"),
     ).build(dataset)
-    micro = spec.rank_microbatch_sequences or size.batch_sequences
+    micro = spec.rank_microbatch_sequences or max(1, size.batch_sequences // get_world_size())
     train_module = TransformerTrainModuleConfig(
         rank_microbatch_size=micro * spec.sequence_length,
         max_sequence_length=spec.sequence_length,
