@@ -51,7 +51,7 @@ def test_tiny_ladder_end_to_end(tiny_run):
     assert [r.name for r in reports] == ["train", "evaluate", "observe", "register",
                                          "fit+predict", "target", "gate"]
     out = spec.out_dir()
-    evals = sorted(out.glob("evals/*/*/results_*.json"))
+    evals = sorted(out.glob("evals/*/*/*/results_*.json"))
     assert len(evals) == 6 * 2  # 6 runs x 2 kept checkpoints
     assert json.loads(evals[0].read_text())["taskladder"]["run"].startswith("d")
     pred = json.loads((out / "predictions.json").read_text())
@@ -72,14 +72,14 @@ def test_tiny_ladder_end_to_end(tiny_run):
 def test_second_run_skips_finished_work(tiny_run):
     spec, _, _ = tiny_run
     out = spec.out_dir()
-    before = {p: p.stat().st_mtime_ns for p in out.glob("evals/*/*/results_*.json")}
+    before = {p: p.stat().st_mtime_ns for p in out.glob("evals/*/*/*/results_*.json")}
     _, reports = run_pipeline(spec, stages.STAGES, echo=lambda line: None)
     summary = {r.name: r.summary for r in reports}
     assert summary["evaluate"] == "0 checkpoints evaluated, 12 already done"
     assert summary["register"] == "ladder already registered"
     assert summary["fit+predict"] == "laws and prediction unchanged"
     assert "already evaluated" in summary["target"]
-    after = {p: p.stat().st_mtime_ns for p in out.glob("evals/*/*/results_*.json")}
+    after = {p: p.stat().st_mtime_ns for p in out.glob("evals/*/*/*/results_*.json")}
     assert after == before
 
 
@@ -87,7 +87,7 @@ def test_second_run_skips_finished_work(tiny_run):
 def test_a_lost_evaluation_is_redone_and_nothing_else(tiny_run):
     spec, _, _ = tiny_run
     out = spec.out_dir()
-    victim = sorted(out.glob("evals/*/*/results_*.json"))[-1]
+    victim = sorted(out.glob("evals/*/*/*/results_*.json"))[-1]
     victim.unlink()  # as if the run was killed while scoring this checkpoint
     _, reports = run_pipeline(spec, stages.STAGES, echo=lambda line: None,
                               only=["train", "evaluate"])
