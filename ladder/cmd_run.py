@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from taskladder import stages
 
-    stages.preflight(spec)
+    stages.preflight(spec, dry_run=args.dry_run)
     if args.dry_run:
         for line in stages.plan_lines(spec):
             print(line)

@@ -239,10 +239,15 @@ STAGES = [
 
 
 # before any work: validate, then plan ----------------------------------------------------------
-def preflight(spec: PipelineSpec) -> None:
-    """Everything that can be checked before compute: training specs build, paths exist."""
+def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
+    """Everything that can be checked before compute: training specs build, paths exist, and
+    (unless only planning) the corpus and tokenizer that training will read are there."""
     if spec.ladder.trained:
-        ladder_spec(spec)
+        lspec = ladder_spec(spec)
+        if not dry_run:
+            from taskladder.training.ladder import check_ready
+
+            check_ready(lspec)
     else:
         path = spec.resolve_path(spec.ladder.import_)
         if not path.exists():

@@ -70,3 +70,14 @@ def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
     assert "fit       default method" in out
     assert f"import {ladder} " in out and f"{ladder / 'peteish7_eval_anneal.csv'}" in out
     assert "tracking  http://localhost:5000" in out
+
+
+def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\nladder: {train: cpu-micro, overrides: {corpus: {kind: text, "
+                    "paths: [no-such-corpus.txt]}}}\neval: {tasks: [piqa]}\n"
+                    f"target: {{name: t, N: 1e9, D: 1e10}}\noutput_dir: {tmp_path / 'o'}\n")
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-corpus.txt" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
