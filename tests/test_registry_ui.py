@@ -1,4 +1,5 @@
-"""The MLflow UI shows the law models and their aliases (mlflow server + headless Chromium)."""
+"""The MLflow UI shows the law models and their aliases (mlflow server + headless Chromium);
+the same server works as a tracking URI."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from registry_support import TASKS, registered_template, store_copy
+from registry_support import TARGET, TASKS, registered_template, store_copy, synthetic_ladder
 
+from taskladder.registry.ladder_runs import log_ladder, read_ladder
 from taskladder.registry.laws import set_alias
+from taskladder.registry.predictions import registered_predictions
+from taskladder.registry.store import open_store
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -75,6 +79,13 @@ def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
         _wait_healthy(url, server, 120)
         models = _dump_dom(browser, tmp_path, f"{url}/#/models")
         piqa = _dump_dom(browser, tmp_path, f"{url}/#/models/taskladder-law-piqa")
+        # the server URI works like the file: the same predictions, and writes go through it
+        remote = open_store(url)
+        want = registered_predictions(store, TARGET["name"])
+        assert registered_predictions(remote, TARGET["name"]) == want
+        obs = synthetic_ladder(runs=("100M-1xC",))
+        log_ladder(remote, obs, "via-server")
+        assert read_ladder(store, "via-server").content_hash() == obs.content_hash()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
