@@ -21,7 +21,9 @@ def _small_bpe(vocab_size: int):
 
     from taskladder.harness_ext.olmes import olmes_docs
 
-    texts = sorted({d["context"] for t in ("arc_easy", "piqa") for d in olmes_docs(t, "rc")[:300]})
+    # the questions and answers, not whole prompts: the repeated 5-shot block would become tokens
+    docs = [d for t in ("arc_easy", "piqa") for d in olmes_docs(t, "rc")]
+    texts = [d["context"].rsplit("\n\n", 1)[-1] + "".join(d["continuations"]) for d in docs]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
