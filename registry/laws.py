@@ -17,12 +17,15 @@ from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from taskladder.laws.chained import ChainedFit
 from taskladder.laws.observations import Observations
 
 from .errors import InputError
 from .store import Store, open_store
+
+if TYPE_CHECKING:  # scipy behind it: the gate and the readers of the registry do without
+    from taskladder.laws.chained import ChainedFit
 
 MODEL_PREFIX = "taskladder-law-"
 EXPERIMENT = "taskladder-laws"
@@ -83,6 +86,8 @@ def register_fit(
 
 
 def _as_list(fits) -> list[ChainedFit]:
+    from taskladder.laws.chained import ChainedFit
+
     if isinstance(fits, ChainedFit):
         fits = [fits]
     elif isinstance(fits, Mapping):
