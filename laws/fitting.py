@@ -105,8 +105,8 @@ def batched_lm(
     weights: np.ndarray,
     bounds: Bounds,
     huber_delta: float | None = None,
-    max_iter: int = 200,
-    rtol: float = 1e-10,
+    max_iter: int = 100,
+    rtol: float = 1e-9,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise sum_i w_bi * rho(r_bi(P_b)) for every row b of P at once.
 
@@ -131,27 +131,32 @@ def batched_lm(
         if huber_delta is not None:
             absr = np.abs(ra)
             wa = wa * np.where(absr <= huber_delta, 1.0, huber_delta / np.maximum(absr, 1e-300))
-        JtW = np.transpose(Ja, (0, 2, 1)) * wa[:, None, :]
-        H = JtW @ Ja
-        g = np.einsum("bpn,bn->bp", JtW, ra)
-        diag = np.einsum("bii->bi", H)
-        A = H + lam[act, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
+        # Parameters on a bound whose descent direction leaves the box are held fixed
+        # for this step (active set); the rest take a damped Gauss-Newton step.
+        Pa = P[act]
+        g = np.einsum("bnp,bn->bp", Ja, wa * ra)
+        held = ((Pa <= lo) & (g > 0)) | ((Pa >= hi) & (g < 0))
+        Jf = np.where(held[:, None, :], 0.0, Ja)
+        g = np.where(held, 0.0, g)
+        H = np.transpose(Jf, (0, 2, 1)) @ (Jf * wa[:, :, None])
+        diag = np.einsum("bii->bi", H) + held
+        A = H + held[:, :, None] * eye + lam[act, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
         try:
             step = np.linalg.solve(A, -g[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = -g / np.maximum(diag, 1e-12)
-        Pn = np.clip(P[act] + step, lo, hi)
+        Pn = np.clip(Pa + step, lo, hi)
         rn, Jn = resid_jac(Pn)
         cn = _cost(rn, weights[act], huber_delta)
         better = np.isfinite(cn) & (cn <= c[act])
         idx = np.flatnonzero(act)
         gain = (c[act] - cn) / np.maximum(c[act], 1e-300)
-        small_step = np.max(np.abs(Pn - P[act]) / (np.abs(P[act]) + 1e-8), axis=1) < 1e-10
+        small_step = np.max(np.abs(Pn - Pa) / (np.abs(Pa) + 1e-8), axis=1) < 1e-9
         ib = idx[better]
         P[ib], r[ib], J[ib], c[ib] = Pn[better], rn[better], Jn[better], cn[better]
         lam[ib] = np.maximum(lam[ib] / 3, 1e-9)
         lam[idx[~better]] *= 4
-        done[idx[(better & (gain < rtol)) | (lam[idx] > 1e10) | (better & small_step)]] = True
+        done[idx[(better & (gain < rtol)) | (lam[idx] > 1e8) | small_step]] = True
     return P, done
 
 

@@ -161,11 +161,17 @@ class Observations:
     def content_hash(self) -> str:
         """sha256 of the rows in a canonical order: the identity of a fit's input data."""
         h = hashlib.sha256()
+        # Rows in tuple order of (run, task, metric, step, repr(value), repr(N), repr(D),
+        # repr(flops), size), sorted with one vectorised lexsort.
         cols = [self.run, self.task, self.metric, self.step, self.value, self.N, self.D, self.flops, self.size]
         as_text = (str, str, str, int, repr, repr, repr, repr, str)
-        rows = sorted(zip(*(list(map(f, c.tolist())) for f, c in zip(as_text, cols, strict=True)), strict=True))
-        for row in rows:
-            h.update(("\x1f".join(map(str, row)) + "\n").encode())
+        text = [list(map(f, c.tolist())) for f, c in zip(as_text, cols, strict=True)]
+        if not len(self):
+            return h.hexdigest()
+        keys = [np.array(t) if i != 3 else self.step for i, t in enumerate(text)]
+        order = np.lexsort(keys[::-1])
+        lines = ["\x1f".join(row) for row in zip(*([str(v) for v in t] for t in text), strict=True)]
+        h.update("".join(lines[i] + "\n" for i in order).encode())
         return h.hexdigest()
 
     # plain CSV of our own schema --------------------------------------------------------------

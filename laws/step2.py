@@ -189,7 +189,7 @@ def _bootstrap(jac_fn, data: Step2Data, point: np.ndarray, counts: np.ndarray, b
         return pred - data.y, jac
 
     P0 = np.repeat(point[None, :], len(counts), axis=0)
-    return batched_lm(resid_jac, P0, counts.astype(float), bounds)[0]
+    return batched_lm(resid_jac, P0, counts.astype(float), bounds, max_iter=50, rtol=1e-8)[0]
 
 
 def fit_log_sigmoid(data: Step2Data) -> Solution:

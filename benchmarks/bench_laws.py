@@ -1,0 +1,156 @@
+"""Law-engine speed on the paper's ladder, as ratios against naive baselines timed in the same run.
+
+1. `paper` method: fit 8 tasks and predict 7B-4T and 13B-5T (target: < 0.5 s of fitting).
+   Baseline: the same fits written reference-style (per-point Python loops for the Huber
+   objective and its gradient, as the OLMo-ladder scripts do).
+2. A 1,000-draw bootstrap of both steps for 8 tasks (target: < 20 s). Baseline: one scipy
+   refit per draw (measured on a few draws, extrapolated).
+
+Usage: .venv/bin/python benchmarks/bench_laws.py [LADDER_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from taskladder.laws.chained import (
+    _STEP1_CACHE,
+    ChainedFitter,
+    _step_inputs,
+    bootstrap,
+    fit_chained,
+)
+from taskladder.laws.fitting import single_threaded_blas
+from taskladder.laws.readers import PAPER_LADDER, TARGETS, read_ladder, select_runs
+from taskladder.laws.settings import LawSettings
+from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss
+from taskladder.laws.step2 import fit_sigmoid_paper, sigmoid
+from taskladder.laws.tasks import CHANCE, PAPER_TASKS
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
+
+
+def best_of(fn, repeat: int = 3) -> tuple[float, float]:
+    """Best (wall, CPU) seconds: on a shared machine CPU time is the steadier figure."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus)
+
+
+def ours_paper(obs):
+    _STEP1_CACHE.clear()  # time real fits, not the cache shared by repeated calls
+    fitter = ChainedFitter("paper")
+    for task in PAPER_TASKS:
+        fit = fitter.fit(obs, task)
+        for n, d in TARGETS.values():
+            fit.predict(n, d)
+
+
+def ours_fitting_only(obs):
+    """Data prep + step 1 + step 2 + predictions, without the fitter's table query and data hash."""
+    _STEP1_CACHE.clear()
+    s = LawSettings.paper()
+    for task in PAPER_TASKS:
+        fit = fit_chained(obs, task, s)
+        for n, d in TARGETS.values():
+            fit.predict(n, d)
+
+
+def numeric_gradient_paper(obs):
+    """Vectorised objective, but scipy's finite-difference gradient (no analytic gradient)."""
+    s = LawSettings.paper()
+    for task in PAPER_TASKS:
+        d1, d2 = _step_inputs(obs, task, s)
+        fun = huber_log_objective(nd_jac, (d1.N, d1.D), d1.y, s.huber_delta)
+        res = minimize(lambda p, fun=fun: fun(p)[0], PAPER_P0, method="L-BFGS-B", bounds=PAPER_BOUNDS, tol=0.0,
+                       options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12})
+        s2 = fit_sigmoid_paper(d2, CHANCE[task])
+        for n, d in TARGETS.values():
+            sigmoid(s2.params, nd_loss(res.x, [n], [d]))
+
+
+def reference_style_paper(obs):
+    """Per-point Python loops for the Huber objective and gradient (reference scripts' style)."""
+    s = LawSettings.paper()
+    for task in PAPER_TASKS:
+        d1, d2 = _step_inputs(obs, task, s)
+        xs, ys = list(zip(d1.N, d1.D, strict=True)), list(d1.y)
+
+        def f(x, p):
+            return np.exp(p[0]) / x[0] ** p[2] + np.exp(p[1]) / x[1] ** p[3] + p[4]
+
+        def loss_and_grad(p, xs=xs, ys=ys, f=f):
+            total, grad = 0.0, np.zeros(5)
+            for x, y in zip(xs, ys, strict=True):
+                pred = f(x, p)
+                r = np.log(pred) - np.log(y)
+                tn, td = np.exp(p[0]) / x[0] ** p[2], np.exp(p[1]) / x[1] ** p[3]
+                fg = np.array([tn, td, -np.log(x[0]) * tn, -np.log(x[1]) * td, 1.0])
+                if abs(r) < 1e-3:
+                    total += 0.5 * r * r
+                    grad += r * fg / pred
+                else:
+                    total += 1e-3 * (abs(r) - 0.5e-3)
+                    grad += 1e-3 * np.sign(r) * fg / pred
+            return total, grad
+
+        res = minimize(loss_and_grad, PAPER_P0, jac=True, method="L-BFGS-B", bounds=PAPER_BOUNDS, tol=0.0,
+                       options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12})
+        s2 = fit_sigmoid_paper(d2, CHANCE[task])
+        for n, d in TARGETS.values():
+            sigmoid(s2.params, [f((n, d), res.x)])
+
+
+def main() -> None:
+    ladder_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
+    obs = select_runs(read_ladder(ladder_dir, "olmo-csv"), PAPER_LADDER)
+    print(f"ladder: {len(obs.unique('run'))} runs, {len(obs)} observations ({ladder_dir})")
+
+    with single_threaded_blas():
+        ours = best_of(lambda: ours_paper(obs))
+        fitting = best_of(lambda: ours_fitting_only(obs))
+        ref = best_of(lambda: reference_style_paper(obs), repeat=1)
+        numeric = best_of(lambda: numeric_gradient_paper(obs), repeat=1)
+    print("paper method, 8 tasks fitted + 7B-4T and 13B-5T predicted (target < 0.5 s of fitting):")
+    print(f"  ChainedFitter end to end:   {ours[0]:.3f} s wall, {ours[1]:.3f} s CPU (incl. table queries, data hashes)")
+    print(f"  fitting (prep, steps 1-2, predict): {fitting[0]:.3f} s wall, {fitting[1]:.3f} s CPU")
+    print(f"  baseline, reference-style Python loops: {ref[0]:.3f} s wall, {ref[1]:.3f} s CPU -> {ref[1] / fitting[1]:.2f}x")
+    print(f"  baseline, no analytic gradient:         {numeric[0]:.3f} s wall, {numeric[1]:.3f} s CPU -> {numeric[1] / fitting[1]:.2f}x")
+
+    s = LawSettings.paper(n_bootstrap=1000)
+    with single_threaded_blas():
+        points = {t: fit_chained(obs, t, s) for t in PAPER_TASKS}
+        fits = {}
+        boot = best_of(lambda: fits.update({t: bootstrap(obs, f) for t, f in points.items()}), repeat=1)
+        # baseline: one scipy refit per draw (step 2 only, warm start), a few draws extrapolated
+        task = "arc_easy"
+        _, d2 = _step_inputs(obs, task, s)
+        rng = np.random.default_rng(0)
+        k = 5
+
+        def naive_draws():
+            for _ in range(k):
+                i = rng.integers(0, len(d2.x), len(d2.x))
+                minimize(lambda q, i=i: float(np.sum((sigmoid(q, d2.x[i]) - d2.y[i]) ** 2)),
+                         points[task].step2.params, method="L-BFGS-B")
+
+        naive = [t / k * 1000 * len(PAPER_TASKS) for t in best_of(naive_draws, repeat=1)]
+    widths = [float(np.ptp([f.predict(*TARGETS["7B-4T"])[k] for k in ("acc_low", "acc_high")])) * 100 for f in fits.values()]
+    print("bootstrap, 1000 draws x 8 tasks, both steps (target < 20 s):")
+    print(f"  ours (batched Gauss-Newton, warm start): {boot[0]:.2f} s wall, {boot[1]:.2f} s CPU")
+    print(f"  one scipy refit per draw (step 2 alone, extrapolated): {naive[0]:.1f} s wall, {naive[1]:.1f} s CPU"
+          f"  -> ours {naive[1] / boot[1]:.1f}x (CPU)")
+    print(f"  mean 90% interval width at 7B-4T: {np.mean(widths):.2f} points")
+
+
+if __name__ == "__main__":
+    main()
