@@ -32,6 +32,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "lm-eval",
         help="lm-eval's CLI with the ladder-hf backend registered (arguments passed through)",
         add_help=False,
+        prefix_chars="\0",  # no options of its own: every argument goes to lm-eval
     )
     lm.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
     lm.set_defaults(func=_lm_eval)
