@@ -145,9 +145,12 @@ def load_tokenizer(path: str | Path):
     if p.is_file():
         return PreTrainedTokenizerFast(tokenizer_file=str(p))
     try:
-        return AutoTokenizer.from_pretrained(str(p))
+        tok = AutoTokenizer.from_pretrained(str(p))
     except (OSError, ValueError) as exc:
         raise InputError(f"tokenizer.path: cannot load {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    if not tok.is_fast:
+        raise InputError(f"tokenizer.path: {str(path)!r} has no tokenizer.json (a fast tokenizer is needed)")
+    return tok
 
 
 def _special_ids(tok) -> tuple[int, int]:
@@ -206,8 +209,7 @@ def prepare_tokens(corpus: CorpusSpec, tokenizer: TokenizerSpec, seed: int, cach
         raise InputError(f"tokenizer.vocab_size={tokenizer.vocab_size} is smaller than the "
                          f"tokenizer's {vocab} tokens ({tok_dir})")
     dtype = "uint16" if vocab < 2**16 else "uint32"
-    tok_hash = _digest(json.dumps(tok.backend_tokenizer.to_str()) if hasattr(tok, "backend_tokenizer")
-                       else str(tok_dir))
+    tok_hash = _digest(tok.backend_tokenizer.to_str())
 
     def build(d: Path) -> None:
         for name, part in (("train", train_docs), ("val", val_docs)):
