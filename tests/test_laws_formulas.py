@@ -21,7 +21,7 @@ from taskladder.laws.step2 import (
     step2_data,
 )
 from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
-from taskladder.laws.variants import fit_single_step, pearson, variance_table
+from taskladder.laws.variants import compute_vs_error, fit_single_step, pearson, variance_table
 
 EXACT = dict(final_window=1, window=1, skip=0.0, anchor=False)
 
@@ -154,3 +154,14 @@ def test_variants_single_step_and_variance():
     table = variance_table(obs, ["arc_easy"], last=10)
     assert table["arc_easy"]["run"] == "160M-10xC" and table["arc_easy"]["loss_sd"] > 0
     assert pearson([1, 2, 3], [2, 4, 6.5]) == pytest.approx(0.9986, abs=1e-3)
+
+
+def test_compute_vs_error_shrinks_the_ladder():
+    obs = synthetic_ladder()
+    s = LawSettings.paper(**EXACT)
+    truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
+    rows = compute_vs_error(obs, "arc_easy", (1e9, 2e11), truth, s, min_sizes=3, min_lengths=4)
+    assert len(rows) == 5  # 4 three-size subsets + the full ladder, all lengths
+    full = max(rows, key=lambda r: r["compute"])
+    assert len(full["runs"]) == 16 and full["abs_error_points"] < 0.1
+    assert all(r["compute"] <= full["compute"] for r in rows)

@@ -56,3 +56,13 @@ def test_default_method_beats_the_paper_on_7b(paper_data):
         assert not fit.flags["degenerate"], task
         errors[task] = abs(float(fit.predict(*TARGETS["7B-4T"])["acc"]) - actual_values(target, fit)["acc"]) * 100
     assert np.mean(list(errors.values())) < 3.82, errors
+
+
+def test_mc_step2_on_the_7b_checkpoints(olmo_ladder_dir):
+    """MC accuracy from RC bpb with floor and ceiling fixed, fitted where MC ability emerged."""
+    from taskladder.laws.variants import fit_mc_step2
+
+    obs = read_ladder(olmo_ladder_dir / "peteish7_eval_full.csv", "olmo-csv")
+    sol = fit_mc_step2(obs, "arc_easy")
+    a, L0, k, b = sol.params
+    assert (a, b) == (-0.75, 1.0) and sol.converged and k > 0 and 0 < L0 < 2
