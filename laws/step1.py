@@ -92,11 +92,12 @@ def huber_log_objective(jac_fn, x: tuple, y: np.ndarray, delta: float, weights=N
     w = np.ones_like(y) if weights is None else weights
 
     def fun(p):
-        pred, jac = jac_fn(p, *x)
-        if np.any(pred <= 0):
-            return 1e30, np.zeros_like(p)
-        value, psi = huber(np.log(pred) - lny, delta)
-        return float(np.sum(w * value)), (w * psi / pred) @ jac
+        with np.errstate(over="ignore", invalid="ignore"):
+            pred, jac = jac_fn(p, *x)
+            if not np.all(np.isfinite(pred) & (pred > 0)) or not np.all(np.isfinite(jac)):
+                return 1e30, np.zeros_like(p)  # outside the law's domain: L-BFGS-B backtracks
+            value, psi = huber(np.log(pred) - lny, delta)
+            return float(np.sum(w * value)), (w * psi / pred) @ jac
 
     return fun
 
