@@ -28,7 +28,7 @@ from olmo_core.utils import seed_all
 
 from taskladder.training.ladder import cache_dir, estimate_seconds, train_ladder
 from taskladder.training.model import model_config
-from taskladder.training.run import build_trainer, check_plan, save_config
+from taskladder.training.run import build_trainer, check_plan, cpu_threads, save_config
 from taskladder.training.spec import LadderSpec
 from taskladder.training.speed import plain_train
 
@@ -91,12 +91,14 @@ def main() -> int:
         root = Path(tmp)
         spec = LadderSpec.cpu_micro(output_dir=str(root / "ladder"))
         data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
-        print(f"machine: {torch.get_num_threads()} torch threads, CPU; torch {torch.__version__}")
+        print(f"machine: CPU, {torch.get_num_threads()} torch threads by default, "
+              f"{spec.cpu_threads or 'default'} while training; torch {torch.__version__}")
         for size in (spec.sizes[0], spec.sizes[-1]):
             olmo, plain = [], []
             for i in range(args.rounds + 1):  # round 0 warms up (lazy imports, allocator)
-                tps, batches, plan = olmo_core_round(spec, size, args.steps, data, root)
-                base = plain_round(spec, size, batches, plan.lr)
+                with cpu_threads(spec):  # both sides use the spec's torch threads
+                    tps, batches, plan = olmo_core_round(spec, size, args.steps, data, root)
+                    base = plain_round(spec, size, batches, plan.lr)
                 if i:
                     olmo.append(tps)
                     plain.append(base)

@@ -153,4 +153,5 @@ def test_killed_run_resumes_without_lost_or_repeated_steps(workdir):
     assert len({r["batch"] for r in resumed}) == len(resumed)
     result = json.loads((run_dir / "result.json").read_text())
     assert [c["step"] for c in result["checkpoints"]] == [10, 20, 30, 40]
+    assert len(list((workdir / "cache" / "corpus").glob("tokens-*"))) == 1  # cache reused
     assert all(Path(c["hf_dir"], "ladder_meta.json").is_file() for c in result["checkpoints"])

@@ -209,7 +209,10 @@ def prepare_tokens(corpus: CorpusSpec, tokenizer: TokenizerSpec, seed: int, cach
         raise InputError(f"tokenizer.vocab_size={tokenizer.vocab_size} is smaller than the "
                          f"tokenizer's {vocab} tokens ({tok_dir})")
     dtype = "uint16" if vocab < 2**16 else "uint32"
-    tok_hash = _digest(tok.backend_tokenizer.to_str())
+    # the saved file, not the in-memory dump: that one lists the vocabulary in random order
+    tok_file = tok_dir / "tokenizer.json" if tok_dir.is_dir() else tok_dir
+    tok_hash = _digest(tok_file.read_bytes() if tok_file.is_file()
+                       else json.dumps(sorted(tok.get_vocab().items())))
 
     def build(d: Path) -> None:
         for name, part in (("train", train_docs), ("val", val_docs)):

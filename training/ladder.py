@@ -98,11 +98,13 @@ def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
     """Wall-time estimate of `plans`: a few measured steps per size on CPU, else the plan's."""
     if spec.device != "cpu":
         return sum(p.est_seconds for p in plans)
+    from taskladder.training.run import cpu_threads
     from taskladder.training.speed import probe_tokens_per_second
 
     sizes = {s.name: s for s in spec.sizes}
-    speed = {name: probe_tokens_per_second(sizes[name], spec)
-             for name in sorted({p.size for p in plans})}
+    with cpu_threads(spec):
+        speed = {name: probe_tokens_per_second(sizes[name], spec)
+                 for name in sorted({p.size for p in plans})}
     return sum(p.tokens / speed[p.size] + CHECKPOINT_SECONDS_CPU * len(p.checkpoint_steps)
                + RUN_SECONDS_CPU for p in plans)
 

@@ -150,9 +150,10 @@ def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
     check_plan(run_dir, plan)
     drop_incomplete_checkpoints(run_dir)
     save_config(run_dir, size, spec, data)
-    trainer = build_trainer(plan, size, spec, data, run_dir, progress)
-    with _quiet_console():
-        trainer.fit()
+    with cpu_threads(spec):
+        trainer = build_trainer(plan, size, spec, data, run_dir, progress)
+        with _quiet_console():
+            trainer.fit()
 
 
 def drop_incomplete_checkpoints(run_dir: Path) -> None:
@@ -164,6 +165,18 @@ def drop_incomplete_checkpoints(run_dir: Path) -> None:
     for p in run_dir.glob("step*"):
         if p.is_dir() and (p.name.endswith("-tmp") or not (p / ".metadata.json").is_file()):
             shutil.rmtree(p)
+
+
+@contextlib.contextmanager
+def cpu_threads(spec: LadderSpec):
+    """torch's intra-op threads set to the spec's `cpu_threads` while inside (CPU only)."""
+    before = torch.get_num_threads()
+    if spec.device == "cpu" and spec.cpu_threads:
+        torch.set_num_threads(spec.cpu_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
