@@ -236,15 +236,20 @@ def _step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Step1Dat
     return d1, d2
 
 
+def _step1_setup(s: LawSettings, d1: Step1Data) -> tuple[Step1Data, list]:
+    """Bounds of the step-1 form; the compute form uses C = 6ND (also what `predict` uses)."""
+    bounds = PAPER_BOUNDS if s.step1_bounds == "paper" else FREE_BOUNDS
+    if s.step1_form == "compute":
+        return Step1Data(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y), [bounds[0], bounds[2], bounds[4]]
+    return d1, bounds
+
+
 def fit_chained(obs: Observations, task: str, s: LawSettings) -> ChainedFit:
     """The point fit of both steps with fixed settings."""
     x_task, x_metric = _feature(s, task)
     d1, d2 = _step_inputs(obs, task, s)
-    bounds = PAPER_BOUNDS if s.step1_bounds == "paper" else FREE_BOUNDS
+    d1, bounds = _step1_setup(s, d1)
     names1 = ND_PARAMS if s.step1_form == "nd" else COMPUTE_PARAMS
-    if s.step1_form == "compute":
-        bounds = [bounds[0], bounds[2], bounds[4]]
-        d1 = Step1Data(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
     p0 = (PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])) if s.step1_starts == "paper" else None
     sol1 = _cached_step1(d1, s.step1_form, p0, bounds, s.huber_delta)
     fitted1 = step1_eval(s.step1_form, sol1.params, d1.N, d1.D)
@@ -288,10 +293,7 @@ def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:
     B = s.n_bootstrap
     n_runs = len(d1.y)
     c1 = rng.multinomial(n_runs, np.full(n_runs, 1 / n_runs), size=B)
-    bounds = PAPER_BOUNDS if s.step1_bounds == "paper" else FREE_BOUNDS
-    if s.step1_form == "compute":
-        bounds = [bounds[0], bounds[2], bounds[4]]
-        d1 = Step1Data(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
+    d1, bounds = _step1_setup(s, d1)
     P1 = bootstrap_step1(d1, np.array(fit.step1.params), c1, s.step1_form, bounds, s.huber_delta)
     c2 = checkpoint_counts(d2.runs, rng, B)
     if s.step2_form == "log_sigmoid":
