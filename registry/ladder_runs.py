@@ -4,8 +4,9 @@ Params: size, N, D (planned tokens: 20 x multiplier x N for a "<m>xC" run, else 
 seen), multiplier, tokenizer, corpus_hash; they are fixed at a run's first logging so that a
 run still training can log checkpoint by checkpoint. Metrics are keyed `<task>/<metric>`
 (e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and `flops`, logged at each checkpoint step
-with a fixed timestamp per run: logging the same observations again (a retry, a re-import) adds
-nothing, and new checkpoints extend the curves.
+with a fixed timestamp per run. Only (metric, step) pairs not yet in the run are sent, and a run
+whose rows were logged already is skipped: logging the same observations again (a retry, a
+re-import) adds nothing, and new checkpoints or tasks extend the curves.
 `read_ladder` turns the runs back into the observation table the law engine reads.
 """
 
@@ -22,6 +23,7 @@ from .store import Store
 EXPERIMENT_PREFIX = "taskladder-ladder-"
 RUN_TAG = "taskladder.run"
 LADDER_TAG = "taskladder.ladder"
+ROWS_TAG = "taskladder.rows_hash"  # content hash of the rows last logged in full
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MULTIPLIER_RE = re.compile(r"-(\d+(?:\.\d+)?)xC\b")
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
@@ -116,6 +118,9 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
 
     mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
+    rows_hash = obs.content_hash()
+    if mlrun.data.tags.get(ROWS_TAG) == rows_hash:  # these exact rows were logged already
+        return run_id
     ts = mlrun.info.start_time
     metrics: dict[tuple, Metric] = {}
     for i in range(len(obs)):
@@ -124,9 +129,14 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
         metrics[(key, step)] = Metric(key, float(obs.value[i]), ts, step)
         metrics.setdefault(("D", step), Metric("D", float(obs.D[i]), ts, step))
         metrics.setdefault(("flops", step), Metric("flops", float(obs.flops[i]), ts, step))
+    # A checkpoint's values are fixed once logged: send only the (metric, step) pairs not there.
+    for key in {k for k, _ in metrics} & set(mlrun.data.metrics):
+        for m in store.call("get_metric_history", run_id, key):
+            metrics.pop((key, m.step), None)
     values = list(metrics.values())
     for start in range(0, len(values), _BATCH):
         store.call("log_batch", run_id, metrics=values[start:start + _BATCH])
+    store.call("set_tag", run_id, ROWS_TAG, rows_hash)
     store.call("set_terminated", run_id, "FINISHED")
     return run_id
 
