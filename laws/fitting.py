@@ -71,10 +71,11 @@ def lbfgsb(
     """L-BFGS-B with an analytic gradient from each start; keep the lowest objective."""
     best = None
     opts = {"maxiter": 10_000, "ftol": 0.0 if tight else 1e-12, "gtol": 1e-12 if tight else 1e-9}
-    for p0 in np.atleast_2d(starts):
-        res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=bounds, tol=0.0 if tight else None, options=opts)
-        if best is None or res.fun < best.fun:
-            best = res
+    with single_threaded_blas():
+        for p0 in np.atleast_2d(starts):
+            res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=bounds, tol=0.0 if tight else None, options=opts)
+            if best is None or res.fun < best.fun:
+                best = res
     assert best is not None
     # "ABNORMAL" line-search ends at machine precision are converged in practice: accept a
     # vanishing projected gradient too.
