@@ -182,8 +182,8 @@ class LadderSpec(_Spec):
         with size (8 / 12 / 16 sequences of 256), LR by the same N^(-1/3) rule. To fit in
         minutes the lengths are fractions of Chinchilla (0.025 / 0.05 / 0.1 x C; 23-116 steps)
         and warmup is 0.05 N tokens instead of N (N tokens would exceed the shortest runs).
-        One torch thread: on a shared 2-core machine two threads stall each other at every
-        op (measured d64L2 step: 0.8-1.4 s with one thread, 3.1-3.5 s with two, load ~9).
+        torch's default threads: with one (`cpu_threads=1`) a plain loop stalled less on the
+        busy 2-core box, but the whole ladder ran ~2x slower (less CPU share), so not set.
         """
         size = partial(ModelSize.of, hidden_size_multiple_of=32)
         return cls._preset(
@@ -196,7 +196,6 @@ class LadderSpec(_Spec):
                 tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
                 checkpoints_per_run=5,
                 warmup_tokens_per_param=0.05,
-                cpu_threads=1,
                 output_dir="taskladder-out/cpu-micro",
                 target=TargetRun(name="d64L3-0.15xC", multiplier=0.15,
                                  size=size("d64L3", 64, 3, 2, 16)),
