@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -266,12 +267,23 @@ def load_law(task: str, ref: str | int = DEFAULT_ALIAS, *, tracking_uri: str | N
 
 @contextmanager
 def _registry(uri: str):
-    """pyfunc.load_model reads the global registry URI: point it at `uri`, then restore it."""
+    """pyfunc.load_model reads MLflow's global registry and tracking URIs (MLflow 3 also looks
+    the logged model up in the tracking store): point both at `uri`, then restore them exactly,
+    environment variables included (the setters export them)."""
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    before = mlflow.get_registry_uri()
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    raw = tracking_utils._tracking_uri, registry_utils._registry_uri
     mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_registry_uri(before)
+        tracking_utils._tracking_uri, registry_utils._registry_uri = raw
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -22,8 +22,9 @@ def store(tmp_path):
     return store_copy(registered_template(), tmp_path)
 
 
-def test_pyfunc_round_trip_predicts_exactly_like_the_fit(store):
-    mlflow.set_registry_uri(store.uri)
+def test_pyfunc_round_trip_predicts_exactly_like_the_fit(store, monkeypatch):
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # what a model consumer sets
+        monkeypatch.setenv(var, store.uri)
     model = mlflow.pyfunc.load_model("models:/taskladder-law-arc_easy@current")
     table = pd.DataFrame({"N": [3_200_000_000, 1e8, 7e9], "D": [64_000_000_000, 2e9, 4e12]})
     got = model.predict(table)
