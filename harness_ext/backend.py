@@ -15,7 +15,6 @@ import logging
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
-from tqdm import tqdm
 
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
 
@@ -62,8 +61,7 @@ class LadderHFLM(HFLM):
                 q = questions.setdefault(tuple(ctx), Question(tuple(ctx)))
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
-        with tqdm(total=1, disable=disable_tqdm or self.rank != 0, desc="ladder-hf scoring"):
-            scored = self._scorer.score(list(questions.values()))
+        scored = self._scorer.score(list(questions.values()))
         long_results = iter(
             super()._loglikelihood_tokens(long, disable_tqdm, override_bs) if long else []
         )

@@ -89,7 +89,6 @@ class PrefixScorer:
     """Log-likelihoods of continuations from a Hugging Face causal LM, shared prefixes once."""
 
     def __init__(self, model, token_budget: int = 4096, min_prefix: int = 32) -> None:
-        self.model = model
         self.base = model.base_model
         self.head = model.get_output_embeddings()
         params = inspect.signature(self.base.forward).parameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-BACKENDS = ("ladder-hf", "hf", "vllm")
+from taskladder.harness_ext.runner import BACKENDS
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
