@@ -124,7 +124,7 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunR
         eta = estimate_seconds(spec, todo)
         log(f"ladder {spec.name}: {len(todo)} of {len(plans)} runs to train, "
             f"{sum(p.tokens for p in todo):,} tokens, ETA ~{_duration(eta)}")
-    results = []
+    results, spent, flops_done = [], 0.0, 0.0
     for plan in plans:
         run_dir = runs_dir(spec) / plan.run
         done = run_dir / RESULT_FILE
@@ -138,6 +138,12 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunR
         result = _finish(plan, spec, data, run_dir, time.perf_counter() - start)
         write_json(done, asdict(result))
         results.append(result)
+        spent += result.train_seconds
+        flops_done += plan.flops
+        left = [p for p in todo if p.flops and p not in plans[: plans.index(plan) + 1]]
+        if left:  # re-estimate from what this machine really did (FLOPs-weighted)
+            eta = spent / flops_done * sum(p.flops for p in left)
+            log(f"ladder {spec.name}: {plan.run} done; {len(left)} runs left, ~{_duration(eta)}")
     return results
 
 
