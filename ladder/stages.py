@@ -167,11 +167,10 @@ def fit_and_predict(ctx: RunContext) -> str:
     write_json(ctx.out / "fits.json", fits_document(fits, ladder))
     plots = write_plots(ctx.out / "plots", fits, obs, target, report)
 
-    from taskladder.registry.laws import EXPERIMENT, register_fit
+    from taskladder.registry.laws import register_fit
     from taskladder.registry.predictions import register_prediction
 
     store = _store(ctx)
-    store.experiment_id(EXPERIMENT)  # created outside register_fit's lock (see report)
     versions = register_fit(fits, store=store, observations=obs, ladder=spec.name, plots=plots)
     register_prediction({t: e["predicted"] for t, e in report["tasks"].items()}, target=target,
                         versions=versions, store=store)
