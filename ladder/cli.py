@@ -30,25 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="taskladder", description=__doc__)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a verb not built yet
-            if exc.name != name:
-                raise
-            continue
-        module.add_parsers(sub)
+        importlib.import_module(name).add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        if args.command is None and "taskladder.cmd_run" in sys.modules:
-            args = parser.parse_args(["run", *(argv or [])])
-        else:
-            parser.print_help()
-            return 2
+    if args.command is None:  # bare `taskladder` runs the embedded default
+        args = parser.parse_args(["run"])
     try:
         return int(args.func(args) or 0)
     except USAGE_ERRORS as exc:
