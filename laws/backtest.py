@@ -32,7 +32,7 @@ def candidates(base: LawSettings) -> dict[str, LawSettings]:
 
 def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (training runs, held-out runs); splits that leave too little to fit are omitted."""
-    d = step1_data(obs, task, accuracy_metric(task))
+    d = step1_data(obs, task, accuracy_metric(task), log_space=False)
     runs = list(d.runs)
     tpp = d.D / d.N
     largest, longest = d.N >= d.N.max(), tpp >= 0.75 * tpp.max()
@@ -53,7 +53,7 @@ def backtest(obs: Observations, task: str, settings: LawSettings) -> dict[str, f
     """Mean absolute held-out accuracy error (points) per holdout split."""
     from .chained import fit_chained
 
-    actual = step1_data(obs, task, accuracy_metric(task), settings.final_window)
+    actual = step1_data(obs, task, accuracy_metric(task), settings.final_window, log_space=False)
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
     for name, (train, test) in holdouts(obs, task).items():

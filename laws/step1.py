@@ -69,7 +69,11 @@ class Step1Data:
     y: np.ndarray
 
 
-def step1_data(obs: Observations, task: str, metric: str, window: int = 5) -> Step1Data:
+def step1_data(
+    obs: Observations, task: str, metric: str, window: int = 5, log_space: bool = True
+) -> Step1Data:
+    """`log_space` (a fit on log values) requires every final value > 0; backtests and
+    subset scans read final accuracies, where 0 (a micro model) is a valid value."""
     sub = obs.where(task=task, metric=metric)
     runs, N, D, F, y = [], [], [], [], []
     for run in sub.unique("run"):
@@ -81,7 +85,7 @@ def step1_data(obs: Observations, task: str, metric: str, window: int = 5) -> St
         F.append(r.flops[order][-1])
         y.append(float(np.mean(r.value[order][-window:])))
     y = np.array(y)
-    if np.any(y <= 0):
+    if log_space and np.any(y <= 0):
         raise InputError(f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {y.min()!r}")
     return Step1Data(tuple(runs), np.array(N), np.array(D), np.array(F), y)
 

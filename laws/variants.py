@@ -120,7 +120,7 @@ def compute_vs_error(
 ) -> list[dict]:
     """Chained error at the target for every ladder subset of >= `min_sizes` sizes and
     >= `min_lengths` lengths (lengths ranked by tokens per parameter), with its compute 6ND."""
-    d = step1_data(obs, task, accuracy_metric(task))
+    d = step1_data(obs, task, accuracy_metric(task), log_space=False)
     sizes = sorted(set(d.N.tolist()))
     tpp = np.round(d.D / d.N / 5) * 5  # lengths grouped by tokens per parameter
     lengths = sorted(set(tpp.tolist()))

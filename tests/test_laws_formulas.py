@@ -6,10 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from taskladder.laws.backtest import holdouts
+from taskladder.laws.backtest import backtest, holdouts
 from taskladder.laws.chained import ChainedFit, ChainedFitter, checkpoint_counts
 from taskladder.laws.errors import InputError
 from taskladder.laws.fitting import batched_lm, huber
+from taskladder.laws.observations import Observations
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import compute_loss, nd_jac, nd_loss
 from taskladder.laws.step2 import (
@@ -145,6 +146,18 @@ def test_holdouts_and_too_small_ladders():
         ChainedFitter("paper").fit(one_size, "arc_easy")
     with pytest.raises(InputError, match="no observations"):
         ChainedFitter("paper").fit(obs, "piqa")
+
+
+def test_backtest_scores_a_run_whose_accuracy_is_zero():
+    # A micro model can score 0 on a few docs: a valid accuracy, not a log-space input.
+    obs = synthetic_ladder()
+    zero = obs.mask(run="20M-1xC", metric="acc_norm")
+    assert zero.any()
+    records = [dict(r, value=0.0) if z else r for r, z in zip(obs.records(), zero, strict=True)]
+    obs = Observations.from_records(records)
+    assert holdouts(obs, "arc_easy")["largest-size"][1][0] == "160M-1xC"
+    errs = backtest(obs, "arc_easy", LawSettings.paper())
+    assert errs and all(np.isfinite(v) for v in errs.values())
 
 
 def test_variants_single_step_and_variance():
