@@ -83,9 +83,10 @@ def moving_average(v: np.ndarray, window: int) -> np.ndarray:
         return np.asarray(v, dtype=float)
     c = np.cumsum(np.asarray(v, dtype=float))
     out = np.empty_like(c)
-    k = min(window, len(c))
-    out[: k - 1] = c[: k - 1] / np.arange(1, k)
-    out[window - 1:] = (c[window - 1:] - np.concatenate([[0.0], c[:-window]])) / window
+    k = min(window - 1, len(c))  # a series shorter than the window is all expanding
+    out[:k] = c[:k] / np.arange(1, k + 1)
+    if len(c) >= window:
+        out[window - 1:] = (c[window - 1:] - np.concatenate([[0.0], c[:-window]])) / window
     return out
 
 

@@ -65,6 +65,9 @@ def test_huber_and_moving_average_by_hand():
     assert psi.tolist() == pytest.approx([0.0005, -1e-3])
     got = moving_average(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), 5)
     assert got.tolist() == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
+    # a run with fewer checkpoints than the window (a micro ladder) is all expanding
+    assert moving_average(np.array([4.0, 2.0]), 5).tolist() == pytest.approx([4.0, 3.0])
+    assert moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 5).tolist() == pytest.approx([1.0, 2.0, 3.0, 4.0])
 
 
 def test_step2_points_skip_smooth_and_anchor():
