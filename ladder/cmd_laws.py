@@ -145,7 +145,7 @@ def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
     if n is None or d is None:
         raise UsageError("predict: give the target as --target NAME, --target-n and --target-d (or --target-flops), or --actual")
     N_max, D_max = float(ladder_obs.N.max()), float(ladder_obs.D.max())
-    if n < N_max or d < D_max:
+    if n <= N_max and d <= D_max:  # extrapolating in N or in D is what the laws are for
         raise UsageError(f"target N={n:.4g}, D={d:.4g} is smaller than the ladder (largest N={N_max:.4g}, D={D_max:.4g}): nothing to predict")
     return {"name": name or f"N={n:.3g},D={d:.3g}", "N": float(n), "D": float(d),
             "flops": float(args.target_flops or 6.0 * n * d)}

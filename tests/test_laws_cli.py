@@ -70,7 +70,10 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path,
     _bad(tmp_path, capsys, ["predict", "--ladder", str(tmp_path / "missing"), *TARGET], "does not exist")
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy,quantum", *TARGET], "unknown task 'quantum'")
     _bad(tmp_path, capsys, [*lad, "--tasks", "piqa", *TARGET], "'piqa' has no observations")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "1e7", "--target-d", "2e11"], "smaller than the ladder")
+    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "1e8", "--target-d", "2e10"], "smaller than the ladder")
+    # more parameters than the ladder but fewer tokens than its longest run is an extrapolation
+    assert main([*lad, "--tasks", "arc_easy", "--target-n", "1e9", "--target-d", "2e10"]) == 0
+    capsys.readouterr()
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "-5", "--target-d", "2e11"], "--target-n must be a positive")
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy"], "give the target")
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "20M-*", *TARGET], "1 model size")
