@@ -8,7 +8,6 @@ sqlite:///mlflow.db in the working directory. `gate` exits 0 (every task within 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -269,6 +268,7 @@ def _check_target(args) -> int:
 
 
 def _gate(args) -> int:
+    from taskladder.pipeline import write_json
     from taskladder.registry.gate import (
         DEFAULT_MAX_SHIFT,
         DEFAULT_TOLERANCE,
@@ -291,7 +291,5 @@ def _gate(args) -> int:
                        max_shift=max_shift, predictions_only=args.predictions_only, store=store)
     print(format_table(verdict))
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(verdict, indent=1))
-        os.replace(tmp, args.json)
+        write_json(args.json, verdict)
     return 0 if verdict["passed"] else 1

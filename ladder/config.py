@@ -186,11 +186,9 @@ class PipelineSpec(_Model):
 
     def tracking(self) -> str:
         """Spec value, else TASKLADDER_TRACKING_URI / MLFLOW_TRACKING_URI, else SQLite in out_dir."""
-        for uri in (self.tracking_uri, os.environ.get("TASKLADDER_TRACKING_URI"),
-                    os.environ.get("MLFLOW_TRACKING_URI")):
-            if uri:
-                return uri
-        return f"sqlite:///{self.out_dir() / 'mlflow.db'}"
+        from taskladder.registry.store import resolve_uri
+
+        return resolve_uri(self.tracking_uri, default=f"sqlite:///{self.out_dir() / 'mlflow.db'}")
 
     def with_overrides(self, **values: Any) -> PipelineSpec:
         """A copy with top-level fields replaced (CLI flags), validated again."""

@@ -32,12 +32,12 @@ _RETRY_SECONDS = 120.0
 T = TypeVar("T")
 
 
-def resolve_uri(uri: str | None = None) -> str:
-    """The explicit URI, else $TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db.
+def resolve_uri(uri: str | None = None, default: str = DEFAULT_URI) -> str:
+    """The explicit URI, else $TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, else `default`.
 
     A relative SQLite path is made absolute so that child processes and `mlflow server` agree.
     """
-    chosen = uri or next((os.environ[v] for v in URI_ENV_VARS if os.environ.get(v)), DEFAULT_URI)
+    chosen = uri or next((os.environ[v] for v in URI_ENV_VARS if os.environ.get(v)), default)
     path = sqlite_path(chosen)
     return f"sqlite:///{path}" if path is not None else chosen
 
