@@ -18,7 +18,7 @@ from pathlib import Path
 from taskladder.training.callbacks import write_json
 from taskladder.training.corpus import TokenData, check_corpus, load_tokenizer, prepare_tokens
 from taskladder.training.errors import InputError
-from taskladder.training.export import export_checkpoint
+from taskladder.training.export import META_FILE, export_checkpoint
 from taskladder.training.spec import LadderSpec, RunPlan
 
 RESULT_FILE = "result.json"
@@ -154,7 +154,7 @@ def _finish(plan: RunPlan, spec: LadderSpec, data: TokenData, run_dir: Path,
         if not (run_dir / f"step{step}").is_dir():
             raise RuntimeError(f"run {plan.run}: checkpoint step{step} is missing after training")
         hf = export_checkpoint(run_dir, step, plan, spec, data)
-        meta = json.loads((hf / "ladder_meta.json").read_text())
+        meta = json.loads((hf / META_FILE).read_text())
         ckpts.append(Checkpoint(step=step, tokens=step * plan.batch_tokens, hf_dir=str(hf),
                                 val_loss=meta["lm_losses"]["ce_val"]))
     return RunResult(run=plan.run, size=plan.size, N=plan.N, multiplier=plan.multiplier,
