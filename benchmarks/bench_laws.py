@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
+from taskladder.common.facts import CHANCE, PAPER_LADDER, PAPER_TASKS, TARGETS
 from taskladder.laws.chained import (
     _STEP1_CACHE,
     ChainedFitter,
@@ -26,11 +27,10 @@ from taskladder.laws.chained import (
     fit_chained,
 )
 from taskladder.laws.fitting import single_threaded_blas
-from taskladder.laws.readers import PAPER_LADDER, TARGETS, read_ladder, select_runs
+from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss
 from taskladder.laws.step2 import fit_sigmoid_paper, sigmoid
-from taskladder.laws.tasks import CHANCE, PAPER_TASKS
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from taskladder.harness_ext.errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.facts import MMLU_WEIGHTS
 
 SOURCE_ENV = "TASKLADDER_DATA_SOURCE"
 SOURCES = ("offline", "hub")
@@ -40,9 +41,7 @@ OLMES_TASKS: dict[str, tuple[str, str]] = {
     "boolq": ("boolq", "val"),
     "winogrande": ("winogrande", "val"),
 }
-MMLU_GROUPS = ("stem", "humanities", "social_sciences", "other")
-# Test-question share of each MMLU subject group (METHOD.md section 3).
-MMLU_WEIGHTS = {"stem": 0.215, "humanities": 0.335, "social_sciences": 0.219, "other": 0.231}
+MMLU_GROUPS = tuple(MMLU_WEIGHTS)
 FORMATS = ("rc", "mc")
 MMLU_DATASET = "hails/mmlu_no_train"
 UNCONDITIONAL_DOC_ID = 1_000_000  # oe-eval stores unconditional requests from this id on

@@ -14,13 +14,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from taskladder.harness_ext.errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.meta import META_FILE
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 BACKENDS = ("ladder-hf", "hf", "vllm")
 BACKEND_ALIASES = {"fast": "ladder-hf"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-META_FILE = "ladder_meta.json"
 
 
 def task_manager():

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from taskladder.errors import USAGE_ERRORS
+from taskladder.common.errors import InputError
 
 # Each module adds its verbs with `add_parsers(subparsers)`; a verb's handler is stored as
 # `func` and receives the parsed namespace. Modules keep heavy imports inside handlers so
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run"])
     try:
         return int(args.func(args) or 0)
-    except USAGE_ERRORS as exc:
+    except InputError as exc:
         print(f"taskladder: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

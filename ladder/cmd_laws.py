@@ -65,8 +65,9 @@ class LawInputs:
 
 def load_inputs(args: argparse.Namespace) -> LawInputs:
     """Read and validate the ladder, tasks and method (raises on bad input, writes nothing)."""
+    from taskladder.common.facts import PAPER_LADDER
     from taskladder.laws.chained import ChainedFitter
-    from taskladder.laws.readers import PAPER_LADDER, detect_format, read_ladder, select_runs
+    from taskladder.laws.readers import detect_format, read_ladder, select_runs
     from taskladder.laws.tasks import parse_tasks
 
     tasks = parse_tasks(args.tasks)
@@ -126,7 +127,7 @@ def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
     """The target (name, N, D, flops) from --target / --target-n/-d/-flops / the actual run."""
     import numpy as np
 
-    from taskladder.laws.readers import TARGETS
+    from taskladder.common.facts import TARGETS
 
     name, n, d = args.target, args.target_n, args.target_d
     if name:
@@ -152,7 +153,8 @@ def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
 
 
 def _read_actual(args: argparse.Namespace):
-    from taskladder.laws.readers import PAPER_TARGET_RUN, read_ladder
+    from taskladder.common.facts import PAPER_TARGET_RUN
+    from taskladder.laws.readers import read_ladder
 
     if not args.actual:
         return None

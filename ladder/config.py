@@ -8,18 +8,16 @@ the target, the drift gate, the tracking store and the output folder. Bundled sp
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from taskladder.common.facts import PAPER_TASKS, TASKS
+from taskladder.common.specfile import parse_mapping, read_mapping
 from taskladder.errors import UsageError
-from taskladder.laws.tasks import PAPER_TASKS, TASKS
 
 DEFAULT_SPEC = "cpu-micro"
 
@@ -219,27 +217,11 @@ def load_spec(name_or_path: str | None = None) -> PipelineSpec:
     if path.suffix in (".yaml", ".yml", ".toml", ".json") or path.exists():
         if not path.is_file():
             raise UsageError(f"spec file {name!r} not found (bundled specs: {', '.join(bundled_specs())})")
-        return _validate(_parse(path.read_text(), path.suffix, str(path)), str(path.resolve()))
+        return _validate(read_mapping(path), str(path.resolve()))
     if name not in bundled_specs():
         raise UsageError(f"spec {name!r} is neither a file nor a bundled spec ({', '.join(bundled_specs())})")
     text = (resources.files("taskladder") / "specs" / f"{name}.yaml").read_text()
-    return _validate(_parse(text, ".yaml", f"bundled spec {name}"), f"bundled:{name}")
-
-
-def _parse(text: str, suffix: str, where: str) -> dict:
-    try:
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UsageError(f"{where}: not valid {suffix.lstrip('.') or 'yaml'}: {first}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{where}: a spec must be a mapping, got {type(data).__name__}")
-    return data
+    return _validate(parse_mapping(text, ".yaml", f"bundled spec {name}"), f"bundled:{name}")
 
 
 def _validate(data: dict, source: str) -> PipelineSpec:

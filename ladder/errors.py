@@ -1,19 +1,7 @@
-"""Usage errors of the CLI and the pipeline; every package's InputError is one of these."""
+"""Usage errors of the CLI and the pipeline: one InputError base for every package."""
 
-from taskladder.harness_ext.errors import InputError as EvalInputError
-from taskladder.laws.errors import InputError as LawInputError
-from taskladder.registry.errors import InputError as RegistryInputError
-from taskladder.training.errors import InputError as TrainingInputError
+from taskladder.common.errors import InputError
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """A command-line or spec value is wrong; the message names it."""
-
-
-USAGE_ERRORS: tuple[type[Exception], ...] = (
-    UsageError,
-    LawInputError,
-    EvalInputError,
-    RegistryInputError,
-    TrainingInputError,
-)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from taskladder.common.meta import META_FILE
 from taskladder.config import PipelineSpec
 from taskladder.errors import UsageError
 from taskladder.pipeline import RunContext, Stage, StageReport, digest, write_json
-
-META = "ladder_meta.json"
 
 
 # training -----------------------------------------------------------------------------------
@@ -54,7 +53,7 @@ def _train(ctx: RunContext, training_spec) -> list[Path]:
 
 
 def _meta(model_dir: Path) -> dict:
-    return json.loads((model_dir / META).read_text())
+    return json.loads((model_dir / META_FILE).read_text())
 
 
 def train_ladder(ctx: RunContext) -> str:

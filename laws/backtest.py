@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from taskladder.common.errors import InputError
+
 from .observations import Observations
 from .settings import LawSettings
 from .step1 import step1_data

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.facts import CHANCE, TASKS
+
 from .fitting import Solution, single_threaded_blas
 from .observations import Observations
 from .settings import LawSettings
@@ -42,7 +44,7 @@ from .step2 import (
     sigmoid,
     step2_data,
 )
-from .tasks import CHANCE, TASKS, accuracy_metric
+from .tasks import accuracy_metric
 
 SCHEMA = "taskladder.chained_fit/1"
 # A law that does not depend on one of its inputs (exponent or slope pinned at 0, a flat

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from taskladder.common.errors import InputError
 
 STR_COLUMNS = ("run", "size", "task", "metric")
 FLOAT_COLUMNS = ("N", "D", "flops", "value")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from taskladder.common.facts import LABELS
+
 from .chained import ChainedFit, _step_inputs, step1_eval, step2_eval
 from .observations import Observations
-from .tasks import LABELS
 
 
 def _pyplot():

@@ -39,30 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, TASKS
+
 from .observations import COLUMNS, Observations
-from .tasks import MMLU_WEIGHTS, TASKS
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
-
-# Non-embedding N and OLMo's logged FLOPs per token for the OLMo-ladder sizes.
-OLMO_SIZES = {
-    "190M": (190_354_176, 1_903_391_232),
-    "370M": (371_262_464, 3_443_922_944),
-    "760M": (758_220_288, 6_373_843_968),
-    "1B": (1_279_395_840, 10_109_071_360),
-    "7B": (6_887_575_552, 49_412_071_424),
-}
-
-# Named targets of the paper: (N, D).
-TARGETS = {
-    "7B-4T": (6_887_575_552, 3_945_065_873_408),
-    "13B-5T": (13_202_396_160, 5_000_088_518_656),
-}
-
-# The runs the paper fits on (not the -rerun or 0.5xC runs, not the 7B files).
-PAPER_LADDER = ("*-1xC", "*-2xC", "*-5xC", "*-10xC")
-PAPER_TARGET_RUN = "peteish7_eval_anneal"
 
 _TEST_SPLIT = {"mmlu", "arc_easy", "arc_challenge", "openbookqa"}
 _RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")

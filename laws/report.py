@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from taskladder.common.facts import LABELS
+
 from .chained import ChainedFit
 from .observations import Observations
-from .tasks import LABELS
 
 PREDICTION_SCHEMA = "taskladder.prediction/1"
 FITS_SCHEMA = "taskladder.fits/1"

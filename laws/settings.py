@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .errors import InputError
+from taskladder.common.errors import InputError
 
 METHODS = ("paper", "default")
 

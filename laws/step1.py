@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from taskladder.common.errors import InputError
+
 from .fitting import Bounds, Solution, batched_lm, huber, lbfgsb
 from .observations import Observations
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit, least_squares
 
-from .errors import InputError
+from taskladder.common.errors import InputError
+
 from .fitting import Bounds, Solution, at_bounds, batched_lm
 from .observations import Observations
 

@@ -19,14 +19,16 @@ import itertools
 import numpy as np
 from scipy.optimize import least_squares
 
+from taskladder.common.errors import InputError
+from taskladder.common.facts import CHANCE
+
 from .chained import fit_chained
-from .errors import InputError
 from .fitting import Solution, at_bounds, huber, lbfgsb
 from .observations import Observations
 from .settings import LawSettings
 from .step1 import PAPER_BOUNDS, PAPER_P0, Step1Data, compute_jac, fit_step1, nd_jac, step1_data
 from .step2 import paired_series, sigmoid
-from .tasks import CHANCE, accuracy_metric
+from .tasks import accuracy_metric
 
 SINGLE_STEP_PARAMS = ("a", "b", "alpha", "beta", "E", "p", "q")
 

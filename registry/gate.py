@@ -14,10 +14,10 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import final_values, read_ladder
 
-from .errors import InputError
 from .predictions import Prediction, check_target_name, registered_predictions
 from .store import Store, open_store
 

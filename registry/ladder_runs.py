@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 
-from .errors import InputError
 from .store import Store
 
 EXPERIMENT_PREFIX = "taskladder-ladder-"

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 
-from .errors import InputError
 from .store import Store, open_store
 
 if TYPE_CHECKING:  # scipy behind it: the gate and the readers of the registry do without

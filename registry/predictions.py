@@ -16,9 +16,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from taskladder.laws.tasks import TASKS
+from taskladder.common.errors import InputError
+from taskladder.common.facts import TASKS
 
-from .errors import InputError
 from .laws import DEFAULT_ALIAS, LawVersion, load_law, model_name, register_fit, resolve_version
 from .store import Store, open_store
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import InputError
+from taskladder.common.errors import InputError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV_VARS = ("TASKLADDER_TRACKING_URI", "MLFLOW_TRACKING_URI")

@@ -2,12 +2,13 @@
 
 from functools import partial
 
+from taskladder.common.facts import MMLU_WEIGHTS
 from taskladder.harness_ext.metrics import (
     process_results,
     process_results_grouped,
     weighted_group_mean,
 )
-from taskladder.harness_ext.olmes import MMLU_WEIGHTS, load_dataset
+from taskladder.harness_ext.olmes import load_dataset
 
 mmlu_weighted_mean = partial(weighted_group_mean, weights=MMLU_WEIGHTS)
 

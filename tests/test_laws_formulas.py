@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from taskladder.common.errors import InputError
 from taskladder.laws.backtest import backtest, holdouts
 from taskladder.laws.chained import ChainedFit, ChainedFitter, checkpoint_counts
-from taskladder.laws.errors import InputError
 from taskladder.laws.fitting import batched_lm, huber
 from taskladder.laws.observations import Observations
 from taskladder.laws.settings import LawSettings

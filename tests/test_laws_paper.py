@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 
+from taskladder.common.facts import PAPER_LADDER, PAPER_TARGET_RUN, PAPER_TASKS, TARGETS
 from taskladder.laws.chained import ChainedFitter
-from taskladder.laws.readers import (
-    PAPER_LADDER,
-    PAPER_TARGET_RUN,
-    TARGETS,
-    read_ladder,
-    select_runs,
-)
+from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.report import actual_values
-from taskladder.laws.tasks import PAPER_TASKS
 
 # METHOD.md section 6: actual and predicted accuracy (points) for 7B-4T.
 PAPER_TABLE = {

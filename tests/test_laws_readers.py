@@ -9,16 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskladder.laws.errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
 from taskladder.laws.observations import COLUMNS, Observations
 from taskladder.laws.readers import (
-    OLMO_SIZES,
     detect_format,
     final_values,
     read_ladder,
     select_runs,
 )
-from taskladder.laws.tasks import MMLU_WEIGHTS
 
 GROUPS = list(MMLU_WEIGHTS)
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from taskladder.laws.errors import InputError
+from taskladder.common.errors import InputError
 from taskladder.laws.observations import COLUMNS, Observations
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from taskladder.common.errors import InputError
 from taskladder.config import PipelineSpec, bundled_specs, load_spec
-from taskladder.errors import UsageError
 
 
 def test_bundled_specs_are_found_through_the_package():
@@ -95,7 +95,7 @@ def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path):
     ],
 )
 def test_bad_specs_fail_with_one_line_naming_the_field(tmp_path, text, words):
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(InputError) as info:
         load_spec(_write(tmp_path, text))
     msg = str(info.value)
     assert "\n" not in msg
@@ -104,12 +104,12 @@ def test_bad_specs_fail_with_one_line_naming_the_field(tmp_path, text, words):
 
 
 def test_unknown_spec_name_lists_the_bundled_ones():
-    with pytest.raises(UsageError, match="cpu-micro"):
+    with pytest.raises(InputError, match="cpu-micro"):
         load_spec("no-such-spec")
 
 
 def test_a_missing_spec_file_is_named(tmp_path):
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(InputError, match="not found"):
         load_spec(str(tmp_path / "gone.yaml"))
 
 

@@ -20,8 +20,8 @@ from registry_support import (
 )
 
 from taskladder.cli import main
+from taskladder.common.errors import InputError
 from taskladder.laws.chained import ChainedFitter
-from taskladder.registry.errors import InputError
 from taskladder.registry.gate import EXPERIMENT, check_target, run_gate
 from taskladder.registry.laws import register_fit
 from taskladder.registry.predictions import predict_from_registry, registered_predictions

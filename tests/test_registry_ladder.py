@@ -6,9 +6,9 @@ import pytest
 from registry_support import empty_template, store_copy, synthetic_ladder
 
 from taskladder.cli import main
+from taskladder.common.errors import InputError
 from taskladder.laws.readers import read_ladder as read_source
 from taskladder.laws.readers import select_runs
-from taskladder.registry.errors import InputError
 from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
 
 

@@ -12,8 +12,8 @@ import pytest
 from registry_support import TASKS, fits, registered_template, store_copy, synthetic_ladder
 
 from taskladder.cli import main
+from taskladder.common.errors import InputError
 from taskladder.laws.chained import ChainedFitter
-from taskladder.registry.errors import InputError
 from taskladder.registry.laws import OUTPUT_COLUMNS, load_law, model_name, register_fit
 
 

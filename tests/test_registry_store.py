@@ -9,7 +9,7 @@ import pytest
 from registry_support import synthetic_ladder
 
 from taskladder.cli import main
-from taskladder.registry.errors import InputError
+from taskladder.common.errors import InputError
 from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
 from taskladder.registry.store import open_store, resolve_uri
 

@@ -8,8 +8,9 @@ import math
 
 import pytest
 
+from taskladder.common.errors import InputError
+from taskladder.common.facts import MMLU_WEIGHTS
 from taskladder.harness_ext import olmes
-from taskladder.harness_ext.errors import InputError
 from taskladder.harness_ext.metrics import question_metrics, weighted_group_mean
 from taskladder.harness_ext.runner import resolve_tasks, task_manager
 
@@ -101,7 +102,7 @@ def test_question_metrics_by_hand():
 
 def test_weighted_group_mean_renormalises():
     items = [("stem", 1.0), ("stem", 3.0), ("other", 4.0)]
-    w = olmes.MMLU_WEIGHTS
+    w = MMLU_WEIGHTS
     assert weighted_group_mean(items, w) == pytest.approx((w["stem"] * 2 + w["other"] * 4) / (w["stem"] + w["other"]))
 
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from taskladder.common.errors import InputError
 from taskladder.training.corpus import (
     load_tokenizer,
     prepare_tokens,
@@ -15,7 +16,6 @@ from taskladder.training.corpus import (
     split_documents,
     wiki_summaries_path,
 )
-from taskladder.training.errors import InputError
 from taskladder.training.ladder import check_data
 from taskladder.training.spec import CorpusSpec, LadderSpec, TokenizerSpec
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from taskladder.training.errors import InputError
+from taskladder.common.errors import InputError
 from taskladder.training.run import check_plan, drop_incomplete_checkpoints
 from taskladder.training.spec import LadderSpec
 

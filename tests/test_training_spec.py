@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taskladder.cli import main
-from taskladder.training.errors import InputError
+from taskladder.common.errors import InputError
 from taskladder.training.model import model_config
 from taskladder.training.spec import LadderSpec, load_ladder_spec
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taskladder.training.errors import InputError
+from taskladder.common.errors import InputError
 from taskladder.training.spec import CorpusSpec, TokenizerSpec
 
 EOS = "<|endoftext|>"

@@ -19,11 +19,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from taskladder.common.meta import META_FILE
 from taskladder.training.callbacks import read_val_losses, validation_loss, write_json
 from taskladder.training.corpus import TokenData
 from taskladder.training.spec import LadderSpec, RunPlan
-
-META_FILE = "ladder_meta.json"
 
 
 def hf_dir(run_dir: Path, step: int) -> Path:

@@ -15,10 +15,11 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from taskladder.common.errors import InputError
+from taskladder.common.meta import META_FILE
 from taskladder.training.callbacks import write_json
 from taskladder.training.corpus import TokenData, check_corpus, load_tokenizer, prepare_tokens
-from taskladder.training.errors import InputError
-from taskladder.training.export import META_FILE, export_checkpoint
+from taskladder.training.export import export_checkpoint
 from taskladder.training.spec import LadderSpec, RunPlan
 
 RESULT_FILE = "result.json"

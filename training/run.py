@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from taskladder.common.errors import InputError
 from taskladder.training.callbacks import (
     BatchLogCallback,
     ProgressCallback,
@@ -28,7 +29,6 @@ from taskladder.training.callbacks import (
     write_json,
 )
 from taskladder.training.corpus import TokenData
-from taskladder.training.errors import InputError
 from taskladder.training.export import export_checkpoint
 from taskladder.training.model import model_config
 from taskladder.training.spec import LadderSpec, ModelSize, RunPlan

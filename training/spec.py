@@ -9,19 +9,17 @@ warmup = N / batch_tokens steps, cosine decay to 10% of the peak.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from taskladder.training.errors import InputError
+from taskladder.common.errors import InputError
+from taskladder.common.specfile import read_mapping
 
 # Assumed sustained throughput for cost estimates before anything is measured.
 H100_BF16_PEAK_FLOPS = 989e12
@@ -346,18 +344,7 @@ def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | N
     path = Path(os.path.expanduser(source))
     if not path.is_file():
         raise InputError(f"ladder spec {source!r}: no such file or preset ({', '.join(PRESETS)})")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a valid spec file: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a ladder spec must be a mapping, got {type(data).__name__}")
+    data = read_mapping(path)
     if "preset" in data:  # a file may start from a preset and change fields
         preset = data.pop("preset")
         if preset not in PRESETS:

@@ -1,0 +1,14 @@
+"""Bad input that the CLI reports as one line and exit code 2 (never a traceback)."""
+
+
+class InputError(ValueError):
+    """A user-supplied value is wrong; the message names the field, the value and where."""
+
+
+class MissingExtraError(InputError):
+    """A verb needs an optional dependency group that is not installed."""
+
+    def __init__(self, extra: str, what: str, module: str):
+        super().__init__(f"{what} needs the '{extra}' extra ({module} is not installed): "
+                         f"pip install 'taskladder[{extra}]'")
+        self.extra = extra
