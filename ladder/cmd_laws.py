@@ -50,9 +50,23 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "*-1xC,*-2xC,*-5xC,*-10xC; otherwise all runs)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated task keys, or 'all' (default: the paper's 8)")
     p.add_argument("--method", choices=("paper", "default"), default="default")
-    p.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap draws for intervals (paper: 0, default: 1000)")
+    p.add_argument("--bootstrap", type=int, metavar="B",
+                   help="bootstrap draws for intervals (paper: 0, default: 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", metavar="DIR", help="write the paper's figures (PNG) here")
+    add_law_flags(p)
+
+
+def add_law_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared with `taskladder analyze`: the ladder's reading and the laws' form."""
+    p.add_argument("--feature", metavar="F",
+                   help="intermediate feature: auto (default), bpb, task_ce or ce_<set> (an LM loss)")
+    p.add_argument("--step1-form", choices=("auto", "nd", "compute"),
+                   help="step 1: A/N^a + B/D^b + E (nd), A/C^a + E (compute) or auto")
+    p.add_argument("--level", type=float, metavar="P", help="interval level (default 0.9)")
+    p.add_argument("--chance", metavar="TASK=P,...", help="chance accuracy of tasks the facts lack")
+    p.add_argument("--sizes", metavar="NAME=N,...",
+                   help="parameters of OLMo-ladder sizes the facts lack (or sizes.json in --ladder)")
 
 
 @dataclass
@@ -67,15 +81,16 @@ def load_inputs(args: argparse.Namespace) -> LawInputs:
     """Read and validate the ladder, tasks and method (raises on bad input, writes nothing)."""
     from taskladder.common.facts import PAPER_LADDER
     from taskladder.laws.chained import ChainedFitter
-    from taskladder.laws.readers import detect_format, read_ladder, select_runs
-    from taskladder.laws.tasks import parse_tasks
+    from taskladder.laws.readers import detect_format, parse_sizes, read_ladder, select_runs
+    from taskladder.laws.tasks import parse_chance, parse_tasks
 
     tasks = parse_tasks(args.tasks)
     path = Path(args.ladder)
     if not path.exists():
         raise UsageError(f"--ladder: {args.ladder!r} does not exist")
+    chance = parse_chance(args.chance)
     fmt = args.format or detect_format(path)
-    obs = read_ladder(path, fmt)
+    obs = read_ladder(path, fmt, sizes=parse_sizes(args.sizes))
     runs = args.runs or (",".join(PAPER_LADDER) if fmt == "olmo-csv" else "*")
     obs = select_runs(obs, runs, where="--runs")
     overrides = {"seed": args.seed}
@@ -83,7 +98,9 @@ def load_inputs(args: argparse.Namespace) -> LawInputs:
         if args.bootstrap < 0:
             raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
         overrides["n_bootstrap"] = args.bootstrap
-    fitter = ChainedFitter(args.method, **overrides)
+    flags = {"feature": args.feature, "step1_form": args.step1_form, "level": args.level}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    fitter = ChainedFitter(args.method, chance=chance, **overrides)
     for task in tasks:
         if len(obs.where(task=task)) == 0:
             raise UsageError(f"--tasks: task {task!r} has no observations in {args.ladder}")
@@ -158,7 +175,9 @@ def _read_actual(args: argparse.Namespace):
 
     if not args.actual:
         return None
-    obs = read_ladder(args.actual, args.actual_format)
+    from taskladder.laws.readers import parse_sizes
+
+    obs = read_ladder(args.actual, args.actual_format, sizes=parse_sizes(args.sizes))
     runs = obs.unique("run")
     run = args.actual_run or (runs[0] if len(runs) == 1 else PAPER_TARGET_RUN if PAPER_TARGET_RUN in runs else None)
     if run is None or run not in runs:
@@ -191,7 +210,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict | None) -> list[Path]:
-    from taskladder.laws.report import write_json
+    from taskladder.common.io import write_json
 
     paths: list[Path] = []
     if args.plots:
@@ -201,6 +220,6 @@ def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict 
         paths = write_plots(args.plots, fits, inputs.obs, target, report)
         print(f"wrote {len(paths)} plots to {args.plots}", file=sys.stderr)
     if args.json:
-        write_json(doc, args.json)
+        write_json(args.json, doc, indent=1, allow_nan=False)
         print(f"wrote {args.json}", file=sys.stderr)
     return paths

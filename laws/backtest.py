@@ -1,11 +1,16 @@
-"""Backtests on the ladder itself, and the per-task choice of form they drive (`default`).
+"""Backtests on the ladder itself, and the weighted forms they drive (the `default` method).
 
 A backtest refits a chained law without part of the ladder and predicts what was held out:
 ``largest-size`` drops every run of the largest model size, ``longest-runs`` drops the runs
-with the most tokens per parameter (>= 3/4 of the longest ratio). The error is the mean
-absolute accuracy error over the held-out runs' final accuracies (mean of the last 5
-checkpoints), in points. The `default` method fits every candidate form, scores each by the
-mean of its backtest errors, and keeps the best; the target is never looked at.
+with the most tokens per parameter (>= 3/4 of the longest ratio), ``largest-longest`` keeps
+both out and predicts their intersection. The error is the absolute accuracy error of the
+held-out runs' final accuracies (mean of the last checkpoints), in points.
+
+The `default` method fits every candidate (the paper's own settings, and a grid-started fit
+of each feature x step-1 form the ladder allows), scores each by its mean backtest error and
+weights it by 1 / error^2 (candidates worse than `KEEP_RATIO` x the best get no weight): a
+robust combination rather than a hard pick. The same backtests give the conformal scores
+that calibrate the interval (`trust.py`). The target is never looked at.
 """
 
 from __future__ import annotations
@@ -18,22 +23,35 @@ from .observations import Observations
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import accuracy_metric
+from .trust import accuracy_noise
+
+KEEP_RATIO = 2.0
 
 
-def candidates(base: LawSettings) -> dict[str, LawSettings]:
-    """The forms `default` chooses between (all with a grid of starts)."""
-    fixed = base.replace(select="fixed", n_bootstrap=0)
-    # (The paper's A, B >= 1 bounds are a subset of the free ones, which a grid search covers.)
-    return {
-        "task bpb": fixed,
-        "task bpb, compute": fixed.replace(step1_form="compute"),
-        "c4 loss": fixed.replace(feature="ce_c4_en"),
-    }
+def candidates(base: LawSettings, obs: Observations, task: str) -> dict[str, LawSettings]:
+    """The concrete settings `default` weighs (the user's --feature / --step1-form restrict)."""
+    from .chained import features, resolve_settings
+
+    have = features(obs, task)
+    primary, _ = resolve_settings(base, obs, task)
+    feats = [primary.feature]
+    if base.feature == "auto" and primary.feature in ("bpb", "task_ce") and "ce_c4_en" in have:
+        feats.append("ce_c4_en")
+    forms = ["nd", "compute"] if base.step1_form == "auto" else [primary.step1_form]
+    if primary.step1_form == "compute":  # the ladder cannot tell N from D apart
+        forms = ["compute"]
+    fixed = primary.replace(select="fixed", n_bootstrap=0)
+    out = {"paper": fixed.replace(step1_bounds="paper", step1_starts="paper",
+                                  step2_starts="paper", step1_form=forms[0])}
+    for feat in feats:
+        for form in forms:
+            out[f"{feat}, {form}"] = fixed.replace(feature=feat, step1_form=form)
+    return out
 
 
 def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (training runs, held-out runs); splits that leave too little to fit are omitted."""
-    d = step1_data(obs, task, accuracy_metric(task), log_space=False)
+    d = step1_data(obs, task, accuracy_metric(task, obs), log_space=False)
     runs = list(d.runs)
     tpp = d.D / d.N
     largest, longest = d.N >= d.N.max(), tpp >= 0.75 * tpp.max()
@@ -46,39 +64,71 @@ def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[st
     for name, train in splits.items():
         test = largest & longest if name == "largest-longest" else ~train
         if train.sum() >= 5 and len(set(d.N[train].tolist())) >= 2 and test.any():
-            out[name] = ([r for r, t in zip(runs, train, strict=True) if t], [r for r, t in zip(runs, test, strict=True) if t])
+            out[name] = ([r for r, t in zip(runs, train, strict=True) if t],
+                         [r for r, t in zip(runs, test, strict=True) if t])
     return out
 
 
-def backtest(obs: Observations, task: str, settings: LawSettings) -> dict[str, float]:
-    """Mean absolute held-out accuracy error (points) per holdout split."""
+def held_out(obs: Observations, task: str, settings: LawSettings, chance: float,
+             cache=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per holdout split: (predicted, actual) final accuracies of the held-out runs."""
     from .chained import fit_chained
 
-    actual = step1_data(obs, task, accuracy_metric(task), settings.final_window, log_space=False)
+    actual = step1_data(obs, task, accuracy_metric(task, obs), settings.final_window,
+                        log_space=False)
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
     for name, (train, test) in holdouts(obs, task).items():
-        fit = fit_chained(obs.where(run=train), task, settings)
+        fit = fit_chained(obs.where(run=train), task, settings, chance, cache)
         i = np.array([index[r] for r in test])
-        pred = fit.predict(actual.N[i], actual.D[i])["acc"]
-        out[name] = float(np.mean(np.abs(pred - actual.y[i])) * 100)
+        out[name] = (fit.predict(actual.N[i], actual.D[i])["acc"], actual.y[i])
     return out
 
 
-def select_settings(obs: Observations, task: str, base: LawSettings) -> tuple[LawSettings, dict]:
-    """The candidate with the lowest mean backtest error, and the scores of all candidates."""
-    scores, best, best_err = {}, None, np.inf
-    for label, cand in candidates(base).items():
+def backtest(obs: Observations, task: str, settings: LawSettings, chance: float,
+             cache=None) -> dict[str, float]:
+    """Mean absolute held-out accuracy error (points) per holdout split."""
+    return {k: float(np.mean(np.abs(p - a)) * 100)
+            for k, (p, a) in held_out(obs, task, settings, chance, cache).items()}
+
+
+def select_forms(obs: Observations, task: str, base: LawSettings, chance: float, cache=None
+                 ) -> tuple[list[tuple[float, LawSettings]], dict, dict]:
+    """Weighted candidates, the backtest document, and the calibration scores."""
+    cands = candidates(base, obs, task)
+    scores, results = {}, {}
+    for label, cand in cands.items():
         try:
-            errs = backtest(obs, task, cand)
-        except InputError as exc:  # e.g. no C4 loss in this ladder: not a candidate here
+            res = held_out(obs, task, cand, chance, cache)
+        except InputError as exc:  # e.g. too few checkpoints for this form
             scores[label] = {"skipped": str(exc)}
             continue
-        mean = float(np.mean(list(errs.values()))) if errs else np.inf
-        scores[label] = dict(errs, mean=mean)
-        if mean < best_err:
-            best, best_err = label, mean
-    if best is None:
-        best = next(iter(candidates(base)))
-    chosen = candidates(base)[best].replace(n_bootstrap=base.n_bootstrap)
-    return chosen, {"chosen": best, "scores": scores, "splits": {k: v[1] for k, v in holdouts(obs, task).items()}}
+        errs = {k: float(np.mean(np.abs(p - a)) * 100) for k, (p, a) in res.items()}
+        if not errs or not all(np.isfinite(v) for v in errs.values()):
+            scores[label] = dict(errs, skipped="no finite backtest")
+            continue
+        scores[label] = dict(errs, mean=float(np.mean(list(errs.values()))))
+        results[label] = res
+    if not results:  # nothing to backtest on (a tiny ladder): the paper's settings alone
+        return [(1.0, cands["paper"])], {"chosen": "paper", "weights": {"paper": 1.0},
+                                         "scores": scores, "splits": {}}, None
+    best = min(scores[k]["mean"] for k in results)
+    keep = {k: 1 / max(scores[k]["mean"], 0.05) ** 2 for k in results
+            if scores[k]["mean"] <= KEEP_RATIO * best}
+    total = sum(keep.values())
+    weights = {k: v / total for k, v in keep.items()}
+    chosen = max(weights, key=weights.get)
+    acc_metric = accuracy_metric(task, obs)
+    x = cands[chosen]
+    x_task = task if x.feature in ("bpb", "task_ce") else "lm"
+    noise, _ = accuracy_noise(obs, task, acc_metric, x_task, x.feature)
+    cal = []
+    for split in next(iter(results.values())):
+        preds = np.stack([results[k][split][0] for k in weights])
+        w = np.array(list(weights.values()))
+        pred, actual = w @ preds, results[chosen][split][1]
+        sd = np.sqrt(noise ** 2 + w @ (preds - pred) ** 2)
+        cal += (np.abs(pred - actual) / np.maximum(sd, 1e-6)).tolist()
+    doc = {"chosen": chosen, "weights": weights, "scores": scores,
+           "splits": {k: v[1] for k, v in holdouts(obs, task).items()}}
+    return [(w, cands[k]) for k, w in weights.items()], doc, {"scores": sorted(cal)}

@@ -19,13 +19,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from taskladder.common.errors import InputError
+from taskladder.common.io import atomic_write
 
 STR_COLUMNS = ("run", "size", "task", "metric")
 FLOAT_COLUMNS = ("N", "D", "flops", "value")
@@ -174,16 +175,49 @@ class Observations:
         h.update("".join(lines[i] + "\n" for i in order).encode())
         return h.hexdigest()
 
+    def finals(self, task: str, metric: str, window: int = 5,
+               stat: Callable[[np.ndarray], float] = np.mean) -> Finals:
+        """Per run: N, D, flops of its last checkpoint and `stat` (the mean) of the values of
+        its last `window` checkpoints by D. The one definition of a run's final value."""
+        sub = self.where(task=task, metric=metric)
+        runs, rows = [], []
+        for run in sub.unique("run"):
+            r = sub.where(run=run)
+            order = np.argsort(r.D, kind="stable")
+            runs.append(run)
+            rows.append((r.N[order][-1], r.D[order][-1], r.flops[order][-1],
+                         float(stat(r.value[order][-window:]))))
+        N, D, F, y = (np.array(c, dtype=float) for c in zip(*rows, strict=True)) if rows else (
+            np.zeros(0),) * 4
+        return Finals(tuple(runs), N, D, F, y)
+
+    def checkpoints_per_run(self, task: str, metric: str) -> dict[str, int]:
+        sub = self.where(task=task, metric=metric)
+        return {run: int(np.sum(sub.run == run)) for run in sub.unique("run")}
+
     # plain CSV of our own schema --------------------------------------------------------------
     def to_csv(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
+        def write(fh) -> None:
             w = csv.DictWriter(fh, fieldnames=COLUMNS)
             w.writeheader()
             for r in self.records():
                 w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-        tmp.replace(path)
+
+        atomic_write(path, write)
+
+
+@dataclass(frozen=True)
+class Finals:
+    """One point per run: final (N, D, flops) and its final value (see `Observations.finals`)."""
+
+    runs: tuple[str, ...]
+    N: np.ndarray
+    D: np.ndarray
+    flops: np.ndarray
+    y: np.ndarray
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.runs, self.y.tolist(), strict=True))
 
 
 def _as_float(raw, col: str, i: int, where: str) -> float:

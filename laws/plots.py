@@ -1,25 +1,28 @@
 """The paper's figures as PNG files (matplotlib, Agg backend): step 1, step 2, chained, variance.
 
-- step1.png: per task, task loss vs tokens D for each ladder size (points: run finals), the
-  fitted curves, and the target's predicted loss (star).
-- step2.png: per task, accuracy vs task loss (smoothed checkpoints), the fitted sigmoid with
+- step1.png: per task, the feature vs tokens D: each ladder size's run finals and its own
+  fitted curve, the target's curve and predicted feature (star), its actual (cross) if known.
+- step2.png: per task, accuracy vs the feature (smoothed checkpoints), the fitted sigmoid with
   its bootstrap band, and the target's prediction (star; actual as a cross when known).
-- chained.png: predicted accuracy with interval vs actual, per task.
-- variance.png: checkpoint-to-checkpoint SD of task loss and accuracy (largest, longest run).
+- chained.png: predicted accuracy with interval vs actual, per task, coloured by status.
+- variance.png: checkpoint-to-checkpoint SD of the feature and accuracy (largest, longest run).
+Every per-task title carries the task's status for the target (ok, caution, unpredictable).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from taskladder.common.facts import LABELS
+from taskladder.common.io import atomic_write
 
-from .chained import ChainedFit, _step_inputs, step1_eval, step2_eval
+from .chained import ChainedFit, step1_eval, step2_eval, step_inputs
 from .observations import Observations
+
+STATUS_COLORS = {"ok": "tab:green", "caution": "tab:orange", "unpredictable": "tab:red"}
 
 
 def _pyplot():
@@ -34,68 +37,101 @@ def _pyplot():
 def _grid(plt, n: int):
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.6 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
 
 
+def _log_x(ax) -> None:
+    """A log axis with a few major labels and no minor ones, so labels never overlap."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=5))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="both", labelsize=7)
+
+
+def _title(ax, task: str, what: str, report: dict | None) -> None:
+    entry = (report or {}).get("tasks", {}).get(task, {})
+    status = entry.get("status")
+    text = f"{LABELS.get(task, task)}: {what}" + (f" [{status}]" if status else "")
+    ax.set_title(text, fontsize=9, color=STATUS_COLORS.get(status, "black"))
+
+
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(path.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"), mode="wb")
 
 
-def plot_step1(fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path) -> Path:
+def plot_step1(fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path,
+               report: dict | None = None) -> Path:
     plt = _pyplot()
     fig, axes = _grid(plt, len(fits))
     for ax, (task, fit) in zip(axes, fits.items(), strict=False):
-        d1, _ = _step_inputs(obs, task, fit.settings)
-        d_hi = target["D"] if target else d1.D.max()
-        grid = np.geomspace(d1.D.min() / 1.5, d_hi * 1.5, 100)
+        d1, _ = step_inputs(obs, task, fit.settings)
+        params = np.array(fit.step1.params)
         for n in sorted(set(d1.N.tolist())):
             m = d1.N == n
-            line = ax.plot(grid, step1_eval(fit.step1.form, np.array(fit.step1.params), np.full_like(grid, n), grid), lw=1)[0]
+            grid = np.geomspace(d1.D[m].min() / 1.3, d1.D[m].max() * 1.3, 60)
+            curve = step1_eval(fit.step1.form, params, np.full_like(grid, n), grid)
+            line = ax.plot(grid, curve, lw=1)[0]
             ax.scatter(d1.D[m], d1.y[m], s=14, color=line.get_color(), label=f"N={n:.3g}")
         if target:
             p = fit.predict(target["N"], target["D"])
-            ax.plot(grid, step1_eval(fit.step1.form, np.array(fit.step1.params), np.full_like(grid, target["N"]), grid), "k--", lw=1)
-            ax.errorbar([target["D"]], [p["loss"]], yerr=[[p["loss"] - p["loss_low"]], [p["loss_high"] - p["loss"]]],
-                        fmt="*", color="k", ms=10, label=target["name"])
-        ax.set_xscale("log")
-        ax.set_title(f"{LABELS.get(task, task)}: {fit.x_metric}")
-        ax.set_xlabel("tokens D")
-        ax.set_ylabel(f"{fit.x_task} {fit.x_metric}")
+            grid = np.geomspace(d1.D.min(), target["D"] * 1.3, 60)
+            curve = step1_eval(fit.step1.form, params, np.full_like(grid, target["N"]), grid)
+            ax.plot(grid, curve, "k--", lw=1)
+            err = [[p["loss"].item() - p["loss_low"].item()], [p["loss_high"].item() - p["loss"].item()]]
+            ax.errorbar([target["D"]], [p["loss"].item()], yerr=err, fmt="*", color="k", ms=10,
+                        label=f"{target['name']} predicted")
+            actual = _actual(report, task)
+            if actual and "loss" in actual:
+                ax.plot(target["D"], actual["loss"], "gX", ms=8, label="actual")
+        _log_x(ax)
+        _title(ax, task, fit.x_metric, report)
+        ax.set_xlabel("tokens D", fontsize=8)
+        ax.set_ylabel(f"{fit.x_task} {fit.x_metric}", fontsize=8)
         ax.legend(fontsize=6)
     return _save(fig, path)
 
 
+def _actual(report: dict | None, task: str) -> dict | None:
+    return (report or {}).get("tasks", {}).get(task, {}).get("actual")
+
+
 def plot_step2(fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path,
-               actual: dict | None = None) -> Path:
+               report: dict | None = None) -> Path:
     plt = _pyplot()
     fig, axes = _grid(plt, len(fits))
     for ax, (task, fit) in zip(axes, fits.items(), strict=False):
-        _, d2 = _step_inputs(obs, task, fit.settings)
+        _, d2 = step_inputs(obs, task, fit.settings)
         real = d2.runs != "<anchor>"
         ax.scatter(d2.x[real], d2.y[real], s=3, alpha=0.4, label="ladder checkpoints")
-        lo = min(d2.x[real].min(), fit.predict(target["N"], target["D"])["loss"].item() if target else np.inf)
-        grid = np.linspace(lo * 0.9, d2.x[real].max() * 1.05, 200)
-        ax.plot(grid, step2_eval(fit.step2.form, np.array(fit.step2.params), grid), "k-", lw=1, label="fit")
+        p = fit.predict(target["N"], target["D"]) if target else None
+        actual = _actual(report, task)
+        lows = [d2.x[real].min()] + ([p["loss"].item()] if p else [])
+        lows += [actual["loss"]] if actual and "loss" in actual else []
+        grid = np.linspace(min(lows) * 0.95, d2.x[real].max() * 1.05, 200)
+        ax.plot(grid, step2_eval(fit.step2.form, np.array(fit.step2.params), grid), "k-", lw=1,
+                label="fit")
         if fit.step2.draws:
             band = step2_eval(fit.step2.form, np.array(fit.step2.draws), grid)
             q = (1 - fit.settings.level) / 2 * 100
-            ax.fill_between(grid, *np.nanpercentile(band, [q, 100 - q], axis=0), color="k", alpha=0.15, lw=0)
-        if target:
-            p = fit.predict(target["N"], target["D"])
-            ax.plot(p["loss"], p["acc"], "r*", ms=10, label=f"{target['name']} predicted")
-        a = (actual or {}).get(task)
-        if a and "loss" in a:
-            ax.plot(a["loss"], a["acc"], "gX", ms=8, label="actual")
-        ax.set_title(LABELS.get(task, task))
-        ax.set_xlabel(f"{fit.x_metric}")
-        ax.set_ylabel(fit.acc_metric)
+            ax.fill_between(grid, *np.nanpercentile(band, [q, 100 - q], axis=0), color="k",
+                            alpha=0.15, lw=0)
+        if p:
+            err = [[p["acc"].item() - p["acc_low"].item()], [p["acc_high"].item() - p["acc"].item()]]
+            ax.errorbar([p["loss"].item()], [p["acc"].item()], yerr=err, fmt="r*", ms=10,
+                        label=f"{target['name']} predicted")
+        if actual and "loss" in actual:
+            ax.plot(actual["loss"], actual["acc"], "gX", ms=8, label="actual")
+        ax.axhline(fit.chance, color="grey", lw=0.8, ls=":", label="chance")
+        ax.tick_params(axis="both", labelsize=7)
+        _title(ax, task, fit.acc_metric, report)
+        ax.set_xlabel(f"{fit.x_task} {fit.x_metric}", fontsize=8)
+        ax.set_ylabel(fit.acc_metric, fontsize=8)
         ax.legend(fontsize=6)
     return _save(fig, path)
 
@@ -103,16 +139,22 @@ def plot_step2(fits: dict[str, ChainedFit], obs: Observations, target: dict | No
 def plot_chained(report: dict, path: Path) -> Path:
     plt = _pyplot()
     tasks = list(report["tasks"])
-    fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2, 3.5))
+    fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2.5, 4))
     x = np.arange(len(tasks))
     pred = np.array([report["tasks"][t]["predicted"]["acc"] for t in tasks]) * 100
     low = np.array([report["tasks"][t]["predicted"]["low"] for t in tasks]) * 100
     high = np.array([report["tasks"][t]["predicted"]["high"] for t in tasks]) * 100
-    ax.errorbar(x, pred, yerr=[pred - low, high - pred], fmt="o", capsize=3, label="predicted")
+    status = [report["tasks"][t]["status"] for t in tasks]
+    for st, color in STATUS_COLORS.items():
+        i = [j for j, s in enumerate(status) if s == st]
+        if i:
+            ax.errorbar(x[i], pred[i], yerr=[pred[i] - low[i], high[i] - pred[i]], fmt="o",
+                        capsize=3, color=color, label=f"predicted ({st})")
     act = [report["tasks"][t].get("actual") for t in tasks]
     if any(act):
         ax.plot([i for i, a in enumerate(act) if a], [a["acc"] * 100 for a in act if a], "gX", ms=8, label="actual")
-    ax.set_xticks(x, [LABELS.get(t, t) for t in tasks], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [f"{LABELS.get(t, t)}\n[{s}]" for t, s in zip(tasks, status, strict=True)],
+                  rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("accuracy (points)")
     ax.set_title(f"chained prediction, {report['target']['name']} ({report['method']})")
     ax.legend(fontsize=7)
@@ -137,10 +179,11 @@ def write_plots(directory: str | Path, fits: dict[str, ChainedFit], obs: Observa
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    actual = {t: e["actual"] for t, e in (report or {}).get("tasks", {}).items() if "actual" in e}
-    paths = [plot_step1(fits, obs, target, out / "step1.png"),
-             plot_step2(fits, obs, target, out / "step2.png", actual)]
+    paths = [plot_step1(fits, obs, target, out / "step1.png", report),
+             plot_step2(fits, obs, target, out / "step2.png", report)]
     if report:
         paths.append(plot_chained(report, out / "chained.png"))
-    paths.append(plot_variance(variance_table(obs, list(fits)), out / "variance.png"))
+    features = {t: (f.x_task, f.x_metric) for t, f in fits.items()}
+    paths.append(plot_variance(variance_table(obs, list(fits), features=features),
+                               out / "variance.png"))
     return paths

@@ -5,9 +5,11 @@ Formats (`read_ladder(path, format=None)` detects the format when it is not give
 ``olmo-csv``
     The OLMo-ladder CSVs (one file per run, one row per evaluated checkpoint; a directory or a
     single file). The run is the file stem; its size is the stem's prefix (``190M-1xC`` ->
-    ``190M``, ``peteish7_*`` -> ``7B``), N and FLOPs per token come from `OLMO_SIZES`.
+    ``190M``, ``peteish7_*`` -> ``7B``, ``peteish13_*`` -> ``13B``), N and FLOPs per token
+    come from `OLMO_SIZES`, from ``sizes`` (``--sizes NAME=N,...``) or from a ``sizes.json``
+    beside the CSVs (``{"NAME": N}``); FLOPs per token is 6N where OLMo did not log it.
     D = ``throughput/total_tokens`` (else ``_step * batch_size_in_tokens``);
-    flops = FLOPs per token x D. Metrics: ``*_bpb`` (or ``_bpb_bpb``) -> bpb, ``*_len_norm`` ->
+    flops = FLOPs per token x D. Every ``eval/downstream*`` task is read. Metrics: ``*_bpb`` (or ``_bpb_bpb``) -> bpb, ``*_len_norm`` ->
     acc_norm, BoolQ ``*_acc`` -> acc, ``*_mc_5shot_*`` -> acc_mc, ``soft_log`` negated ->
     task_ce, ``eval/<set>-validation/CrossEntropyLoss`` -> task "lm", metric ``ce_<set>``.
     The test split is used where a task has one (MMLU, ARC, OpenBookQA), else validation.
@@ -17,10 +19,12 @@ Formats (`read_ladder(path, format=None)` detects the format when it is not give
     A directory tree of lm-eval ``results_*.json`` files (or one such file) from the
     ``ladder_*`` tasks: ``ladder_<task>_rc`` (acc, acc_norm, acc_bytes, bpb, ce, task_ce),
     ``ladder_<task>_mc`` (its acc -> acc_mc), MMLU as ``ladder_mmlu_rc`` or its four groups
-    ``ladder_mmlu_<group>_rc``. Values are read at ``results[task]["<metric>,none"]``; other
-    metrics and tasks are ignored. Run metadata (run, size, N, D, step, flops, optionally
-    ``lm_losses: {"ce_val": x}``) comes from the top-level key ``taskladder`` of the results
-    file, else from ``ladder_meta.json`` in the model directory named by ``pretrained=``.
+    ``ladder_mmlu_<group>_rc``; any other task under its own name (acc, acc_norm). Values are
+    read at ``results[task]["<metric>,none"]``; other metrics are ignored. The number of
+    questions (``n-samples``) becomes metric ``n_questions`` and a fixed choice list in the
+    task's config metric ``chance`` (1 / options). Run metadata (`LadderMeta`) comes from the
+    top-level key ``taskladder`` of the results file, else from ``ladder_meta.json`` in the
+    model directory named by ``pretrained=``.
 
 ``table``
     Our own plain schema, for ladders from anywhere: a CSV whose header is exactly the nine
@@ -37,12 +41,13 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 
 from taskladder.common.errors import InputError
-from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, TASKS
+from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
+from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
 from .observations import COLUMNS, Observations
+from .tasks import parse_pairs
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
@@ -50,15 +55,20 @@ _TEST_SPLIT = {"mmlu", "arc_easy", "arc_challenge", "openbookqa"}
 _RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")
 
 
-def read_ladder(path: str | Path, format: str | None = None) -> Observations:
-    """Read ladder evaluations at `path` (file or directory) into an observation table."""
+def read_ladder(path: str | Path, format: str | None = None,
+                sizes: dict[str, float] | None = None) -> Observations:
+    """Read ladder evaluations at `path` (file or directory) into an observation table;
+    `sizes` names N for OLMo-ladder sizes the facts do not know."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"ladder path {str(path)!r} does not exist")
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise InputError(f"--format: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    obs = {"olmo-csv": _read_olmo_csv, "lm-eval": _read_lm_eval, "table": _read_table}[fmt](path)
+    if fmt == "olmo-csv":
+        obs = _read_olmo_csv(path, sizes or {})
+    else:
+        obs = (_read_lm_eval if fmt == "lm-eval" else _read_table)(path)
     if len(obs) == 0:
         raise InputError(f"{path}: no observations found (format {fmt})")
     return obs
@@ -92,6 +102,25 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: cannot tell the format from its header (give --format)")
 
 
+def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, float]:
+    """`NAME=N,...` (or a mapping) -> {size: N}; N a positive number (``1.2e9`` or ``1.2B``)."""
+    if not spec:
+        return {}
+    items = spec.items() if isinstance(spec, dict) else parse_pairs(str(spec), where)
+    out = {}
+    for name, raw in items:
+        text = str(raw).strip().upper()
+        scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 1.0)
+        try:
+            n = float(text[:-1] if scale != 1.0 else text) * scale
+        except ValueError:
+            raise InputError(f"{where}: {name}={raw!r} is not a number") from None
+        if not math.isfinite(n) or n < 1:
+            raise InputError(f"{where}: {name}={raw!r} must be a positive parameter count")
+        out[str(name)] = n
+    return out
+
+
 def select_runs(obs: Observations, patterns, where: str = "--runs") -> Observations:
     """Rows whose run matches any of the glob `patterns` (a comma-separated string or list)."""
     if isinstance(patterns, str):
@@ -104,6 +133,7 @@ def select_runs(obs: Observations, patterns, where: str = "--runs") -> Observati
 
 # OLMo-ladder CSV -----------------------------------------------------------------------------
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?[MB])(?:-|$)")
+_PETEISH_RE = re.compile(r"^peteish(\d+)(?:_|$)")
 _DOWNSTREAM_RE = re.compile(
     r"^eval/downstream(?:_bpb|_soft_log)?/(?P<task>[a-z_]+?)_(?P<split>val|test)_(?P<fmt>rc|mc)_5shot_"
     r"(?P<kind>bpb_bpb|bpb|len_norm|acc|soft_log)$"
@@ -111,13 +141,23 @@ _DOWNSTREAM_RE = re.compile(
 _LM_RE = re.compile(r"^eval/(?P<set>[^/]+)-validation/CrossEntropyLoss$")
 
 
-def _olmo_size(stem: str, where: str) -> str:
-    if stem.startswith("peteish7"):
-        return "7B"
-    m = _SIZE_RE.match(stem)
-    if not m or m.group(1) not in OLMO_SIZES:
-        raise InputError(f"{where}: cannot tell the model size from the file name {stem!r} (known: {', '.join(OLMO_SIZES)})")
-    return m.group(1)
+def _olmo_size(stem: str, where: str, sizes: dict[str, tuple]) -> str:
+    m = _PETEISH_RE.match(stem) or _SIZE_RE.match(stem)
+    name = (f"{m.group(1)}B" if m.re is _PETEISH_RE else m.group(1)) if m else stem.split("-")[0]
+    if name not in sizes:
+        raise InputError(f"{where}: unknown model size {name!r} of {stem!r}; give its N with "
+                         f"--sizes {name}=N (or a sizes.json beside the CSVs)")
+    return name
+
+
+def _known_sizes(folder: Path, given: dict[str, float]) -> dict[str, tuple]:
+    """size -> (N, FLOPs per token or None): the facts, then sizes.json, then --sizes."""
+    out: dict[str, tuple] = dict(OLMO_SIZES)
+    path = folder / "sizes.json"
+    if path.is_file():
+        out.update({k: (v, None) for k, v in parse_sizes(_load_json(path), str(path)).items()})
+    out.update({k: (v, None) for k, v in given.items()})
+    return out
 
 
 def _olmo_metric(fmt: str, kind: str) -> str:
@@ -151,11 +191,12 @@ def _number(raw: str, path: Path, line: int, col: str) -> float:
     return v
 
 
-def _read_olmo_csv(path: Path) -> Observations:
+def _read_olmo_csv(path: Path, given: dict[str, float]) -> Observations:
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files:
         raise InputError(f"{path}: no *.csv files")
-    return Observations.concat(_read_olmo_file(f) for f in files)
+    sizes = _known_sizes(path if path.is_dir() else path.parent, given)
+    return Observations.concat(_read_olmo_file(f, sizes) for f in files)
 
 
 def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
@@ -168,7 +209,7 @@ def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
             metric = _olmo_metric(m.group("fmt"), m.group("kind"))
             if task.startswith("mmlu_"):
                 task, part = "mmlu", task[len("mmlu_"):]
-            if task in TASKS and (task != "boolq" or metric != "acc_norm"):
+            if task != "boolq" or metric != "acc_norm":
                 found.setdefault((task, metric), {}).setdefault(m.group("split"), {})[part] = j
         elif m := _LM_RE.match(name):
             found[("lm", f"ce_{m.group('set')}")] = {"val": {"": j}}
@@ -183,11 +224,12 @@ def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
     return out
 
 
-def _read_olmo_file(path: Path) -> Observations:
+def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
     header, body = _read_csv_rows(path)
     where = str(path)
-    size = _olmo_size(path.stem, where)
-    n_params, flops_per_token = OLMO_SIZES[size]
+    size = _olmo_size(path.stem, where, sizes)
+    n_params, flops_per_token = sizes[size]
+    flops_per_token = flops_per_token or 6.0 * n_params
     col = {name: j for j, name in enumerate(header)}
     if "throughput/total_tokens" not in col and not {"_step", "batch_size_in_tokens"} <= set(col):
         raise InputError(f"{path}: missing column 'throughput/total_tokens' (or '_step' and 'batch_size_in_tokens')")
@@ -222,7 +264,6 @@ def _read_olmo_file(path: Path) -> Observations:
 
 # lm-eval results -----------------------------------------------------------------------------
 _LADDER_TASK_RE = re.compile(r"^ladder_(?P<key>[a-z_]+?)_(?P<fmt>rc|mc)$")
-_META_KEYS = ("run", "N", "D", "step")
 
 
 def _read_lm_eval(path: Path) -> Observations:
@@ -261,30 +302,31 @@ def _pretrained_dir(data: dict, path: Path) -> Path | None:
     return p if p.is_absolute() or p.exists() else path.parent / p
 
 
-def _run_meta(data: dict, path: Path) -> dict:
-    meta = data.get("taskladder")
-    where = f"{path}: key 'taskladder'"
+def _run_meta(data: dict, path: Path) -> LadderMeta:
+    meta = data.get(RESULTS_KEY)
     if meta is None:
         model_dir = _pretrained_dir(data, path)
         if model_dir is None:
-            raise InputError(f"{path}: no run metadata: neither a top-level 'taskladder' key nor 'pretrained=' in config.model_args")
-        meta_path = model_dir / "ladder_meta.json"
-        if not meta_path.is_file():
-            raise InputError(f"{path}: no run metadata: no 'taskladder' key and {meta_path} does not exist")
-        meta, where = _load_json(meta_path), str(meta_path)
+            raise InputError(f"{path}: no run metadata: neither a top-level {RESULTS_KEY!r} key "
+                             "nor 'pretrained=' in config.model_args")
+        if not (model_dir / META_FILE).is_file():
+            raise InputError(f"{path}: no run metadata: no {RESULTS_KEY!r} key and "
+                             f"{model_dir / META_FILE} does not exist")
+        return LadderMeta.read(model_dir)
     if not isinstance(meta, dict):
-        raise InputError(f"{where}: run metadata must be an object")
-    for k in _META_KEYS:
-        if k not in meta:
-            raise InputError(f"{where}: run metadata lacks {k!r}")
-    meta = dict(meta)
-    meta.setdefault("size", str(meta["run"]).split("-")[0])
-    if "flops" not in meta:
-        try:
-            meta["flops"] = 6.0 * float(meta["N"]) * float(meta["D"])
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: N and D must be numbers, got N={meta['N']!r}, D={meta['D']!r}") from None
-    return meta
+        raise InputError(f"{path}: key {RESULTS_KEY!r}: run metadata must be an object")
+    try:
+        return LadderMeta.from_dict(meta, where=f"{path}: key {RESULTS_KEY!r}")
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: key {RESULTS_KEY!r}: N, D and step must be numbers") from None
+
+
+def _task_key(name: str) -> tuple[str, str]:
+    """(task key, rc | mc) of an lm-eval task name."""
+    m = _LADDER_TASK_RE.match(name)
+    return (m.group("key"), m.group("fmt")) if m else (name, "rc")
 
 
 def _lm_eval_file(path: Path) -> list[dict]:
@@ -294,26 +336,43 @@ def _lm_eval_file(path: Path) -> list[dict]:
     meta = _run_meta(data, path)
     values: dict[tuple[str, str], float] = {}
     for name, res in data["results"].items():
-        m = _LADDER_TASK_RE.match(name)
-        if not m or not isinstance(res, dict):
+        if not isinstance(res, dict):
             continue
-        key, fmt = m.group("key"), m.group("fmt")
+        key, fmt = _task_key(name)
         for metric in _RC_METRICS if fmt == "rc" else ("acc",):
             raw = res.get(f"{metric},none")
             if raw is None:
                 continue
-            v = _number(raw, path, 0, f"results.{name}.{metric},none") if isinstance(raw, int | float | str) else math.nan
+            where = f"results.{name}.{metric},none"
+            ok = isinstance(raw, int | float | str)
+            v = _number(raw, path, 0, where) if ok else math.nan
             if not math.isfinite(v) or v < 0:
-                raise InputError(f"{path}: results.{name}.{metric},none must be a finite number >= 0, got {raw!r}")
+                raise InputError(f"{path}: {where} must be a finite number >= 0, got {raw!r}")
             values[(key, metric if fmt == "rc" else "acc_mc")] = v
+        if fmt == "rc":
+            values.update(_task_facts(data, name, key))
     for metric in {m for _, m in values}:
         groups = [values.get((f"mmlu_{g}", metric)) for g in MMLU_WEIGHTS]
         if ("mmlu", metric) not in values and all(g is not None for g in groups):
-            values[("mmlu", metric)] = sum(w * g for w, g in zip(MMLU_WEIGHTS.values(), groups, strict=True))
-    for name, v in (meta.get("lm_losses") or {}).items():
-        values[("lm", str(name))] = v
-    base = {k: meta[k] for k in ("run", "size", "N", "D", "step", "flops")}
-    return [dict(base, task=t, metric=m, value=v) for (t, m), v in values.items() if t in TASKS or t == "lm"]
+            weights = MMLU_WEIGHTS.values()
+            values[("mmlu", metric)] = sum(w * g for w, g in zip(weights, groups, strict=True))
+    for name, v in meta.lm_losses.items():
+        values[("lm", name)] = v
+    base = {"run": meta.run, "size": meta.size, "N": meta.N, "D": meta.D, "step": meta.step,
+            "flops": meta.flops}
+    return [dict(base, task=t, metric=m, value=v) for (t, m), v in values.items()]
+
+
+def _task_facts(data: dict, name: str, key: str) -> dict[tuple[str, str], float]:
+    """Number of questions and chance level of a task where the results file says them."""
+    out = {}
+    n = ((data.get("n-samples") or {}).get(name) or {}).get("effective")
+    if isinstance(n, int) and n > 0:
+        out[(key, "n_questions")] = float(n)
+    choices = ((data.get("configs") or {}).get(name) or {}).get("doc_to_choice")
+    if isinstance(choices, list) and len(choices) >= 2:
+        out[(key, "chance")] = 1.0 / len(choices)
+    return out
 
 
 # our table ---------------------------------------------------------------------------------
@@ -339,10 +398,4 @@ def _read_table(path: Path) -> Observations:
 
 def final_values(obs: Observations, task: str, metric: str, window: int = 5) -> dict[str, float]:
     """Per run: the mean of the last `window` checkpoints (by D) of one task metric."""
-    out = {}
-    sub = obs.where(task=task, metric=metric)
-    for run in sub.unique("run"):
-        r = sub.where(run=run)
-        order = np.argsort(r.D, kind="stable")
-        out[run] = float(np.mean(r.value[order][-window:]))
-    return out
+    return obs.finals(task, metric, window).as_dict()

@@ -1,27 +1,33 @@
 """Prediction reports: the dict behind `taskladder predict --json OUT` and the terminal table.
 
-JSON schema ``taskladder.prediction/1`` (all values plain JSON; accuracies and losses are
+JSON schema ``taskladder.prediction/2`` (all values plain JSON; accuracies and losses are
 fractions / bits per byte as measured, errors in accuracy points where named ``*_points``)::
 
     {
-      "schema": "taskladder.prediction/1",
+      "schema": "taskladder.prediction/2",
       "method": "paper" | "default",
       "level": 0.9,                           # central interval level of low/high
       "ladder": {"source": str, "format": str, "runs": [str], "data_hash": str},
       "target": {"name": str, "N": float, "D": float, "flops": float},
       "tasks": {
         "<task>": {
+          "status": "ok" | "caution" | "unpredictable",   # rules in laws/trust.py
+          "reasons": [str],                   # why the status is not ok (short strings)
+          "notes": [str],                     # ladder settings that could not apply
           "acc_metric": "acc_norm",           # what is predicted (BoolQ: "acc")
           "feature": {"task": "arc_easy", "metric": "bpb"},  # the intermediate (step-1) quantity
-          "form": str,                        # the form used (default: chosen by backtest)
-          "predicted": {"acc": f, "low": f, "high": f, "loss": f, "loss_low": f, "loss_high": f},
+          "form": str,                        # the form used (default: heaviest weight)
+          "predicted": {"acc": f, "low": f, "high": f, "loss": f, "loss_low": f, "loss_high": f,
+                        "form_sd": f, "distance": f},   # forms' spread; feature extrapolation
           "params": {"step1": {name: f}, "step2": {name: f}},
           "fit_errors": {"step1": {"mean_abs_rel": f, "max_abs_rel": f, "param_sd": {...}?},
                          "step2": {"rmse": f, "mean_abs": f, "param_sd": {...}?}},
           "flags": {"step1_converged": b, "step1_at_bound": [name], "step2_converged": b,
                     "step2_at_bound": [name], "degenerate": b},
-          "backtest": null | {"chosen": str, "scores": {form: {split: points, "mean": points}},
+          "backtest": null | {"chosen": str, "weights": {form: w},
+                              "scores": {form: {split: points, "mean": points}},
                               "splits": {split: [held-out run]}},
+          "noise": {"acc_sd": f, "source": str},     # evaluation noise of the accuracy
           # only with --actual:
           "actual": {"run": str, "acc": f, "loss": f,
                      "abs_error_points": f, "rel_error": f,        # (pred - actual) / actual
@@ -38,11 +44,6 @@ fractions / bits per byte as measured, errors in accuracy points where named ``*
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from taskladder.common.facts import LABELS
@@ -50,7 +51,7 @@ from taskladder.common.facts import LABELS
 from .chained import ChainedFit
 from .observations import Observations
 
-PREDICTION_SCHEMA = "taskladder.prediction/1"
+PREDICTION_SCHEMA = "taskladder.prediction/2"
 FITS_SCHEMA = "taskladder.fits/1"
 
 
@@ -62,16 +63,16 @@ def form_label(fit: ChainedFit) -> str:
 
 
 def actual_values(obs: Observations, fit: ChainedFit, window: int = 5) -> dict | None:
-    """The target's measured accuracy and feature loss: last smoothed value (mean of last 5)."""
+    """The target's measured accuracy and feature loss: its final value (mean of last 5)."""
     out = {}
-    for key, task, metric in (("acc", fit.task, fit.acc_metric), ("loss", fit.x_task, fit.x_metric)):
-        sub = obs.where(task=task, metric=metric)
-        if len(sub) == 0:
+    pairs = (("acc", fit.task, fit.acc_metric), ("loss", fit.x_task, fit.x_metric))
+    for key, task, metric in pairs:
+        finals = obs.finals(task, metric, window)
+        if not finals.runs:
             if key == "acc":
                 return None
             continue
-        order = np.argsort(sub.D, kind="stable")
-        out[key] = float(np.mean(sub.value[order][-window:]))
+        out[key] = float(finals.y[0])
     return out
 
 
@@ -86,26 +87,35 @@ def build_report(
     first = next(iter(fits.values()))
     for task, fit in fits.items():
         p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
+        status, reasons = fit.assess(target["N"], target["D"])
         entry = {
+            "status": status, "reasons": reasons,
+            "notes": list(fit.diagnostics.get("notes", [])),
             "acc_metric": fit.acc_metric,
             "feature": {"task": fit.x_task, "metric": fit.x_metric},
             "form": form_label(fit),
             "predicted": {"acc": p["acc"], "low": p["acc_low"], "high": p["acc_high"],
-                          "loss": p["loss"], "loss_low": p["loss_low"], "loss_high": p["loss_high"]},
+                          "loss": p["loss"], "loss_low": p["loss_low"],
+                          "loss_high": p["loss_high"], "form_sd": p["form_sd"],
+                          "distance": p["distance"]},
             "params": {"step1": dict(zip(fit.step1.names, fit.step1.params, strict=True)),
                        "step2": dict(zip(fit.step2.names, fit.step2.params, strict=True))},
             "fit_errors": {"step1": fit.step1.errors, "step2": fit.step2.errors},
             "flags": fit.flags,
             "backtest": fit.backtest,
+            "noise": {"acc_sd": fit.diagnostics.get("acc_noise"),
+                      "source": fit.diagnostics.get("noise_source")},
         }
         if actual is not None:
             act = actual_values(actual, fit)
             if act is not None:
                 entry["actual"] = {"run": actual.unique("run")[0], "acc": act["acc"],
                                    "abs_error_points": abs(p["acc"] - act["acc"]) * 100,
-                                   "rel_error": (p["acc"] - act["acc"]) / act["acc"]}
+                                   "rel_error": (p["acc"] - act["acc"]) / act["acc"],
+                                   "covered": p["acc_low"] <= act["acc"] <= p["acc_high"]}
                 if "loss" in act:
-                    entry["actual"].update(loss=act["loss"], loss_abs_error=abs(p["loss"] - act["loss"]),
+                    entry["actual"].update(loss=act["loss"],
+                                           loss_abs_error=abs(p["loss"] - act["loss"]),
                                            loss_rel_error=(p["loss"] - act["loss"]) / act["loss"])
         tasks[task] = entry
     report = {"schema": PREDICTION_SCHEMA, "method": first.method, "level": first.settings.level,
@@ -114,8 +124,10 @@ def build_report(
     if with_actual:
         report["summary"] = {
             "mean_abs_error_points": float(np.mean([t["actual"]["abs_error_points"] for t in with_actual])),
-            "mean_abs_rel_error": float(np.mean([abs(t["actual"]["rel_error"]) for t in with_actual])),
+            "mean_abs_rel_error": float(np.mean([abs(t["actual"]["rel_error"])
+                                                 for t in with_actual])),
             "n_tasks": len(with_actual),
+            "coverage": float(np.mean([t["actual"]["covered"] for t in with_actual])),
         }
     return report
 
@@ -127,31 +139,38 @@ def fits_document(fits: dict[str, ChainedFit], ladder: dict) -> dict:
 
 
 def format_prediction_table(report: dict) -> str:
-    """A readable table: one row per task, accuracy in points."""
+    """A readable table: one row per task, accuracy in points, its status and reasons."""
     t = report["target"]
     pct = round(report["level"] * 100)
-    lines = [f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   method: {report['method']}   interval: {pct}%"]
+    lines = [f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   "
+             f"method: {report['method']}   interval: {pct}%"]
     head = f"{'task':<15}{'pred':>7}{'low':>7}{'high':>7}{'loss':>8}"
     has_actual = "summary" in report
     if has_actual:
         head += f"{'actual':>8}{'abs err':>8}{'rel err':>9}"
-    lines += [head + "  form / flags", "-" * (len(head) + 14)]
+    head += f"  {'status':<14}form / reasons"
+    lines += [head, "-" * (len(head) + 10)]
     for task, e in report["tasks"].items():
         p = e["predicted"]
-        row = f"{LABELS.get(task, task):<15}{p['acc'] * 100:7.2f}{p['low'] * 100:7.2f}{p['high'] * 100:7.2f}{p['loss']:8.4f}"
+        row = (f"{LABELS.get(task, task):<15}{p['acc'] * 100:7.2f}{p['low'] * 100:7.2f}"
+               f"{p['high'] * 100:7.2f}{p['loss']:8.4f}")
         if has_actual:
             a = e.get("actual")
-            row += f"{a['acc'] * 100:8.2f}{a['abs_error_points']:8.2f}{a['rel_error'] * 100:8.2f}%" if a else " " * 25
-        row += "  " + e["form"] + ("  [DEGENERATE]" if e["flags"]["degenerate"] else "")
+            row += (f"{a['acc'] * 100:8.2f}{a['abs_error_points']:8.2f}{a['rel_error'] * 100:8.2f}%"
+                    if a else " " * 25)
+        row += f"  {e['status']:<14}" + "; ".join([e["form"], *e["reasons"]])
         lines.append(row)
     if has_actual:
         s = report["summary"]
-        lines.append(f"mean abs error: {s['mean_abs_error_points']:.2f} points ({s['mean_abs_rel_error'] * 100:.2f}% rel) over {s['n_tasks']} tasks")
+        lines.append(f"mean abs error: {s['mean_abs_error_points']:.2f} points "
+                     f"({s['mean_abs_rel_error'] * 100:.2f}% rel) over {s['n_tasks']} tasks; "
+                     f"{s['coverage'] * 100:.0f}% of actuals inside the {pct}% interval")
     return "\n".join(lines)
 
 
 def format_fit_table(fits: dict[str, ChainedFit]) -> str:
-    lines = [f"{'task':<15}{'step 1 params':<48}{'err1':>7}{'step 2 params':<40}{'rmse2':>7}  form / flags"]
+    lines = [f"{'task':<15}{'step 1 params':<48}{'err1':>7}{'step 2 params':<40}{'rmse2':>7}"
+             "  form / flags"]
     for task, f in fits.items():
         p1 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step1.names, f.step1.params, strict=True))
         p2 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step2.names, f.step2.params, strict=True))
@@ -159,16 +178,3 @@ def format_fit_table(fits: dict[str, ChainedFit]) -> str:
         lines.append(f"{LABELS.get(task, task):<15}{p1:<48}{f.step1.errors['mean_abs_rel'] * 100:6.2f}% "
                      f"{p2:<40}{f.step2.errors['rmse'] * 100:6.2f}  {form_label(f)}{flag}")
     return "\n".join(lines)
-
-
-def write_json(doc: dict, path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder renamed over the target."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,8 +2,11 @@
 
 `LawSettings.paper()` is the paper's procedure exactly (single start with its p0 and bounds,
 skip 10%, moving average 5, anchor point), minus the reference code's bugs (METHOD.md s. 8).
-`LawSettings.default()` is what we ship: a grid of starts, fit diagnostics, a bootstrap
-interval, and the form chosen per task by a backtest on the ladder itself (`backtest.py`).
+`LawSettings.default()` is what we ship: candidate forms weighted per task by backtests on
+the ladder itself (`backtest.py`), a bootstrap, and a calibrated interval (`trust.py`).
+`feature="auto"` picks the task's bpb, else its TaskCE, else an LM loss (C4 first);
+`step1_form="auto"` the (N, D) form where the ladder has several lengths per size, else
+compute.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ METHODS = ("paper", "default")
 class LawSettings:
     method: str = "paper"
     # step 1 ----------------------------------------------------------------------------------
-    step1_form: str = "nd"  # "nd": A/N^alpha + B/D^beta + E; "compute": A/C^alpha + E, C = 6ND
-    feature: str = "bpb"  # intermediate feature: task "bpb", "task_ce", or an LM loss "ce_c4_en"
+    step1_form: str = "nd"  # "nd": A/N^alpha + B/D^beta + E; "compute": A/C^alpha + E (C = 6ND)
+    feature: str = "auto"  # task "bpb", "task_ce", an LM loss "ce_<set>", or "auto"
     step1_bounds: str = "paper"  # "paper": all params >= 0; "free": A, B < 1 allowed
     step1_starts: str = "paper"  # "paper": p0 = [3, 6, 0.1, 0.2, 1]; "grid": best of a grid
     huber_delta: float = 1e-3
@@ -44,14 +47,15 @@ class LawSettings:
     @classmethod
     def default(cls, **overrides) -> LawSettings:
         return cls(
-            method="default", step1_bounds="free", step1_starts="grid", step2_starts="grid",
-            n_bootstrap=1000, select="backtest",
+            method="default", step1_form="auto", step1_bounds="free", step1_starts="grid",
+            step2_starts="grid", n_bootstrap=200, select="backtest",
         ).replace(**overrides)
 
     @classmethod
     def preset(cls, method: str, **overrides) -> LawSettings:
         if method not in METHODS:
-            raise InputError(f"--method: unknown method {method!r} (known: {', '.join(METHODS)})")
+            raise InputError(f"--method: unknown method {method!r} "
+                             f"(known: {', '.join(METHODS)})")
         return getattr(cls, method)(**overrides)
 
     def replace(self, **overrides) -> LawSettings:
@@ -65,17 +69,23 @@ class LawSettings:
 
     def validate(self) -> None:
         choices = {
-            "step1_form": ("nd", "compute"), "step1_bounds": ("paper", "free"),
+            "step1_form": ("auto", "nd", "compute"), "step1_bounds": ("paper", "free"),
             "step1_starts": ("paper", "grid"), "step2_form": ("sigmoid", "log_sigmoid"),
             "step2_starts": ("paper", "grid"), "select": ("fixed", "backtest"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise InputError(f"law setting {name}={getattr(self, name)!r} (allowed: {', '.join(allowed)})")
+                raise InputError(f"--{name.replace('_', '-')}: {getattr(self, name)!r} "
+                                 f"(allowed: {', '.join(allowed)})")
+        if self.feature not in ("auto", "bpb", "task_ce") and not self.feature.startswith("ce_"):
+            raise InputError(f"--feature: {self.feature!r} (allowed: auto, bpb, task_ce, ce_<set>)")
         if not 0 <= self.skip < 1 or self.window < 1 or self.final_window < 1:
-            raise InputError(f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, {self.window}, {self.final_window})")
-        if self.n_bootstrap < 0 or not 0 < self.level < 1:
-            raise InputError(f"law settings: n_bootstrap >= 0 and level in (0, 1) (got {self.n_bootstrap}, {self.level})")
+            raise InputError(f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, "
+                             f"{self.window}, {self.final_window})")
+        if self.n_bootstrap < 0:
+            raise InputError(f"--bootstrap: must be >= 0, got {self.n_bootstrap}")
+        if not 0 < self.level < 1:
+            raise InputError(f"--level: must be in (0, 1), got {self.level}")
 
     def to_dict(self) -> dict:
         return asdict(self)

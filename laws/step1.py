@@ -8,14 +8,12 @@ Huber(ln L_hat - ln L) with L-BFGS-B and an analytic gradient. Also the compute 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from taskladder.common.errors import InputError
 
 from .fitting import Bounds, Solution, batched_lm, huber, lbfgsb
-from .observations import Observations
+from .observations import Finals, Observations
 
 ND_PARAMS = ("a", "b", "alpha", "beta", "E")
 COMPUTE_PARAMS = ("a", "alpha", "E")
@@ -59,36 +57,16 @@ def compute_jac(p: np.ndarray, C) -> tuple[np.ndarray, np.ndarray]:
     return t + E, np.stack([t, -lnC * t, np.ones_like(t)], axis=-1)
 
 
-@dataclass(frozen=True)
-class Step1Data:
-    """One point per ladder run: final (N, D, flops) and the mean of its last checkpoints."""
-
-    runs: tuple[str, ...]
-    N: np.ndarray
-    D: np.ndarray
-    flops: np.ndarray
-    y: np.ndarray
-
-
 def step1_data(
     obs: Observations, task: str, metric: str, window: int = 5, log_space: bool = True
-) -> Step1Data:
-    """`log_space` (a fit on log values) requires every final value > 0; backtests and
-    subset scans read final accuracies, where 0 (a micro model) is a valid value."""
-    sub = obs.where(task=task, metric=metric)
-    runs, N, D, F, y = [], [], [], [], []
-    for run in sub.unique("run"):
-        r = sub.where(run=run)
-        order = np.argsort(r.D, kind="stable")
-        runs.append(run)
-        N.append(r.N[order][-1])
-        D.append(r.D[order][-1])
-        F.append(r.flops[order][-1])
-        y.append(float(np.mean(r.value[order][-window:])))
-    y = np.array(y)
-    if log_space and np.any(y <= 0):
-        raise InputError(f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {y.min()!r}")
-    return Step1Data(tuple(runs), np.array(N), np.array(D), np.array(F), y)
+) -> Finals:
+    """One point per run (`Observations.finals`). `log_space` (a fit on log values) requires
+    every final value > 0; backtests read final accuracies, where 0 (a micro model) is valid."""
+    d = obs.finals(task, metric, window)
+    if log_space and np.any(d.y <= 0):
+        raise InputError(f"step 1 for {task}: {metric} must be > 0 for a log-space fit, "
+                         f"got {d.y.min()!r}")
+    return d
 
 
 def huber_log_objective(jac_fn, x: tuple, y: np.ndarray, delta: float, weights=None):
@@ -124,7 +102,7 @@ def _clip_to(p: np.ndarray, bounds: Bounds) -> np.ndarray:
 
 
 def fit_step1(
-    data: Step1Data,
+    data: Finals,
     form: str = "nd",
     p0: tuple | None = PAPER_P0,
     bounds: Bounds = PAPER_BOUNDS,
@@ -152,7 +130,7 @@ def _objectives(jac_fn, x: tuple, y: np.ndarray, delta: float, P: np.ndarray) ->
 
 
 def bootstrap_step1(
-    data: Step1Data, point: np.ndarray, counts: np.ndarray, form: str, bounds: Bounds, delta: float,
+    data: Finals, point: np.ndarray, counts: np.ndarray, form: str, bounds: Bounds, delta: float,
     max_iter: int = 200,
 ) -> np.ndarray:
     """Refit for each row of run `counts` (B, runs), warm-started from `point` (or one start per row)."""

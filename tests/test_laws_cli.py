@@ -36,8 +36,10 @@ def test_predict_json_table_and_plots(ladder_csv, actual_csv, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "ARC-Easy" in text and "mean abs error" in text
     rep = json.loads(out.read_text())
-    assert rep["schema"] == "taskladder.prediction/1" and rep["target"]["N"] == 1e9
+    assert rep["schema"] == "taskladder.prediction/2" and rep["target"]["N"] == 1e9
     e = rep["tasks"]["arc_easy"]
+    assert e["status"] in ("ok", "caution") and isinstance(e["reasons"], list)
+    assert e["status"] in text
     assert e["predicted"]["low"] <= e["predicted"]["acc"] <= e["predicted"]["high"]
     assert set(e["params"]["step1"]) == {"a", "b", "alpha", "beta", "E"}
     assert e["flags"]["degenerate"] is False and "rmse" in e["fit_errors"]["step2"]
@@ -68,7 +70,7 @@ def _bad(tmp_path, capsys, argv, match):
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path, capsys):
     lad = ["predict", "--ladder", str(ladder_csv), "--method", "paper"]
     _bad(tmp_path, capsys, ["predict", "--ladder", str(tmp_path / "missing"), *TARGET], "does not exist")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy,quantum", *TARGET], "unknown task 'quantum'")
+    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy,quantum", *TARGET], "task 'quantum' has no observations")
     _bad(tmp_path, capsys, [*lad, "--tasks", "piqa", *TARGET], "'piqa' has no observations")
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "1e8", "--target-d", "2e10"], "smaller than the ladder")
     # more parameters than the ladder but fewer tokens than its longest run is an extrapolation

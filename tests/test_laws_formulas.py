@@ -22,7 +22,7 @@ from taskladder.laws.step2 import (
     step2_data,
 )
 from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
-from taskladder.laws.variants import compute_vs_error, fit_single_step, pearson, variance_table
+from taskladder.laws.variants import compute_vs_error, fit_single_step, single_step, variance_table
 
 EXACT = dict(final_window=1, window=1, skip=0.0, anchor=False)
 
@@ -93,7 +93,8 @@ def test_default_on_a_noisy_ladder_covers_the_truth_and_round_trips(tmp_path):
     fit = ChainedFitter("default", n_bootstrap=200, **EXACT).fit(obs, "arc_easy")
     truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
     p = fit.predict(np.array([1e9, 2e9]), np.array([2e11, 4e11]))
-    assert set(p) == {"loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high"}
+    assert set(p) == {"loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high", "form_sd",
+                      "distance"}
     assert p["acc"].shape == (2,) and np.all(p["acc_low"] <= p["acc"]) and np.all(p["acc"] <= p["acc_high"])
     assert abs(p["acc"][0] - truth) < 0.02
     assert fit.backtest["chosen"] in fit.backtest["scores"]
@@ -159,17 +160,35 @@ def test_backtest_scores_a_run_whose_accuracy_is_zero():
     records = [dict(r, value=0.0) if z else r for r, z in zip(obs.records(), zero, strict=True)]
     obs = Observations.from_records(records)
     assert holdouts(obs, "arc_easy")["largest-size"][1][0] == "160M-1xC"
-    errs = backtest(obs, "arc_easy", LawSettings.paper())
+    errs = backtest(obs, "arc_easy", LawSettings.paper(), 0.25)
     assert errs and all(np.isfinite(v) for v in errs.values())
 
 
-def test_variants_single_step_and_variance():
+def test_single_step_recovers_its_own_law():
+    """Final accuracies made by the one-step law are fitted back: the prediction at a larger
+    target matches the law's own value."""
+    true = np.array([*TRUE_STEP1, -0.8, 1.0])
+    rows = []
+    for n in (2e7, 4e7, 8e7, 1.6e8):
+        for m in (1, 2, 5, 10):
+            d = 20 * m * n
+            acc = float(single_step(true, [n], [d])[0])
+            for metric, v in (("bpb", 1.0), ("acc_norm", acc)):
+                rows.append(dict(run=f"{n:g}-{m}", size=f"{n:g}", N=n, D=d, step=1, flops=6 * n * d,
+                                 task="arc_easy", metric=metric, value=v))
+    sol = fit_single_step(Observations.from_records(rows), "arc_easy", window=1)
+    want = float(single_step(true, [1e9], [2e11])[0])
+    assert float(single_step(sol.params, [1e9], [2e11])[0]) == pytest.approx(want, abs=5e-3)
+
+
+def test_variance_table_is_the_sd_of_the_last_checkpoints():
     obs = synthetic_ladder(noise=0.005, seed=1)
-    sol = fit_single_step(obs, "arc_easy")
-    assert sol.params.shape == (7,) and np.isfinite(sol.objective)
-    table = variance_table(obs, ["arc_easy"], last=10)
-    assert table["arc_easy"]["run"] == "160M-10xC" and table["arc_easy"]["loss_sd"] > 0
-    assert pearson([1, 2, 3], [2, 4, 6.5]) == pytest.approx(0.9986, abs=1e-3)
+    row = variance_table(obs, ["arc_easy"], last=10)["arc_easy"]
+    assert row["run"] == "160M-10xC"
+    bpb = obs.where(run="160M-10xC", metric="bpb")
+    last = bpb.value[np.argsort(bpb.D)][-10:]
+    assert row["loss_sd"] == pytest.approx(np.std(last)) and row["loss_sd"] > 0
+    assert row["loss_cv"] == pytest.approx(np.std(last) / np.mean(last))
 
 
 def test_compute_vs_error_shrinks_the_ladder():

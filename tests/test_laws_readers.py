@@ -11,13 +11,15 @@ from hypothesis import strategies as st
 
 from taskladder.common.errors import InputError
 from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
-from taskladder.laws.observations import COLUMNS, Observations
+from taskladder.laws.observations import Observations
 from taskladder.laws.readers import (
     detect_format,
     final_values,
+    parse_sizes,
     read_ladder,
     select_runs,
 )
+from taskladder.laws.tasks import chance_level, parse_chance
 
 GROUPS = list(MMLU_WEIGHTS)
 
@@ -64,6 +66,49 @@ def test_olmo_csv_metrics_mmlu_weights_and_splits(tmp_path, suffix):
     assert set(row.N) == {n} and set(row.D) == {300_000.0} and set(row.flops) == {fpt * 300_000.0}
 
 
+@pytest.mark.parametrize("stem, size", [("3B-1xC", "3B"), ("peteish13_eval_final", "13B")])
+def test_olmo_csv_3b_and_13b_files(tmp_path, stem, size):
+    """OLMo-ladder's 3B and peteish13 files: N from the facts, FLOPs per token 6N (not logged)."""
+    write_olmo(tmp_path / f"{stem}.csv")
+    obs = read_ladder(tmp_path)
+    n = {"3B": 3_169_537_280, "13B": 13_202_396_160}[size]
+    assert set(obs.size) == {size} and set(obs.N) == {n} and set(obs.run) == {stem}
+    row = obs.where(step=200)
+    assert set(row.flops) == {6.0 * n * 200_000.0}
+
+
+def test_unknown_sizes_from_the_flag_or_sizes_json(tmp_path):
+    write_olmo(tmp_path / "150M-1xC.csv")
+    with pytest.raises(InputError, match="--sizes 150M=N"):
+        read_ladder(tmp_path)
+    assert set(read_ladder(tmp_path, sizes=parse_sizes("150M=1.5e8")).N) == {1.5e8}
+    (tmp_path / "sizes.json").write_text(json.dumps({"150M": "151M"}))
+    assert set(read_ladder(tmp_path).N) == {151e6}
+    for bad, match in (("150M", "not NAME=VALUE"), ("150M=abc", "not a number"),
+                       ("150M=-3", "positive"), ("=5", "no name")):
+        with pytest.raises(InputError, match=match):
+            parse_sizes(bad)
+
+
+def test_lm_eval_any_task_with_its_chance_and_question_count(tmp_path):
+    meta = {"run": "t-1xC", "N": 1e6, "D": 2e7, "step": 40}
+    data = {"results": {"my_task": {"acc,none": 0.4, "acc_norm,none": 0.45}},
+            "n-samples": {"my_task": {"original": 500, "effective": 200}},
+            "configs": {"my_task": {"doc_to_choice": ["a", "b", "c", "d", "e"]}},
+            "taskladder": meta}
+    (tmp_path / "results_1.json").write_text(json.dumps(data))
+    obs = read_ladder(tmp_path)
+    got = {(t, m): v for t, m, v in zip(obs.task, obs.metric, obs.value, strict=True)}
+    assert got[("my_task", "acc_norm")] == 0.45 and got[("my_task", "n_questions")] == 200
+    assert got[("my_task", "chance")] == pytest.approx(0.2)
+    assert chance_level("my_task", obs) == pytest.approx(0.2)
+    assert chance_level("my_task", obs, {"my_task": 0.3}) == 0.3
+    with pytest.raises(InputError, match="--chance other=P"):
+        chance_level("other", obs)
+    with pytest.raises(InputError, match="must be in"):
+        parse_chance("x=1.5")
+
+
 def test_olmo_csv_real_7b_target(olmo_ladder_dir):
     obs = read_ladder(olmo_ladder_dir / "peteish7_eval_anneal.csv")
     assert final_values(obs, "mmlu", "acc_norm")["peteish7_eval_anneal"] == pytest.approx(0.4901, abs=1e-4)
@@ -107,7 +152,7 @@ def test_lm_eval_meta_from_model_dir_or_one_line_error(tmp_path):
     obs = read_ladder(tmp_path / "r")
     assert set(obs.run) == {"m-1xC"} and set(obs.size) == {"m"}
     (model / "ladder_meta.json").write_text(json.dumps({"run": "m-1xC", "N": 1e6, "step": 3}))
-    with pytest.raises(InputError, match="lacks 'D'"):
+    with pytest.raises(InputError, match="missing D"):
         read_ladder(tmp_path / "r")
 
 
@@ -148,7 +193,7 @@ def test_bad_olmo_and_json_inputs(tmp_path):
         read_ladder(tmp_path)
     (tmp_path / "190M-1xC.csv").unlink()
     write_olmo(tmp_path / "3Q-1xC.csv")
-    with pytest.raises(InputError, match="model size"):
+    with pytest.raises(InputError, match="--sizes 3Q=N"):
         read_ladder(tmp_path)
     (tmp_path / "results_1.json").write_text('{"results": {"ladder_piqa_rc": ')
     with pytest.raises(InputError, match="not valid JSON.*truncated"):
@@ -203,7 +248,3 @@ def test_damaged_files_fail_with_one_line_or_read_fewer_rows(tmp_path, recs, dat
         assert len(got) <= len(obs) + 1
         assert all(np.isfinite(got.N)) and np.all(got.N > 0)
         assert all(math.isfinite(v) for v in got.value)
-
-
-def test_columns_constant_is_the_table_header():
-    assert COLUMNS == ("run", "size", "N", "D", "step", "flops", "task", "metric", "value")

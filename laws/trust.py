@@ -1,0 +1,128 @@
+"""When a prediction can be trusted, and how wide its interval is (README "Trust and intervals").
+
+Status of a task's prediction at a target:
+
+- ``unpredictable``: the ladder's accuracy does not rise above chance beyond its own noise
+  (best run's final accuracy - chance, or the rise from the ladder's worst to its best third
+  of runs ordered by the feature, below max(3 noise SD, 1 point): the emergence case), or the
+  fit is degenerate. The number is still reported.
+- ``caution``: the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
+  points) above the ladder's best final accuracy, or the target's predicted feature below the
+  ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
+- ``ok`` otherwise.
+
+The noise SD of an accuracy is, in order of preference: from consecutive checkpoints of a
+run (first differences over its last 10 checkpoints, which cancel the slow trend; median over
+runs), binomial from the number of questions (lm-eval's ``n-samples``), or first differences
+of the runs' final accuracies ordered by feature (final-only ladders).
+
+Interval (`interval`), for every method except `paper` (which keeps its bootstrap interval):
+half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = noise^2 + form_sd^2 (the
+weighted spread of the candidate forms), and at least q * sd, where q is the conformal
+quantile at the requested level of the backtests' normalised held-out residuals
+|pred - actual| / sd (split conformal scaling); beyond the caution margin the half-width
+grows with the extra distance (x (1 + distance - FEATURE_MARGIN)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import norm
+
+from .observations import Observations
+
+SIGNAL_SIGMAS = 3.0
+MIN_SIGNAL = 0.01
+ACC_MARGIN = 0.10
+FEATURE_MARGIN = 0.5
+_LAST = 10
+
+
+def accuracy_noise(obs: Observations, task: str, acc_metric: str, x_task: str,
+                   x_metric: str) -> tuple[float, str]:
+    """(noise SD of one accuracy measurement, where it came from)."""
+    sub = obs.where(task=task, metric=acc_metric)
+    sds = []
+    for run in sub.unique("run"):
+        r = sub.where(run=run)
+        if len(r) >= 4:
+            v = r.value[np.argsort(r.D, kind="stable")][-_LAST:]
+            sds.append(math.sqrt(np.mean(np.diff(v) ** 2) / 2))
+    if sds:
+        return float(np.median(sds)), "checkpoints"
+    n_q = obs.where(task=task, metric="n_questions")
+    if len(n_q):
+        p = float(np.clip(np.mean(sub.value), 0.01, 0.99))
+        return math.sqrt(p * (1 - p) / float(np.min(n_q.value))), "binomial"
+    acc = obs.finals(task, acc_metric, 1).as_dict()
+    x = obs.finals(x_task, x_metric, 1).as_dict()
+    ordered = [acc[r] for r in sorted(acc, key=lambda r: x.get(r, np.inf))]
+    if len(ordered) < 3:
+        return 0.0, "none"
+    return math.sqrt(np.mean(np.diff(ordered) ** 2) / 2), "final runs"
+
+
+def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
+    """What the trust rules and the interval read, from the ladder a fit was made on."""
+    w = fit.settings.final_window
+    acc = obs.finals(fit.task, fit.acc_metric, w).as_dict()
+    x = obs.finals(fit.x_task, fit.x_metric, w).as_dict()
+    runs = sorted((r for r in acc if r in x), key=lambda r: x[r])  # best feature first
+    k = max(1, len(runs) // 3)
+    rise = np.mean([acc[r] for r in runs[:k]]) - np.mean([acc[r] for r in runs[-k:]])
+    noise, source = accuracy_noise(obs, fit.task, fit.acc_metric, fit.x_task, fit.x_metric)
+    xs = [x[r] for r in runs]
+    return {"chance": fit.chance, "acc_noise": noise, "noise_source": source,
+            "best_acc": float(max(acc.values())), "rise": float(rise),
+            "feature_min": float(min(xs)), "feature_max": float(max(xs)),
+            "n_runs": len(runs), "notes": list(notes)}
+
+
+def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[str, list[str]]:
+    """(status, reasons) of one prediction; see the module docstring for the rules."""
+    if not diag:
+        return "ok", []
+    unpredictable, caution = [], []
+    noise, chance, best = diag["acc_noise"], diag["chance"], diag["best_acc"]
+    margin = max(SIGNAL_SIGMAS * noise, MIN_SIGNAL)
+    if best - chance < margin:
+        unpredictable.append(f"ladder accuracy at chance: best {best * 100:.1f} vs chance "
+                             f"{chance * 100:.1f} (noise SD {noise * 100:.1f} points)")
+    elif diag["rise"] < margin:
+        unpredictable.append(f"accuracy does not rise with the feature beyond noise "
+                             f"({diag['rise'] * 100:.1f} vs {margin * 100:.1f} points)")
+    if degenerate:
+        unpredictable.append("degenerate fit")
+    if acc - best > ACC_MARGIN:
+        caution.append(f"predicted {(acc - best) * 100:.0f} points above the ladder's best")
+    if distance > FEATURE_MARGIN:
+        caution.append(f"feature beyond the ladder's range by {distance:.1f}x its span")
+    if unpredictable:
+        return "unpredictable", unpredictable + caution
+    return ("caution", caution) if caution else ("ok", [])
+
+
+def conformal_quantile(scores: list[float], level: float) -> float:
+    """The ceil((n + 1) level)-th smallest score (the largest when n is too small)."""
+    s = np.sort(np.asarray(scores, dtype=float))
+    if not len(s):
+        return 0.0
+    k = min(math.ceil((len(s) + 1) * level), len(s))
+    return float(s[k - 1])
+
+
+def interval(acc, boot_lo, boot_hi, form_sd, diag: dict, calibration: dict | None,
+             level: float, distance, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) accuracy bounds at `level` (see the module docstring)."""
+    if not calibrated:
+        return acc - boot_lo, acc + boot_hi
+    z = norm.ppf((1 + level) / 2)
+    sd = np.sqrt(diag.get("acc_noise", 0.0) ** 2 + form_sd ** 2)
+    lo_h, hi_h = np.hypot(boot_lo, z * sd), np.hypot(boot_hi, z * sd)
+    if calibration and calibration.get("scores"):
+        q = conformal_quantile(calibration["scores"], level)
+        lo_h, hi_h = np.maximum(lo_h, q * sd), np.maximum(hi_h, q * sd)
+    widen = 1 + np.maximum(distance - FEATURE_MARGIN, 0.0)
+    return (np.clip(acc - lo_h * widen, 0.0, acc), np.clip(acc + hi_h * widen, acc, 1.0))
