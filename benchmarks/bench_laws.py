@@ -19,20 +19,16 @@ import numpy as np
 from scipy.optimize import minimize
 
 from taskladder.common.facts import CHANCE, PAPER_LADDER, PAPER_TASKS, TARGETS
-from taskladder.laws.chained import (
-    _STEP1_CACHE,
-    ChainedFitter,
-    _step_inputs,
-    bootstrap,
-    fit_chained,
-)
+from taskladder.laws.chained import ChainedFitter, Step1Cache, bootstrap, fit_chained, step_inputs
 from taskladder.laws.fitting import single_threaded_blas
 from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss
 from taskladder.laws.step2 import fit_sigmoid_paper, sigmoid
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
+DEFAULT_DIR = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
+)
 
 
 def best_of(fn, repeat: int = 3) -> tuple[float, float]:
@@ -47,7 +43,7 @@ def best_of(fn, repeat: int = 3) -> tuple[float, float]:
 
 
 def ours_paper(obs):
-    _STEP1_CACHE.clear()  # time real fits, not the cache shared by repeated calls
+    # a new fitter owns a new step-1 cache: repeated calls time real fits
     fitter = ChainedFitter("paper")
     for task in PAPER_TASKS:
         fit = fitter.fit(obs, task)
@@ -57,7 +53,6 @@ def ours_paper(obs):
 
 def ours_fitting_only(obs):
     """Data prep + step 1 + step 2 + predictions, without the fitter's table query and data hash."""
-    _STEP1_CACHE.clear()
     s = LawSettings.paper()
     for task in PAPER_TASKS:
         fit = fit_chained(obs, task, s)
@@ -65,14 +60,35 @@ def ours_fitting_only(obs):
             fit.predict(n, d)
 
 
+def default_fits(obs, shared: bool):
+    fitter = ChainedFitter("default", n_bootstrap=0)
+    for task in PAPER_TASKS:
+        if not shared:
+            fitter.cache = _NoCache()
+        fitter.fit(obs, task)
+
+
+class _NoCache(Step1Cache):
+    def fit(self, d1, form, p0, bounds, delta):
+        from taskladder.laws.step1 import fit_step1
+
+        return fit_step1(d1, form, p0, bounds, delta)
+
+
 def numeric_gradient_paper(obs):
     """Vectorised objective, but scipy's finite-difference gradient (no analytic gradient)."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
-        d1, d2 = _step_inputs(obs, task, s)
+        d1, d2 = step_inputs(obs, task, s)
         fun = huber_log_objective(nd_jac, (d1.N, d1.D), d1.y, s.huber_delta)
-        res = minimize(lambda p, fun=fun: fun(p)[0], PAPER_P0, method="L-BFGS-B", bounds=PAPER_BOUNDS, tol=0.0,
-                       options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12})
+        res = minimize(
+            lambda p, fun=fun: fun(p)[0],
+            PAPER_P0,
+            method="L-BFGS-B",
+            bounds=PAPER_BOUNDS,
+            tol=0.0,
+            options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12},
+        )
         s2 = fit_sigmoid_paper(d2, CHANCE[task])
         for n, d in TARGETS.values():
             sigmoid(s2.params, nd_loss(res.x, [n], [d]))
@@ -82,7 +98,7 @@ def reference_style_paper(obs):
     """Per-point Python loops for the Huber objective and gradient (reference scripts' style)."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
-        d1, d2 = _step_inputs(obs, task, s)
+        d1, d2 = step_inputs(obs, task, s)
         xs, ys = list(zip(d1.N, d1.D, strict=True)), list(d1.y)
 
         def f(x, p):
@@ -103,8 +119,15 @@ def reference_style_paper(obs):
                     grad += 1e-3 * np.sign(r) * fg / pred
             return total, grad
 
-        res = minimize(loss_and_grad, PAPER_P0, jac=True, method="L-BFGS-B", bounds=PAPER_BOUNDS, tol=0.0,
-                       options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12})
+        res = minimize(
+            loss_and_grad,
+            PAPER_P0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=PAPER_BOUNDS,
+            tol=0.0,
+            options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12},
+        )
         s2 = fit_sigmoid_paper(d2, CHANCE[task])
         for n, d in TARGETS.values():
             sigmoid(s2.params, [f((n, d), res.x)])
@@ -121,35 +144,67 @@ def main() -> None:
         ref = best_of(lambda: reference_style_paper(obs), repeat=1)
         numeric = best_of(lambda: numeric_gradient_paper(obs), repeat=1)
     print("paper method, 8 tasks fitted + 7B-4T and 13B-5T predicted (target < 0.5 s of fitting):")
-    print(f"  ChainedFitter end to end:   {ours[0]:.3f} s wall, {ours[1]:.3f} s CPU (incl. table queries, data hashes)")
+    print(
+        f"  ChainedFitter end to end:   {ours[0]:.3f} s wall, {ours[1]:.3f} s CPU "
+        "(incl. table queries, data hashes)"
+    )
     print(f"  fitting (prep, steps 1-2, predict): {fitting[0]:.3f} s wall, {fitting[1]:.3f} s CPU")
-    print(f"  baseline, reference-style Python loops: {ref[0]:.3f} s wall, {ref[1]:.3f} s CPU -> {ref[1] / fitting[1]:.2f}x")
-    print(f"  baseline, no analytic gradient:         {numeric[0]:.3f} s wall, {numeric[1]:.3f} s CPU -> {numeric[1] / fitting[1]:.2f}x")
+    print(
+        f"  baseline, reference-style Python loops: {ref[0]:.3f} s wall, {ref[1]:.3f} s CPU "
+        f"-> {ref[1] / fitting[1]:.2f}x"
+    )
+    print(
+        f"  baseline, no analytic gradient:         {numeric[0]:.3f} s wall, "
+        f"{numeric[1]:.3f} s CPU -> {numeric[1] / fitting[1]:.2f}x"
+    )
 
     s = LawSettings.paper(n_bootstrap=1000)
     with single_threaded_blas():
         points = {t: fit_chained(obs, t, s) for t in PAPER_TASKS}
         fits = {}
-        boot = best_of(lambda: fits.update({t: bootstrap(obs, f) for t, f in points.items()}), repeat=1)
+        boot = best_of(
+            lambda: fits.update({t: bootstrap(obs, f) for t, f in points.items()}), repeat=1
+        )
         # baseline: one scipy refit per draw (step 2 only, warm start), a few draws extrapolated
         task = "arc_easy"
-        _, d2 = _step_inputs(obs, task, s)
+        _, d2 = step_inputs(obs, task, s)
         rng = np.random.default_rng(0)
         k = 5
 
         def naive_draws():
             for _ in range(k):
                 i = rng.integers(0, len(d2.x), len(d2.x))
-                minimize(lambda q, i=i: float(np.sum((sigmoid(q, d2.x[i]) - d2.y[i]) ** 2)),
-                         points[task].step2.params, method="L-BFGS-B")
+                minimize(
+                    lambda q, i=i: float(np.sum((sigmoid(q, d2.x[i]) - d2.y[i]) ** 2)),
+                    points[task].step2.params,
+                    method="L-BFGS-B",
+                )
 
         naive = [t / k * 1000 * len(PAPER_TASKS) for t in best_of(naive_draws, repeat=1)]
-    widths = [float(np.ptp([f.predict(*TARGETS["7B-4T"])[k] for k in ("acc_low", "acc_high")])) * 100 for f in fits.values()]
+    widths = [
+        float(np.ptp([f.predict(*TARGETS["7B-4T"])[k] for k in ("acc_low", "acc_high")])) * 100
+        for f in fits.values()
+    ]
     print("bootstrap, 1000 draws x 8 tasks, both steps (target < 20 s):")
     print(f"  ours (batched Gauss-Newton, warm start): {boot[0]:.2f} s wall, {boot[1]:.2f} s CPU")
-    print(f"  one scipy refit per draw (step 2 alone, extrapolated): {naive[0]:.1f} s wall, {naive[1]:.1f} s CPU"
-          f"  -> ours {naive[1] / boot[1]:.1f}x (CPU)")
+    print(
+        f"  one scipy refit per draw (step 2 alone, extrapolated): {naive[0]:.1f} s wall, "
+        f"{naive[1]:.1f} s CPU"
+        f"  -> ours {naive[1] / boot[1]:.1f}x (CPU)"
+    )
     print(f"  mean 90% interval width at 7B-4T: {np.mean(widths):.2f} points")
+
+    # The step-1 cache: one fitter for all tasks shares it (an LM-loss feature has the same
+    # step 1 for every task; backtest folds repeat across candidates) vs a fresh one per fit.
+    with single_threaded_blas():
+        shared = best_of(lambda: default_fits(obs, shared=True), repeat=1)
+        fresh = best_of(lambda: default_fits(obs, shared=False), repeat=1)
+    print("step-1 cache, default method (no bootstrap), 8 tasks:")
+    print(f"  one fitter, shared cache: {shared[0]:.2f} s wall, {shared[1]:.2f} s CPU")
+    print(
+        f"  no sharing (a cache per fit): {fresh[0]:.2f} s wall, {fresh[1]:.2f} s CPU"
+        f" -> cache saves {1 - shared[1] / fresh[1]:.0%}"
+    )
 
 
 if __name__ == "__main__":

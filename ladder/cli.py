@@ -13,6 +13,7 @@ from taskladder.common.errors import InputError
 # that `taskladder --help` stays fast.
 COMMAND_MODULES = (
     "taskladder.cmd_laws",  # fit, predict
+    "taskladder.cmd_analyze",  # analyze (the paper's variants)
     "taskladder.cmd_eval",  # eval
     "taskladder.cmd_train",  # train
     "taskladder.cmd_registry",  # register, check-target, gate, ...

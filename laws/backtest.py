@@ -41,8 +41,11 @@ def candidates(base: LawSettings, obs: Observations, task: str) -> dict[str, Law
     if primary.step1_form == "compute":  # the ladder cannot tell N from D apart
         forms = ["compute"]
     fixed = primary.replace(select="fixed", n_bootstrap=0)
-    out = {"paper": fixed.replace(step1_bounds="paper", step1_starts="paper",
-                                  step2_starts="paper", step1_form=forms[0])}
+    out = {
+        "paper": fixed.replace(
+            step1_bounds="paper", step1_starts="paper", step2_starts="paper", step1_form=forms[0]
+        )
+    }
     for feat in feats:
         for form in forms:
             out[f"{feat}, {form}"] = fixed.replace(feature=feat, step1_form=form)
@@ -64,18 +67,22 @@ def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[st
     for name, train in splits.items():
         test = largest & longest if name == "largest-longest" else ~train
         if train.sum() >= 5 and len(set(d.N[train].tolist())) >= 2 and test.any():
-            out[name] = ([r for r, t in zip(runs, train, strict=True) if t],
-                         [r for r, t in zip(runs, test, strict=True) if t])
+            out[name] = (
+                [r for r, t in zip(runs, train, strict=True) if t],
+                [r for r, t in zip(runs, test, strict=True) if t],
+            )
     return out
 
 
-def held_out(obs: Observations, task: str, settings: LawSettings, chance: float,
-             cache=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def held_out(
+    obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per holdout split: (predicted, actual) final accuracies of the held-out runs."""
     from .chained import fit_chained
 
-    actual = step1_data(obs, task, accuracy_metric(task, obs), settings.final_window,
-                        log_space=False)
+    actual = step1_data(
+        obs, task, accuracy_metric(task, obs), settings.final_window, log_space=False
+    )
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
     for name, (train, test) in holdouts(obs, task).items():
@@ -85,15 +92,19 @@ def held_out(obs: Observations, task: str, settings: LawSettings, chance: float,
     return out
 
 
-def backtest(obs: Observations, task: str, settings: LawSettings, chance: float,
-             cache=None) -> dict[str, float]:
+def backtest(
+    obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
+) -> dict[str, float]:
     """Mean absolute held-out accuracy error (points) per holdout split."""
-    return {k: float(np.mean(np.abs(p - a)) * 100)
-            for k, (p, a) in held_out(obs, task, settings, chance, cache).items()}
+    return {
+        k: float(np.mean(np.abs(p - a)) * 100)
+        for k, (p, a) in held_out(obs, task, settings, chance, cache).items()
+    }
 
 
-def select_forms(obs: Observations, task: str, base: LawSettings, chance: float, cache=None
-                 ) -> tuple[list[tuple[float, LawSettings]], dict, dict]:
+def select_forms(
+    obs: Observations, task: str, base: LawSettings, chance: float, cache=None
+) -> tuple[list[tuple[float, LawSettings]], dict, dict]:
     """Weighted candidates, the backtest document, and the calibration scores."""
     cands = candidates(base, obs, task)
     scores, results = {}, {}
@@ -110,11 +121,17 @@ def select_forms(obs: Observations, task: str, base: LawSettings, chance: float,
         scores[label] = dict(errs, mean=float(np.mean(list(errs.values()))))
         results[label] = res
     if not results:  # nothing to backtest on (a tiny ladder): the paper's settings alone
-        return [(1.0, cands["paper"])], {"chosen": "paper", "weights": {"paper": 1.0},
-                                         "scores": scores, "splits": {}}, None
+        return (
+            [(1.0, cands["paper"])],
+            {"chosen": "paper", "weights": {"paper": 1.0}, "scores": scores, "splits": {}},
+            None,
+        )
     best = min(scores[k]["mean"] for k in results)
-    keep = {k: 1 / max(scores[k]["mean"], 0.05) ** 2 for k in results
-            if scores[k]["mean"] <= KEEP_RATIO * best}
+    keep = {
+        k: 1 / max(scores[k]["mean"], 0.05) ** 2
+        for k in results
+        if scores[k]["mean"] <= KEEP_RATIO * best
+    }
     total = sum(keep.values())
     weights = {k: v / total for k, v in keep.items()}
     chosen = max(weights, key=weights.get)
@@ -122,13 +139,19 @@ def select_forms(obs: Observations, task: str, base: LawSettings, chance: float,
     x = cands[chosen]
     x_task = task if x.feature in ("bpb", "task_ce") else "lm"
     noise, _ = accuracy_noise(obs, task, acc_metric, x_task, x.feature)
+    per_run = obs.checkpoints_per_run(task, acc_metric).values()
+    noise /= np.sqrt(max(1, min(x.final_window, *per_run)))  # of a final value (trust.py)
     cal = []
     for split in next(iter(results.values())):
         preds = np.stack([results[k][split][0] for k in weights])
         w = np.array(list(weights.values()))
         pred, actual = w @ preds, results[chosen][split][1]
-        sd = np.sqrt(noise ** 2 + w @ (preds - pred) ** 2)
+        sd = np.sqrt(noise**2 + w @ (preds - pred) ** 2)
         cal += (np.abs(pred - actual) / np.maximum(sd, 1e-6)).tolist()
-    doc = {"chosen": chosen, "weights": weights, "scores": scores,
-           "splits": {k: v[1] for k, v in holdouts(obs, task).items()}}
+    doc = {
+        "chosen": chosen,
+        "weights": weights,
+        "scores": scores,
+        "splits": {k: v[1] for k, v in holdouts(obs, task).items()},
+    }
     return [(w, cands[k]) for k, w in weights.items()], doc, {"scores": sorted(cal)}

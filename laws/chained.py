@@ -52,8 +52,12 @@ _READ_SCHEMAS = ("taskladder.chained_fit/1", SCHEMA)
 # A law that does not depend on one of its inputs (exponent or slope pinned at 0, a flat
 # sigmoid) or did not converge is degenerate: its prediction should not be trusted.
 _DEGENERATE_AT_BOUND = {"alpha", "beta", "k"}
-_PARAM_NAMES = {"nd": ND_PARAMS, "compute": COMPUTE_PARAMS, "sigmoid": SIGMOID_PARAMS,
-                "log_sigmoid": LOGSIG_PARAMS}
+_PARAM_NAMES = {
+    "nd": ND_PARAMS,
+    "compute": COMPUTE_PARAMS,
+    "sigmoid": SIGMOID_PARAMS,
+    "log_sigmoid": LOGSIG_PARAMS,
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,14 @@ class StepFit:
 
     def to_dict(self) -> dict:
         return {
-            "form": self.form, "params": dict(zip(self.names, self.params, strict=True)),
-            "objective": self.objective, "converged": self.converged,
-            "at_bound": list(self.at_bound), "n_points": self.n_points,
-            "n_starts": self.n_starts, "errors": dict(self.errors),
+            "form": self.form,
+            "params": dict(zip(self.names, self.params, strict=True)),
+            "objective": self.objective,
+            "converged": self.converged,
+            "at_bound": list(self.at_bound),
+            "n_points": self.n_points,
+            "n_starts": self.n_starts,
+            "errors": dict(self.errors),
             "draws": [list(d) for d in self.draws],
         }
 
@@ -85,22 +93,38 @@ class StepFit:
         # parameter order is the form's, not the JSON's (a writer may have sorted the keys)
         names = _PARAM_NAMES.get(d["form"], tuple(d["params"]))
         if set(names) != set(d["params"]):
-            raise InputError(f"chained fit: {d['form']} parameters {sorted(d['params'])} "
-                             f"(expected {list(names)})")
+            raise InputError(
+                f"chained fit: {d['form']} parameters {sorted(d['params'])} "
+                f"(expected {list(names)})"
+            )
         return cls(
-            form=d["form"], names=names, params=tuple(float(d["params"][n]) for n in names),
-            objective=float(d["objective"]), converged=bool(d["converged"]),
-            at_bound=tuple(d["at_bound"]), n_points=int(d["n_points"]),
-            n_starts=int(d["n_starts"]), errors=dict(d.get("errors", {})),
+            form=d["form"],
+            names=names,
+            params=tuple(float(d["params"][n]) for n in names),
+            objective=float(d["objective"]),
+            converged=bool(d["converged"]),
+            at_bound=tuple(d["at_bound"]),
+            n_points=int(d["n_points"]),
+            n_starts=int(d["n_starts"]),
+            errors=dict(d.get("errors", {})),
             draws=tuple(tuple(float(v) for v in row) for row in d.get("draws", [])),
         )
 
     def with_draws(self, draws: np.ndarray) -> StepFit:
         sd = np.std(draws, axis=0) if len(draws) else np.zeros(len(self.params))
         errors = dict(self.errors, param_sd=dict(zip(self.names, map(float, sd), strict=True)))
-        return StepFit(self.form, self.names, self.params, self.objective, self.converged,
-                       self.at_bound, self.n_points, self.n_starts, errors,
-                       tuple(tuple(map(float, r)) for r in draws))
+        return StepFit(
+            self.form,
+            self.names,
+            self.params,
+            self.objective,
+            self.converged,
+            self.at_bound,
+            self.n_points,
+            self.n_starts,
+            errors,
+            tuple(tuple(map(float, r)) for r in draws),
+        )
 
 
 def step1_eval(form: str, p, N, D) -> np.ndarray:
@@ -168,10 +192,27 @@ class ChainedFit:
             loss_lo, loss_hi = np.minimum(ll, loss), np.maximum(lh, loss)
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
         distance = self._distance(loss)
-        lo, hi = interval(acc, boot_lo, boot_hi, form_sd, self.diagnostics, self.calibration,
-                          level, distance, self.method != "paper")
-        out = {"loss": loss, "acc": acc, "loss_low": loss_lo, "loss_high": loss_hi,
-               "acc_low": lo, "acc_high": hi, "form_sd": form_sd, "distance": distance}
+        lo, hi = interval(
+            acc,
+            boot_lo,
+            boot_hi,
+            form_sd,
+            self.diagnostics,
+            self.calibration,
+            level,
+            distance,
+            self.method != "paper",
+        )
+        out = {
+            "loss": loss,
+            "acc": acc,
+            "loss_low": loss_lo,
+            "loss_high": loss_hi,
+            "acc_low": lo,
+            "acc_high": hi,
+            "form_sd": form_sd,
+            "distance": distance,
+        }
         return {k: np.asarray(v, dtype=float).reshape(shape) for k, v in out.items()}
 
     def _distance(self, loss: np.ndarray) -> np.ndarray:
@@ -184,47 +225,70 @@ class ChainedFit:
     def assess(self, N: float, D: float) -> tuple[str, list[str]]:
         """(`ok` | `caution` | `unpredictable`, reasons) for a prediction at (N, D)."""
         p = self.predict(N, D)
-        return assess(self.diagnostics, self.flags["degenerate"], float(p["acc"]),
-                      float(p["distance"]))
+        return assess(
+            self.diagnostics, self.flags["degenerate"], float(p["acc"]), float(p["distance"])
+        )
 
     @property
     def flags(self) -> dict:
         s1, s2 = self.step1, self.step2
         at_bound = _DEGENERATE_AT_BOUND & (set(s1.at_bound) | set(s2.at_bound))
-        degenerate = (not s1.converged or not s2.converged or bool(at_bound)
-                      or (s2.form == "sigmoid" and abs(s2.params[0]) < 1e-6))
+        degenerate = (
+            not s1.converged
+            or not s2.converged
+            or bool(at_bound)
+            or (s2.form == "sigmoid" and abs(s2.params[0]) < 1e-6)
+        )
         return {
-            "step1_converged": s1.converged, "step1_at_bound": list(s1.at_bound),
-            "step2_converged": s2.converged, "step2_at_bound": list(s2.at_bound),
+            "step1_converged": s1.converged,
+            "step1_at_bound": list(s1.at_bound),
+            "step2_converged": s2.converged,
+            "step2_at_bound": list(s2.at_bound),
             "degenerate": bool(degenerate),
         }
 
     # JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA, "task": self.task, "acc_metric": self.acc_metric,
-            "x_task": self.x_task, "x_metric": self.x_metric, "chance": self.chance,
-            "method": self.method, "settings": self.settings.to_dict(),
-            "step1": self.step1.to_dict(), "step2": self.step2.to_dict(),
-            "flags": self.flags, "data_hash": self.data_hash, "backtest": self.backtest,
-            "diagnostics": self.diagnostics, "calibration": self.calibration,
+            "schema": SCHEMA,
+            "task": self.task,
+            "acc_metric": self.acc_metric,
+            "x_task": self.x_task,
+            "x_metric": self.x_metric,
+            "chance": self.chance,
+            "method": self.method,
+            "settings": self.settings.to_dict(),
+            "step1": self.step1.to_dict(),
+            "step2": self.step2.to_dict(),
+            "flags": self.flags,
+            "data_hash": self.data_hash,
+            "backtest": self.backtest,
+            "diagnostics": self.diagnostics,
+            "calibration": self.calibration,
             "members": [{"weight": w, "fit": m.to_dict()} for w, m in self.members],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> ChainedFit:
         if d.get("schema") not in _READ_SCHEMAS:
-            raise InputError(f"chained fit: unknown schema {d.get('schema')!r} "
-                             f"(expected {SCHEMA})")
+            raise InputError(f"chained fit: unknown schema {d.get('schema')!r} (expected {SCHEMA})")
         return cls(
-            task=d["task"], acc_metric=d["acc_metric"], x_task=d["x_task"],
-            x_metric=d["x_metric"], chance=float(d["chance"]), method=d["method"],
+            task=d["task"],
+            acc_metric=d["acc_metric"],
+            x_task=d["x_task"],
+            x_metric=d["x_metric"],
+            chance=float(d["chance"]),
+            method=d["method"],
             settings=LawSettings.from_dict(d["settings"]),
-            step1=StepFit.from_dict(d["step1"]), step2=StepFit.from_dict(d["step2"]),
-            data_hash=d.get("data_hash", ""), backtest=d.get("backtest"),
-            diagnostics=dict(d.get("diagnostics") or {}), calibration=d.get("calibration"),
-            members=tuple((float(m["weight"]), cls.from_dict(m["fit"]))
-                          for m in d.get("members") or []),
+            step1=StepFit.from_dict(d["step1"]),
+            step2=StepFit.from_dict(d["step2"]),
+            data_hash=d.get("data_hash", ""),
+            backtest=d.get("backtest"),
+            diagnostics=dict(d.get("diagnostics") or {}),
+            calibration=d.get("calibration"),
+            members=tuple(
+                (float(m["weight"]), cls.from_dict(m["fit"])) for m in d.get("members") or []
+            ),
         )
 
 
@@ -236,8 +300,16 @@ class Step1Cache:
         self._fits: dict[tuple, Solution] = {}
 
     def fit(self, d1: Finals, form: str, p0, bounds: Bounds, delta: float) -> Solution:
-        key = (form, p0, tuple(bounds), delta, d1.N.tobytes(), d1.D.tobytes(),
-               d1.flops.tobytes(), d1.y.tobytes())
+        key = (
+            form,
+            p0,
+            tuple(bounds),
+            delta,
+            d1.N.tobytes(),
+            d1.D.tobytes(),
+            d1.flops.tobytes(),
+            d1.y.tobytes(),
+        )
         if key not in self._fits:
             self._fits[key] = fit_step1(d1, form, p0, bounds, delta)
         return self._fits[key]
@@ -246,10 +318,16 @@ class Step1Cache:
 class ChainedFitter:
     """Configured in __init__ (method, settings overrides, chance levels), learns in `fit`."""
 
-    def __init__(self, method: str = "default", settings: LawSettings | None = None,
-                 chance: dict[str, float] | None = None, **overrides):
-        self.settings = (settings.replace(**overrides) if settings
-                         else LawSettings.preset(method, **overrides))
+    def __init__(
+        self,
+        method: str = "default",
+        settings: LawSettings | None = None,
+        chance: dict[str, float] | None = None,
+        **overrides,
+    ):
+        self.settings = (
+            settings.replace(**overrides) if settings else LawSettings.preset(method, **overrides)
+        )
         self.method = self.settings.method
         self.chance = dict(chance or {})
         self.cache = Step1Cache()
@@ -268,8 +346,9 @@ class ChainedFitter:
         if s.select == "backtest":
             from .backtest import select_forms  # backtests fit chained laws themselves
 
-            chosen, backtest, calibration = select_forms(obs, task, self.settings, chance,
-                                                         self.cache)
+            chosen, backtest, calibration = select_forms(
+                obs, task, self.settings, chance, self.cache
+            )
             fits = [(w, fit_chained(obs, task, c, chance, self.cache)) for w, c in chosen]
             fit = max(fits, key=lambda m: m[0])[1]
             members = tuple(fits) if len(fits) > 1 else ()
@@ -279,10 +358,18 @@ class ChainedFitter:
         if s.n_bootstrap:
             fit = bootstrap(obs, fit.__class__(**{**fit.__dict__, "settings": s}))
         diag = diagnostics(obs, fit, notes)
-        return ChainedFit(**{**fit.__dict__, "settings": s, "backtest": backtest,
-                             "diagnostics": diag, "members": members,
-                             "calibration": calibration, "method": self.method,
-                             "data_hash": task_rows(obs, fit).content_hash()})
+        return ChainedFit(
+            **{
+                **fit.__dict__,
+                "settings": s,
+                "backtest": backtest,
+                "diagnostics": diag,
+                "members": members,
+                "calibration": calibration,
+                "method": self.method,
+                "data_hash": task_rows(obs, fit).content_hash(),
+            }
+        )
 
 
 def check_ladder(obs: Observations, task: str) -> None:
@@ -295,11 +382,13 @@ def check_ladder(obs: Observations, task: str) -> None:
         raise InputError(f"task {task!r}: the ladder has no accuracy column ({metric})")
     sizes, runs = set(sub.N.tolist()), sub.unique("run")
     if len(sizes) < 2:
-        raise InputError(f"task {task!r}: the ladder has {len(sizes)} model size(s); "
-                         "a fit needs at least 2")
+        raise InputError(
+            f"task {task!r}: the ladder has {len(sizes)} model size(s); a fit needs at least 2"
+        )
     if len(runs) < 5:
-        raise InputError(f"task {task!r}: the ladder has {len(runs)} run(s); "
-                         "a step-1 fit needs at least 5")
+        raise InputError(
+            f"task {task!r}: the ladder has {len(runs)} run(s); a step-1 fit needs at least 5"
+        )
 
 
 def features(obs: Observations, task: str) -> list[str]:
@@ -318,23 +407,33 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
     have = features(obs, task)
     if s.feature == "auto":
         if not have:
-            raise InputError(f"--feature: the ladder has no feature for task {task!r} "
-                             "(no bpb, task_ce or lm ce_<set>)")
+            raise InputError(
+                f"--feature: the ladder has no feature for task {task!r} "
+                "(no bpb, task_ce or lm ce_<set>)"
+            )
         s = s.replace(feature=have[0])
     elif s.feature not in have:
-        raise InputError(f"--feature: the ladder lacks {s.feature!r} for task {task!r} "
-                         f"(it has: {', '.join(have) or 'none'})")
+        raise InputError(
+            f"--feature: the ladder lacks {s.feature!r} for task {task!r} "
+            f"(it has: {', '.join(have) or 'none'})"
+        )
     acc = obs.finals(task, accuracy_metric(task, obs), 1)
     if s.step1_form == "auto":
         ratios = set(np.round(np.log2(acc.D / acc.N), 1).tolist())
         s = s.replace(step1_form="nd" if len(ratios) >= 2 and len(acc.runs) >= 5 else "compute")
     per_run = obs.checkpoints_per_run(task, accuracy_metric(task, obs))
     if max(per_run.values()) <= 1:
-        changed = {k: v for k, v in (("skip", 0.0), ("window", 1), ("final_window", 1))
-                   if getattr(s, k) != v}
+        changed = {
+            k: v
+            for k, v in (("skip", 0.0), ("window", 1), ("final_window", 1))
+            if getattr(s, k) != v
+        }
         if changed:
-            notes.append("final-only ladder: " + ", ".join(
-                f"{k}={getattr(s, k)} cannot apply" for k in changed) + " (step 2 fits final points)")
+            notes.append(
+                "final-only ladder: "
+                + ", ".join(f"{k}={getattr(s, k)} cannot apply" for k in changed)
+                + " (step 2 fits final points)"
+            )
             s = s.replace(**changed)
     return s, notes
 
@@ -350,10 +449,20 @@ def task_rows(obs: Observations, fit: ChainedFit) -> Observations:
     return obs.where(task=[fit.task, fit.x_task])
 
 
-def _solution_fit(sol: Solution, form: str, names: tuple[str, ...], n_points: int,
-                  errors: dict) -> StepFit:
-    return StepFit(form, names, tuple(map(float, sol.params)), sol.objective, sol.converged,
-                   tuple(names[i] for i in sol.at_bound), n_points, sol.n_starts, errors)
+def _solution_fit(
+    sol: Solution, form: str, names: tuple[str, ...], n_points: int, errors: dict
+) -> StepFit:
+    return StepFit(
+        form,
+        names,
+        tuple(map(float, sol.params)),
+        sol.objective,
+        sol.converged,
+        tuple(names[i] for i in sol.at_bound),
+        n_points,
+        sol.n_starts,
+        errors,
+    )
 
 
 def step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Finals, Step2Data]:
@@ -379,8 +488,13 @@ def _step1_setup(s: LawSettings, d1: Finals) -> tuple[Finals, Bounds]:
     return d1, bounds
 
 
-def fit_chained(obs: Observations, task: str, s: LawSettings, chance: float | None = None,
-                cache: Step1Cache | None = None) -> ChainedFit:
+def fit_chained(
+    obs: Observations,
+    task: str,
+    s: LawSettings,
+    chance: float | None = None,
+    cache: Step1Cache | None = None,
+) -> ChainedFit:
     """The point fit of both steps with fixed settings (`auto` ones resolved on `obs`)."""
     if "auto" in (s.feature, s.step1_form):
         s, _ = resolve_settings(s, obs, task)
@@ -403,11 +517,18 @@ def fit_chained(obs: Observations, task: str, s: LawSettings, chance: float | No
         sol2, names2 = fit_sigmoid_grid(d2, chance), SIGMOID_PARAMS
     res2 = step2_eval(s.step2_form, sol2.params, d2.x) - d2.y
     real = d2.runs != "<anchor>"
-    err2 = {"rmse": float(np.sqrt(np.mean(res2[real] ** 2))),
-            "mean_abs": float(np.mean(np.abs(res2[real])))}
+    err2 = {
+        "rmse": float(np.sqrt(np.mean(res2[real] ** 2))),
+        "mean_abs": float(np.mean(np.abs(res2[real]))),
+    }
     return ChainedFit(
-        task=task, acc_metric=accuracy_metric(task, obs), x_task=x_task, x_metric=x_metric,
-        chance=chance, method=s.method, settings=s,
+        task=task,
+        acc_metric=accuracy_metric(task, obs),
+        x_task=x_task,
+        x_metric=x_metric,
+        chance=chance,
+        method=s.method,
+        settings=s,
         step1=_solution_fit(sol1, s.step1_form, names1, len(d1.y), err1),
         step2=_solution_fit(sol2, s.step2_form, names2, len(d2.x), err2),
     )
@@ -428,8 +549,9 @@ def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:
         P2 = bootstrap_log_sigmoid(d2, np.array(fit.step2.params), c2)
     else:
         P2 = bootstrap_sigmoid(d2, np.array(fit.step2.params), c2, SIGMOID_BOUNDS)
-    return ChainedFit(**{**fit.__dict__, "step1": fit.step1.with_draws(P1),
-                         "step2": fit.step2.with_draws(P2)})
+    return ChainedFit(
+        **{**fit.__dict__, "step1": fit.step1.with_draws(P1), "step2": fit.step2.with_draws(P2)}
+    )
 
 
 def checkpoint_counts(runs: np.ndarray, rng: np.random.Generator, B: int) -> np.ndarray:
@@ -439,6 +561,8 @@ def checkpoint_counts(runs: np.ndarray, rng: np.random.Generator, B: int) -> np.
     run_counts = rng.multinomial(len(names), np.full(len(names), 1 / len(names)), size=B)
     for j, name in enumerate(names):
         idx = np.flatnonzero(runs == name)
-        counts[:, idx] = rng.multinomial(run_counts[:, j] * len(idx), np.full(len(idx), 1 / len(idx)))
+        counts[:, idx] = rng.multinomial(
+            run_counts[:, j] * len(idx), np.full(len(idx), 1 / len(idx))
+        )
     counts[:, runs == "<anchor>"] = 1.0
     return counts

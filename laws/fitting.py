@@ -73,7 +73,15 @@ def lbfgsb(
     opts = {"maxiter": 10_000, "ftol": 0.0 if tight else 1e-12, "gtol": 1e-12 if tight else 1e-9}
     with single_threaded_blas():
         for p0 in np.atleast_2d(starts):
-            res = minimize(fun, p0, jac=True, method="L-BFGS-B", bounds=bounds, tol=0.0 if tight else None, options=opts)
+            res = minimize(
+                fun,
+                p0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                tol=0.0 if tight else None,
+                options=opts,
+            )
             if best is None or res.fun < best.fun:
                 best = res
     assert best is not None
@@ -81,7 +89,14 @@ def lbfgsb(
     # vanishing projected gradient too.
     grad = _projected_grad(best.x, best.jac, bounds)
     ok = bool(best.success) or float(np.max(np.abs(grad))) < 1e-6 * max(1.0, abs(best.fun))
-    return Solution(best.x.copy(), float(best.fun), ok, at_bounds(best.x, bounds), len(np.atleast_2d(starts)), str(best.message))
+    return Solution(
+        best.x.copy(),
+        float(best.fun),
+        ok,
+        at_bounds(best.x, bounds),
+        len(np.atleast_2d(starts)),
+        str(best.message),
+    )
 
 
 def _projected_grad(p: np.ndarray, g: np.ndarray, bounds: Bounds) -> np.ndarray:
@@ -141,7 +156,11 @@ def batched_lm(
         g = np.where(held, 0.0, g)
         H = np.transpose(Jf, (0, 2, 1)) @ (Jf * wa[:, :, None])
         diag = np.einsum("bii->bi", H) + held
-        A = H + held[:, :, None] * eye + lam[act, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
+        A = (
+            H
+            + held[:, :, None] * eye
+            + lam[act, None, None] * (diag[:, :, None] * eye + 1e-12 * eye)
+        )
         try:
             step = np.linalg.solve(A, -g[..., None])[..., 0]
         except np.linalg.LinAlgError:

@@ -80,7 +80,9 @@ class Observations:
                 raise InputError(f"{where}: row {i}: N must be > 0, got {rec['N']!r}")
             step = _as_float(rec["step"], "step", i, where)
             if step < 0 or step != int(step):
-                raise InputError(f"{where}: row {i}: step must be an integer >= 0, got {rec['step']!r}")
+                raise InputError(
+                    f"{where}: row {i}: step must be an integer >= 0, got {rec['step']!r}"
+                )
             cols["step"].append(int(step))
         return cls(
             **{c: _frozen(cols[c], object if c in STR_COLUMNS else float) for c in COLUMNS[:4]},
@@ -92,7 +94,9 @@ class Observations:
         )
 
     @classmethod
-    def from_columns(cls, columns: Mapping[str, Iterable], where: str = "observations") -> Observations:
+    def from_columns(
+        cls, columns: Mapping[str, Iterable], where: str = "observations"
+    ) -> Observations:
         """Vectorised `from_records` for readers that already hold whole columns."""
         missing = [c for c in COLUMNS if c not in columns]
         if missing:
@@ -105,11 +109,15 @@ class Observations:
                 cols[c] = None
             if cols[c] is None or not np.all(np.isfinite(cols[c])):
                 i = _first_bad(columns[c])
-                raise InputError(f"{where}: row {i}: {c} is not a finite number: {list(columns[c])[i]!r}")
+                raise InputError(
+                    f"{where}: row {i}: {c} is not a finite number: {list(columns[c])[i]!r}"
+                )
         for c in ("N", "D", "flops", "step"):
             bad = np.flatnonzero(cols[c] < 0)
             if bad.size:
-                raise InputError(f"{where}: row {bad[0]}: {c} must be >= 0, got {cols[c][bad[0]]!r}")
+                raise InputError(
+                    f"{where}: row {bad[0]}: {c} must be >= 0, got {cols[c][bad[0]]!r}"
+                )
         bad = np.flatnonzero((cols["N"] <= 0) | (cols["step"] != np.round(cols["step"])))
         if bad.size:
             i = bad[0]
@@ -123,7 +131,14 @@ class Observations:
         tables = list(tables)
         if not tables:
             return cls.from_records([])
-        return cls(**{c: _frozen(np.concatenate([getattr(t, c) for t in tables]), getattr(tables[0], c).dtype) for c in COLUMNS})
+        return cls(
+            **{
+                c: _frozen(
+                    np.concatenate([getattr(t, c) for t in tables]), getattr(tables[0], c).dtype
+                )
+                for c in COLUMNS
+            }
+        )
 
     # queries --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -144,7 +159,9 @@ class Observations:
 
     def where(self, mask: np.ndarray | None = None, **equals) -> Observations:
         m = self.mask(**equals) if mask is None else mask & self.mask(**equals)
-        return Observations(**{c: _frozen(getattr(self, c)[m], getattr(self, c).dtype) for c in COLUMNS})
+        return Observations(
+            **{c: _frozen(getattr(self, c)[m], getattr(self, c).dtype) for c in COLUMNS}
+        )
 
     def unique(self, column: str) -> list:
         """Distinct values of a column, in first-seen order."""
@@ -164,7 +181,17 @@ class Observations:
         h = hashlib.sha256()
         # Rows in tuple order of (run, task, metric, step, repr(value), repr(N), repr(D),
         # repr(flops), size), sorted with one vectorised lexsort.
-        cols = [self.run, self.task, self.metric, self.step, self.value, self.N, self.D, self.flops, self.size]
+        cols = [
+            self.run,
+            self.task,
+            self.metric,
+            self.step,
+            self.value,
+            self.N,
+            self.D,
+            self.flops,
+            self.size,
+        ]
         as_text = (str, str, str, int, repr, repr, repr, repr, str)
         text = [list(map(f, c.tolist())) for f, c in zip(as_text, cols, strict=True)]
         if not len(self):
@@ -175,8 +202,9 @@ class Observations:
         h.update("".join(lines[i] + "\n" for i in order).encode())
         return h.hexdigest()
 
-    def finals(self, task: str, metric: str, window: int = 5,
-               stat: Callable[[np.ndarray], float] = np.mean) -> Finals:
+    def finals(
+        self, task: str, metric: str, window: int = 5, stat: Callable[[np.ndarray], float] = np.mean
+    ) -> Finals:
         """Per run: N, D, flops of its last checkpoint and `stat` (the mean) of the values of
         its last `window` checkpoints by D. The one definition of a run's final value."""
         sub = self.where(task=task, metric=metric)
@@ -185,10 +213,19 @@ class Observations:
             r = sub.where(run=run)
             order = np.argsort(r.D, kind="stable")
             runs.append(run)
-            rows.append((r.N[order][-1], r.D[order][-1], r.flops[order][-1],
-                         float(stat(r.value[order][-window:]))))
-        N, D, F, y = (np.array(c, dtype=float) for c in zip(*rows, strict=True)) if rows else (
-            np.zeros(0),) * 4
+            rows.append(
+                (
+                    r.N[order][-1],
+                    r.D[order][-1],
+                    r.flops[order][-1],
+                    float(stat(r.value[order][-window:])),
+                )
+            )
+        N, D, F, y = (
+            (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+            if rows
+            else (np.zeros(0),) * 4
+        )
         return Finals(tuple(runs), N, D, F, y)
 
     def checkpoints_per_run(self, task: str, metric: str) -> dict[str, int]:

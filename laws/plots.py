@@ -65,8 +65,13 @@ def _save(fig, path: Path) -> Path:
     return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"), mode="wb")
 
 
-def plot_step1(fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path,
-               report: dict | None = None) -> Path:
+def plot_step1(
+    fits: dict[str, ChainedFit],
+    obs: Observations,
+    target: dict | None,
+    path: Path,
+    report: dict | None = None,
+) -> Path:
     plt = _pyplot()
     fig, axes = _grid(plt, len(fits))
     for ax, (task, fit) in zip(axes, fits.items(), strict=False):
@@ -83,9 +88,19 @@ def plot_step1(fits: dict[str, ChainedFit], obs: Observations, target: dict | No
             grid = np.geomspace(d1.D.min(), target["D"] * 1.3, 60)
             curve = step1_eval(fit.step1.form, params, np.full_like(grid, target["N"]), grid)
             ax.plot(grid, curve, "k--", lw=1)
-            err = [[p["loss"].item() - p["loss_low"].item()], [p["loss_high"].item() - p["loss"].item()]]
-            ax.errorbar([target["D"]], [p["loss"].item()], yerr=err, fmt="*", color="k", ms=10,
-                        label=f"{target['name']} predicted")
+            err = [
+                [p["loss"].item() - p["loss_low"].item()],
+                [p["loss_high"].item() - p["loss"].item()],
+            ]
+            ax.errorbar(
+                [target["D"]],
+                [p["loss"].item()],
+                yerr=err,
+                fmt="*",
+                color="k",
+                ms=10,
+                label=f"{target['name']} predicted",
+            )
             actual = _actual(report, task)
             if actual and "loss" in actual:
                 ax.plot(target["D"], actual["loss"], "gX", ms=8, label="actual")
@@ -101,8 +116,13 @@ def _actual(report: dict | None, task: str) -> dict | None:
     return (report or {}).get("tasks", {}).get(task, {}).get("actual")
 
 
-def plot_step2(fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path,
-               report: dict | None = None) -> Path:
+def plot_step2(
+    fits: dict[str, ChainedFit],
+    obs: Observations,
+    target: dict | None,
+    path: Path,
+    report: dict | None = None,
+) -> Path:
     plt = _pyplot()
     fig, axes = _grid(plt, len(fits))
     for ax, (task, fit) in zip(axes, fits.items(), strict=False):
@@ -114,17 +134,32 @@ def plot_step2(fits: dict[str, ChainedFit], obs: Observations, target: dict | No
         lows = [d2.x[real].min()] + ([p["loss"].item()] if p else [])
         lows += [actual["loss"]] if actual and "loss" in actual else []
         grid = np.linspace(min(lows) * 0.95, d2.x[real].max() * 1.05, 200)
-        ax.plot(grid, step2_eval(fit.step2.form, np.array(fit.step2.params), grid), "k-", lw=1,
-                label="fit")
+        ax.plot(
+            grid,
+            step2_eval(fit.step2.form, np.array(fit.step2.params), grid),
+            "k-",
+            lw=1,
+            label="fit",
+        )
         if fit.step2.draws:
             band = step2_eval(fit.step2.form, np.array(fit.step2.draws), grid)
             q = (1 - fit.settings.level) / 2 * 100
-            ax.fill_between(grid, *np.nanpercentile(band, [q, 100 - q], axis=0), color="k",
-                            alpha=0.15, lw=0)
+            ax.fill_between(
+                grid, *np.nanpercentile(band, [q, 100 - q], axis=0), color="k", alpha=0.15, lw=0
+            )
         if p:
-            err = [[p["acc"].item() - p["acc_low"].item()], [p["acc_high"].item() - p["acc"].item()]]
-            ax.errorbar([p["loss"].item()], [p["acc"].item()], yerr=err, fmt="r*", ms=10,
-                        label=f"{target['name']} predicted")
+            err = [
+                [p["acc"].item() - p["acc_low"].item()],
+                [p["acc_high"].item() - p["acc"].item()],
+            ]
+            ax.errorbar(
+                [p["loss"].item()],
+                [p["acc"].item()],
+                yerr=err,
+                fmt="r*",
+                ms=10,
+                label=f"{target['name']} predicted",
+            )
         if actual and "loss" in actual:
             ax.plot(actual["loss"], actual["acc"], "gX", ms=8, label="actual")
         ax.axhline(fit.chance, color="grey", lw=0.8, ls=":", label="chance")
@@ -148,13 +183,31 @@ def plot_chained(report: dict, path: Path) -> Path:
     for st, color in STATUS_COLORS.items():
         i = [j for j, s in enumerate(status) if s == st]
         if i:
-            ax.errorbar(x[i], pred[i], yerr=[pred[i] - low[i], high[i] - pred[i]], fmt="o",
-                        capsize=3, color=color, label=f"predicted ({st})")
+            ax.errorbar(
+                x[i],
+                pred[i],
+                yerr=[pred[i] - low[i], high[i] - pred[i]],
+                fmt="o",
+                capsize=3,
+                color=color,
+                label=f"predicted ({st})",
+            )
     act = [report["tasks"][t].get("actual") for t in tasks]
     if any(act):
-        ax.plot([i for i, a in enumerate(act) if a], [a["acc"] * 100 for a in act if a], "gX", ms=8, label="actual")
-    ax.set_xticks(x, [f"{LABELS.get(t, t)}\n[{s}]" for t, s in zip(tasks, status, strict=True)],
-                  rotation=30, ha="right", fontsize=7)
+        ax.plot(
+            [i for i, a in enumerate(act) if a],
+            [a["acc"] * 100 for a in act if a],
+            "gX",
+            ms=8,
+            label="actual",
+        )
+    ax.set_xticks(
+        x,
+        [f"{LABELS.get(t, t)}\n[{s}]" for t, s in zip(tasks, status, strict=True)],
+        rotation=30,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel("accuracy (points)")
     ax.set_title(f"chained prediction, {report['target']['name']} ({report['method']})")
     ax.legend(fontsize=7)
@@ -165,25 +218,42 @@ def plot_variance(table: dict[str, dict], path: Path) -> Path:
     plt = _pyplot()
     tasks = list(table)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key, label in ((axes[0], "loss_cv", "task loss SD/mean"), (axes[1], "acc_sd", "accuracy SD")):
+    for ax, key, label in (
+        (axes[0], "loss_cv", "task loss SD/mean"),
+        (axes[1], "acc_sd", "accuracy SD"),
+    ):
         ax.bar(range(len(tasks)), [table[t][key] for t in tasks])
-        ax.set_xticks(range(len(tasks)), [LABELS.get(t, t) for t in tasks], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(
+            range(len(tasks)),
+            [LABELS.get(t, t) for t in tasks],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
         ax.set_title(f"{label} (last 10 checkpoints of {table[tasks[0]]['run']})", fontsize=9)
     return _save(fig, path)
 
 
-def write_plots(directory: str | Path, fits: dict[str, ChainedFit], obs: Observations,
-                target: dict | None = None, report: dict | None = None) -> list[Path]:
+def write_plots(
+    directory: str | Path,
+    fits: dict[str, ChainedFit],
+    obs: Observations,
+    target: dict | None = None,
+    report: dict | None = None,
+) -> list[Path]:
     """All figures for a set of fits; the chained plot needs a prediction report."""
     from .variants import variance_table
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_step1(fits, obs, target, out / "step1.png", report),
-             plot_step2(fits, obs, target, out / "step2.png", report)]
+    paths = [
+        plot_step1(fits, obs, target, out / "step1.png", report),
+        plot_step2(fits, obs, target, out / "step2.png", report),
+    ]
     if report:
         paths.append(plot_chained(report, out / "chained.png"))
     features = {t: (f.x_task, f.x_metric) for t, f in fits.items()}
-    paths.append(plot_variance(variance_table(obs, list(fits), features=features),
-                               out / "variance.png"))
+    paths.append(
+        plot_variance(variance_table(obs, list(fits), features=features), out / "variance.png")
+    )
     return paths

@@ -9,7 +9,8 @@ Formats (`read_ladder(path, format=None)` detects the format when it is not give
     come from `OLMO_SIZES`, from ``sizes`` (``--sizes NAME=N,...``) or from a ``sizes.json``
     beside the CSVs (``{"NAME": N}``); FLOPs per token is 6N where OLMo did not log it.
     D = ``throughput/total_tokens`` (else ``_step * batch_size_in_tokens``);
-    flops = FLOPs per token x D. Every ``eval/downstream*`` task is read. Metrics: ``*_bpb`` (or ``_bpb_bpb``) -> bpb, ``*_len_norm`` ->
+    flops = FLOPs per token x D. Every ``eval/downstream*`` task is read.
+    Metrics: ``*_bpb`` (or ``_bpb_bpb``) -> bpb, ``*_len_norm`` ->
     acc_norm, BoolQ ``*_acc`` -> acc, ``*_mc_5shot_*`` -> acc_mc, ``soft_log`` negated ->
     task_ce, ``eval/<set>-validation/CrossEntropyLoss`` -> task "lm", metric ``ce_<set>``.
     The test split is used where a task has one (MMLU, ARC, OpenBookQA), else validation.
@@ -41,7 +42,6 @@ import math
 import re
 from pathlib import Path
 
-
 from taskladder.common.errors import InputError
 from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
@@ -55,8 +55,9 @@ _TEST_SPLIT = {"mmlu", "arc_easy", "arc_challenge", "openbookqa"}
 _RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")
 
 
-def read_ladder(path: str | Path, format: str | None = None,
-                sizes: dict[str, float] | None = None) -> Observations:
+def read_ladder(
+    path: str | Path, format: str | None = None, sizes: dict[str, float] | None = None
+) -> Observations:
     """Read ladder evaluations at `path` (file or directory) into an observation table;
     `sizes` names N for OLMo-ladder sizes the facts do not know."""
     path = Path(path)
@@ -145,8 +146,10 @@ def _olmo_size(stem: str, where: str, sizes: dict[str, tuple]) -> str:
     m = _PETEISH_RE.match(stem) or _SIZE_RE.match(stem)
     name = (f"{m.group(1)}B" if m.re is _PETEISH_RE else m.group(1)) if m else stem.split("-")[0]
     if name not in sizes:
-        raise InputError(f"{where}: unknown model size {name!r} of {stem!r}; give its N with "
-                         f"--sizes {name}=N (or a sizes.json beside the CSVs)")
+        raise InputError(
+            f"{where}: unknown model size {name!r} of {stem!r}; give its N with "
+            f"--sizes {name}=N (or a sizes.json beside the CSVs)"
+        )
     return name
 
 
@@ -163,7 +166,13 @@ def _known_sizes(folder: Path, given: dict[str, float]) -> dict[str, tuple]:
 def _olmo_metric(fmt: str, kind: str) -> str:
     if fmt == "mc":
         return "acc_mc"
-    return {"bpb": "bpb", "bpb_bpb": "bpb", "len_norm": "acc_norm", "acc": "acc", "soft_log": "task_ce"}[kind]
+    return {
+        "bpb": "bpb",
+        "bpb_bpb": "bpb",
+        "len_norm": "acc_norm",
+        "acc": "acc",
+        "soft_log": "task_ce",
+    }[kind]
 
 
 def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -177,7 +186,10 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     header, body = rows[0], rows[1:]
     for i, row in enumerate(body):
         if len(row) != len(header):
-            raise InputError(f"{path}: line {i + 2}: expected {len(header)} fields, got {len(row)} (truncated or malformed row)")
+            raise InputError(
+                f"{path}: line {i + 2}: expected {len(header)} fields, got {len(row)} "
+                "(truncated or malformed row)"
+            )
     return header, body
 
 
@@ -208,14 +220,16 @@ def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
             task, part = m.group("task"), ""
             metric = _olmo_metric(m.group("fmt"), m.group("kind"))
             if task.startswith("mmlu_"):
-                task, part = "mmlu", task[len("mmlu_"):]
+                task, part = "mmlu", task[len("mmlu_") :]
             if task != "boolq" or metric != "acc_norm":
                 found.setdefault((task, metric), {}).setdefault(m.group("split"), {})[part] = j
         elif m := _LM_RE.match(name):
             found[("lm", f"ce_{m.group('set')}")] = {"val": {"": j}}
     out = {}
     for (task, metric), splits in found.items():
-        complete = {s: p for s, p in splits.items() if task != "mmlu" or set(p) == set(MMLU_WEIGHTS)}
+        complete = {
+            s: p for s, p in splits.items() if task != "mmlu" or set(p) == set(MMLU_WEIGHTS)
+        }
         order = ("test", "val") if task in _TEST_SPLIT else ("val", "test")
         for split in order:
             if split in complete:
@@ -232,7 +246,10 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
     flops_per_token = flops_per_token or 6.0 * n_params
     col = {name: j for j, name in enumerate(header)}
     if "throughput/total_tokens" not in col and not {"_step", "batch_size_in_tokens"} <= set(col):
-        raise InputError(f"{path}: missing column 'throughput/total_tokens' (or '_step' and 'batch_size_in_tokens')")
+        raise InputError(
+            f"{path}: missing column 'throughput/total_tokens' "
+            "(or '_step' and 'batch_size_in_tokens')"
+        )
     metrics = _olmo_columns(header)
     if not any(t != "lm" for t, _ in metrics):
         raise InputError(f"{path}: no downstream task columns (eval/downstream*/...)")
@@ -244,20 +261,37 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
         if "_step" in col:
             step = _number(row[col["_step"]], path, line, "_step")
             if "throughput/total_tokens" not in col:
-                d = step * _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens")
+                d = step * _number(
+                    row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens"
+                )
         else:
-            batch = _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens") if "batch_size_in_tokens" in col else 0
+            batch = (
+                _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens")
+                if "batch_size_in_tokens" in col
+                else 0
+            )
             step = round(d / batch) if batch > 0 else 0
         if d < 0 or step < 0 or step != int(step):
-            raise InputError(f"{path}: line {line}: tokens/step must be non-negative integers, got D={d!r}, step={step!r}")
+            raise InputError(
+                f"{path}: line {line}: tokens/step must be non-negative integers, "
+                f"got D={d!r}, step={step!r}"
+            )
         for (task, metric), parts in metrics.items():
             vals = {p: _number(row[j], path, line, header[j]) for p, j in parts.items()}
-            value = sum(MMLU_WEIGHTS[p] * v for p, v in vals.items()) if task == "mmlu" else vals[""]
+            value = (
+                sum(MMLU_WEIGHTS[p] * v for p, v in vals.items()) if task == "mmlu" else vals[""]
+            )
             if metric == "task_ce":
                 value = -value
             if value < 0:
-                raise InputError(f"{path}: line {line}: {task} {metric} must be >= 0, got {value!r}")
-            for c, v in zip(COLUMNS, (path.stem, size, n_params, d, int(step), flops_per_token * d, task, metric, value), strict=True):
+                raise InputError(
+                    f"{path}: line {line}: {task} {metric} must be >= 0, got {value!r}"
+                )
+            for c, v in zip(
+                COLUMNS,
+                (path.stem, size, n_params, d, int(step), flops_per_token * d, task, metric, value),
+                strict=True,
+            ):
                 recs[c].append(v)
     return Observations.from_columns(recs, where=where)
 
@@ -284,7 +318,10 @@ def _load_json(path: Path):
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (truncated?)") from None
+        raise InputError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno} (truncated?)"
+        ) from None
 
 
 def _pretrained_dir(data: dict, path: Path) -> Path | None:
@@ -307,11 +344,15 @@ def _run_meta(data: dict, path: Path) -> LadderMeta:
     if meta is None:
         model_dir = _pretrained_dir(data, path)
         if model_dir is None:
-            raise InputError(f"{path}: no run metadata: neither a top-level {RESULTS_KEY!r} key "
-                             "nor 'pretrained=' in config.model_args")
+            raise InputError(
+                f"{path}: no run metadata: neither a top-level {RESULTS_KEY!r} key "
+                "nor 'pretrained=' in config.model_args"
+            )
         if not (model_dir / META_FILE).is_file():
-            raise InputError(f"{path}: no run metadata: no {RESULTS_KEY!r} key and "
-                             f"{model_dir / META_FILE} does not exist")
+            raise InputError(
+                f"{path}: no run metadata: no {RESULTS_KEY!r} key and "
+                f"{model_dir / META_FILE} does not exist"
+            )
         return LadderMeta.read(model_dir)
     if not isinstance(meta, dict):
         raise InputError(f"{path}: key {RESULTS_KEY!r}: run metadata must be an object")
@@ -358,8 +399,14 @@ def _lm_eval_file(path: Path) -> list[dict]:
             values[("mmlu", metric)] = sum(w * g for w, g in zip(weights, groups, strict=True))
     for name, v in meta.lm_losses.items():
         values[("lm", name)] = v
-    base = {"run": meta.run, "size": meta.size, "N": meta.N, "D": meta.D, "step": meta.step,
-            "flops": meta.flops}
+    base = {
+        "run": meta.run,
+        "size": meta.size,
+        "N": meta.N,
+        "D": meta.D,
+        "step": meta.step,
+        "flops": meta.flops,
+    }
     return [dict(base, task=t, metric=m, value=v) for (t, m), v in values.items()]
 
 
@@ -383,7 +430,9 @@ def _read_table(path: Path) -> Observations:
         data = _load_json(path)
         recs = data.get("observations") if isinstance(data, dict) else data
         if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
-            raise InputError(f"{path}: expected a list of observation records or {{'observations': [...]}}")
+            raise InputError(
+                f"{path}: expected a list of observation records or {{'observations': [...]}}"
+            )
         return Observations.from_records(recs, where=str(path))
     header, body = _read_csv_rows(path)
     extra = sorted(set(header) - set(COLUMNS))
@@ -391,7 +440,9 @@ def _read_table(path: Path) -> Observations:
     if missing:
         raise InputError(f"{path}: missing column {missing[0]!r}")
     if extra:
-        raise InputError(f"{path}: unexpected column {extra[0]!r} (the table has exactly {','.join(COLUMNS)})")
+        raise InputError(
+            f"{path}: unexpected column {extra[0]!r} (the table has exactly {','.join(COLUMNS)})"
+        )
     cols = {c: [row[j] for row in body] for j, c in enumerate(header)}
     return Observations.from_columns(cols, where=str(path))
 

@@ -89,43 +89,68 @@ def build_report(
         p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
         status, reasons = fit.assess(target["N"], target["D"])
         entry = {
-            "status": status, "reasons": reasons,
+            "status": status,
+            "reasons": reasons,
             "notes": list(fit.diagnostics.get("notes", [])),
             "acc_metric": fit.acc_metric,
             "feature": {"task": fit.x_task, "metric": fit.x_metric},
             "form": form_label(fit),
-            "predicted": {"acc": p["acc"], "low": p["acc_low"], "high": p["acc_high"],
-                          "loss": p["loss"], "loss_low": p["loss_low"],
-                          "loss_high": p["loss_high"], "form_sd": p["form_sd"],
-                          "distance": p["distance"]},
-            "params": {"step1": dict(zip(fit.step1.names, fit.step1.params, strict=True)),
-                       "step2": dict(zip(fit.step2.names, fit.step2.params, strict=True))},
+            "predicted": {
+                "acc": p["acc"],
+                "low": p["acc_low"],
+                "high": p["acc_high"],
+                "loss": p["loss"],
+                "loss_low": p["loss_low"],
+                "loss_high": p["loss_high"],
+                "form_sd": p["form_sd"],
+                "distance": p["distance"],
+            },
+            "params": {
+                "step1": dict(zip(fit.step1.names, fit.step1.params, strict=True)),
+                "step2": dict(zip(fit.step2.names, fit.step2.params, strict=True)),
+            },
             "fit_errors": {"step1": fit.step1.errors, "step2": fit.step2.errors},
             "flags": fit.flags,
             "backtest": fit.backtest,
-            "noise": {"acc_sd": fit.diagnostics.get("acc_noise"),
-                      "source": fit.diagnostics.get("noise_source")},
+            "noise": {
+                "acc_sd": fit.diagnostics.get("acc_noise"),
+                "source": fit.diagnostics.get("noise_source"),
+            },
         }
         if actual is not None:
             act = actual_values(actual, fit)
             if act is not None:
-                entry["actual"] = {"run": actual.unique("run")[0], "acc": act["acc"],
-                                   "abs_error_points": abs(p["acc"] - act["acc"]) * 100,
-                                   "rel_error": (p["acc"] - act["acc"]) / act["acc"],
-                                   "covered": p["acc_low"] <= act["acc"] <= p["acc_high"]}
+                entry["actual"] = {
+                    "run": actual.unique("run")[0],
+                    "acc": act["acc"],
+                    "abs_error_points": abs(p["acc"] - act["acc"]) * 100,
+                    "rel_error": (p["acc"] - act["acc"]) / act["acc"],
+                    "covered": p["acc_low"] <= act["acc"] <= p["acc_high"],
+                }
                 if "loss" in act:
-                    entry["actual"].update(loss=act["loss"],
-                                           loss_abs_error=abs(p["loss"] - act["loss"]),
-                                           loss_rel_error=(p["loss"] - act["loss"]) / act["loss"])
+                    entry["actual"].update(
+                        loss=act["loss"],
+                        loss_abs_error=abs(p["loss"] - act["loss"]),
+                        loss_rel_error=(p["loss"] - act["loss"]) / act["loss"],
+                    )
         tasks[task] = entry
-    report = {"schema": PREDICTION_SCHEMA, "method": first.method, "level": first.settings.level,
-              "ladder": ladder, "target": target, "tasks": tasks}
+    report = {
+        "schema": PREDICTION_SCHEMA,
+        "method": first.method,
+        "level": first.settings.level,
+        "ladder": ladder,
+        "target": target,
+        "tasks": tasks,
+    }
     with_actual = [t for t in tasks.values() if "actual" in t]
     if with_actual:
         report["summary"] = {
-            "mean_abs_error_points": float(np.mean([t["actual"]["abs_error_points"] for t in with_actual])),
-            "mean_abs_rel_error": float(np.mean([abs(t["actual"]["rel_error"])
-                                                 for t in with_actual])),
+            "mean_abs_error_points": float(
+                np.mean([t["actual"]["abs_error_points"] for t in with_actual])
+            ),
+            "mean_abs_rel_error": float(
+                np.mean([abs(t["actual"]["rel_error"]) for t in with_actual])
+            ),
             "n_tasks": len(with_actual),
             "coverage": float(np.mean([t["actual"]["covered"] for t in with_actual])),
         }
@@ -134,16 +159,22 @@ def build_report(
 
 def fits_document(fits: dict[str, ChainedFit], ladder: dict) -> dict:
     first = next(iter(fits.values()))
-    return {"schema": FITS_SCHEMA, "method": first.method, "ladder": ladder,
-            "fits": {t: f.to_dict() for t, f in fits.items()}}
+    return {
+        "schema": FITS_SCHEMA,
+        "method": first.method,
+        "ladder": ladder,
+        "fits": {t: f.to_dict() for t, f in fits.items()},
+    }
 
 
 def format_prediction_table(report: dict) -> str:
     """A readable table: one row per task, accuracy in points, its status and reasons."""
     t = report["target"]
     pct = round(report["level"] * 100)
-    lines = [f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   "
-             f"method: {report['method']}   interval: {pct}%"]
+    lines = [
+        f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   "
+        f"method: {report['method']}   interval: {pct}%"
+    ]
     head = f"{'task':<15}{'pred':>7}{'low':>7}{'high':>7}{'loss':>8}"
     has_actual = "summary" in report
     if has_actual:
@@ -152,29 +183,40 @@ def format_prediction_table(report: dict) -> str:
     lines += [head, "-" * (len(head) + 10)]
     for task, e in report["tasks"].items():
         p = e["predicted"]
-        row = (f"{LABELS.get(task, task):<15}{p['acc'] * 100:7.2f}{p['low'] * 100:7.2f}"
-               f"{p['high'] * 100:7.2f}{p['loss']:8.4f}")
+        row = (
+            f"{LABELS.get(task, task):<15}{p['acc'] * 100:7.2f}{p['low'] * 100:7.2f}"
+            f"{p['high'] * 100:7.2f}{p['loss']:8.4f}"
+        )
         if has_actual:
             a = e.get("actual")
-            row += (f"{a['acc'] * 100:8.2f}{a['abs_error_points']:8.2f}{a['rel_error'] * 100:8.2f}%"
-                    if a else " " * 25)
+            row += (
+                f"{a['acc'] * 100:8.2f}{a['abs_error_points']:8.2f}{a['rel_error'] * 100:8.2f}%"
+                if a
+                else " " * 25
+            )
         row += f"  {e['status']:<14}" + "; ".join([e["form"], *e["reasons"]])
         lines.append(row)
     if has_actual:
         s = report["summary"]
-        lines.append(f"mean abs error: {s['mean_abs_error_points']:.2f} points "
-                     f"({s['mean_abs_rel_error'] * 100:.2f}% rel) over {s['n_tasks']} tasks; "
-                     f"{s['coverage'] * 100:.0f}% of actuals inside the {pct}% interval")
+        lines.append(
+            f"mean abs error: {s['mean_abs_error_points']:.2f} points "
+            f"({s['mean_abs_rel_error'] * 100:.2f}% rel) over {s['n_tasks']} tasks; "
+            f"{s['coverage'] * 100:.0f}% of actuals inside the {pct}% interval"
+        )
     return "\n".join(lines)
 
 
 def format_fit_table(fits: dict[str, ChainedFit]) -> str:
-    lines = [f"{'task':<15}{'step 1 params':<48}{'err1':>7}{'step 2 params':<40}{'rmse2':>7}"
-             "  form / flags"]
+    lines = [
+        f"{'task':<15}{'step 1 params':<48}{'err1':>7}{'step 2 params':<40}{'rmse2':>7}"
+        "  form / flags"
+    ]
     for task, f in fits.items():
         p1 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step1.names, f.step1.params, strict=True))
         p2 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step2.names, f.step2.params, strict=True))
         flag = "  [DEGENERATE]" if f.flags["degenerate"] else ""
-        lines.append(f"{LABELS.get(task, task):<15}{p1:<48}{f.step1.errors['mean_abs_rel'] * 100:6.2f}% "
-                     f"{p2:<40}{f.step2.errors['rmse'] * 100:6.2f}  {form_label(f)}{flag}")
+        lines.append(
+            f"{LABELS.get(task, task):<15}{p1:<48}{f.step1.errors['mean_abs_rel'] * 100:6.2f}% "
+            f"{p2:<40}{f.step2.errors['rmse'] * 100:6.2f}  {form_label(f)}{flag}"
+        )
     return "\n".join(lines)

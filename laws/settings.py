@@ -47,15 +47,19 @@ class LawSettings:
     @classmethod
     def default(cls, **overrides) -> LawSettings:
         return cls(
-            method="default", step1_form="auto", step1_bounds="free", step1_starts="grid",
-            step2_starts="grid", n_bootstrap=200, select="backtest",
+            method="default",
+            step1_form="auto",
+            step1_bounds="free",
+            step1_starts="grid",
+            step2_starts="grid",
+            n_bootstrap=200,
+            select="backtest",
         ).replace(**overrides)
 
     @classmethod
     def preset(cls, method: str, **overrides) -> LawSettings:
         if method not in METHODS:
-            raise InputError(f"--method: unknown method {method!r} "
-                             f"(known: {', '.join(METHODS)})")
+            raise InputError(f"--method: unknown method {method!r} (known: {', '.join(METHODS)})")
         return getattr(cls, method)(**overrides)
 
     def replace(self, **overrides) -> LawSettings:
@@ -69,19 +73,26 @@ class LawSettings:
 
     def validate(self) -> None:
         choices = {
-            "step1_form": ("auto", "nd", "compute"), "step1_bounds": ("paper", "free"),
-            "step1_starts": ("paper", "grid"), "step2_form": ("sigmoid", "log_sigmoid"),
-            "step2_starts": ("paper", "grid"), "select": ("fixed", "backtest"),
+            "step1_form": ("auto", "nd", "compute"),
+            "step1_bounds": ("paper", "free"),
+            "step1_starts": ("paper", "grid"),
+            "step2_form": ("sigmoid", "log_sigmoid"),
+            "step2_starts": ("paper", "grid"),
+            "select": ("fixed", "backtest"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise InputError(f"--{name.replace('_', '-')}: {getattr(self, name)!r} "
-                                 f"(allowed: {', '.join(allowed)})")
+                raise InputError(
+                    f"--{name.replace('_', '-')}: {getattr(self, name)!r} "
+                    f"(allowed: {', '.join(allowed)})"
+                )
         if self.feature not in ("auto", "bpb", "task_ce") and not self.feature.startswith("ce_"):
             raise InputError(f"--feature: {self.feature!r} (allowed: auto, bpb, task_ce, ce_<set>)")
         if not 0 <= self.skip < 1 or self.window < 1 or self.final_window < 1:
-            raise InputError(f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, "
-                             f"{self.window}, {self.final_window})")
+            raise InputError(
+                f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, "
+                f"{self.window}, {self.final_window})"
+            )
         if self.n_bootstrap < 0:
             raise InputError(f"--bootstrap: must be >= 0, got {self.n_bootstrap}")
         if not 0 < self.level < 1:

@@ -64,8 +64,9 @@ def step1_data(
     every final value > 0; backtests read final accuracies, where 0 (a micro model) is valid."""
     d = obs.finals(task, metric, window)
     if log_space and np.any(d.y <= 0):
-        raise InputError(f"step 1 for {task}: {metric} must be > 0 for a log-space fit, "
-                         f"got {d.y.min()!r}")
+        raise InputError(
+            f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {d.y.min()!r}"
+        )
     return d
 
 
@@ -88,10 +89,19 @@ def huber_log_objective(jac_fn, x: tuple, y: np.ndarray, delta: float, weights=N
 def start_grid(form: str) -> np.ndarray:
     """Starts for the grid search (Chinchilla-replication style)."""
     if form == "nd":
-        axes = [np.array([0.0, 5.0, 10.0, 20.0]), np.array([0.0, 5.0, 10.0, 20.0]),
-                np.array([0.05, 0.2, 0.5, 1.0]), np.array([0.05, 0.2, 0.5, 1.0]), np.array([0.0, 0.5, 1.0, 2.0])]
+        axes = [
+            np.array([0.0, 5.0, 10.0, 20.0]),
+            np.array([0.0, 5.0, 10.0, 20.0]),
+            np.array([0.05, 0.2, 0.5, 1.0]),
+            np.array([0.05, 0.2, 0.5, 1.0]),
+            np.array([0.0, 0.5, 1.0, 2.0]),
+        ]
     else:
-        axes = [np.array([0.0, 5.0, 10.0, 20.0, 40.0]), np.array([0.02, 0.05, 0.1, 0.2, 0.5, 1.0]), np.array([0.0, 0.5, 1.0, 2.0])]
+        axes = [
+            np.array([0.0, 5.0, 10.0, 20.0, 40.0]),
+            np.array([0.02, 0.05, 0.1, 0.2, 0.5, 1.0]),
+            np.array([0.0, 0.5, 1.0, 2.0]),
+        ]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
 
 
@@ -130,10 +140,15 @@ def _objectives(jac_fn, x: tuple, y: np.ndarray, delta: float, P: np.ndarray) ->
 
 
 def bootstrap_step1(
-    data: Finals, point: np.ndarray, counts: np.ndarray, form: str, bounds: Bounds, delta: float,
+    data: Finals,
+    point: np.ndarray,
+    counts: np.ndarray,
+    form: str,
+    bounds: Bounds,
+    delta: float,
     max_iter: int = 200,
 ) -> np.ndarray:
-    """Refit for each row of run `counts` (B, runs), warm-started from `point` (or one start per row)."""
+    """Refit for each row of run `counts` (B, runs), warm-started from `point`."""
     jac_fn, x = (nd_jac, (data.N, data.D)) if form == "nd" else (compute_jac, (data.flops,))
     lny = np.log(data.y)
 
@@ -143,4 +158,6 @@ def bootstrap_step1(
         return np.log(pred) - lny, jac / pred[..., None]
 
     P0 = np.broadcast_to(point, (len(counts), point.shape[-1]))
-    return batched_lm(resid_jac, P0, counts.astype(float), bounds, huber_delta=delta, max_iter=max_iter)[0]
+    return batched_lm(
+        resid_jac, P0, counts.astype(float), bounds, huber_delta=delta, max_iter=max_iter
+    )[0]

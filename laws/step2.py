@@ -87,22 +87,29 @@ def moving_average(v: np.ndarray, window: int) -> np.ndarray:
     k = min(window - 1, len(c))  # a series shorter than the window is all expanding
     out[:k] = c[:k] / np.arange(1, k + 1)
     if len(c) >= window:
-        out[window - 1:] = (c[window - 1:] - np.concatenate([[0.0], c[:-window]])) / window
+        out[window - 1 :] = (c[window - 1 :] - np.concatenate([[0.0], c[:-window]])) / window
     return out
 
 
-def paired_series(obs: Observations, task: str, x_metric: str, y_metric: str, x_task: str | None = None):
+def paired_series(
+    obs: Observations, task: str, x_metric: str, y_metric: str, x_task: str | None = None
+) -> dict[str, tuple[np.ndarray, ...]]:
     """Per run, the checkpoints that have both metrics, ordered by D: {run: (D, x, y)}."""
     xs = obs.where(task=x_task or task, metric=x_metric)
     ys = obs.where(task=task, metric=y_metric)
-    out = {}
-    for run in ys.unique("run"):
-        xr, yr = xs.where(run=run), ys.where(run=run)
-        xmap = dict(zip(xr.step.tolist(), xr.value.tolist(), strict=True))
-        pairs = sorted((d, xmap[s], v) for s, d, v in zip(yr.step.tolist(), yr.D.tolist(), yr.value.tolist(), strict=True) if s in xmap)
-        if pairs:
-            out[run] = tuple(np.array(c, dtype=float) for c in zip(*pairs, strict=True))
-    return out
+    keys = zip(xs.run.tolist(), xs.step.tolist(), strict=True)
+    xmap = dict(zip(keys, xs.value.tolist(), strict=True))
+    per_run: dict[str, list] = {}
+    for r, s, d, v in zip(
+        ys.run.tolist(), ys.step.tolist(), ys.D.tolist(), ys.value.tolist(), strict=True
+    ):
+        x = xmap.get((r, s))
+        if x is not None:
+            per_run.setdefault(r, []).append((d, x, v))
+    return {
+        r: tuple(np.array(c, dtype=float) for c in zip(*sorted(p), strict=True))
+        for r, p in per_run.items()
+    }
 
 
 def step2_data(
@@ -138,10 +145,20 @@ def paper_p0(chance: float) -> tuple[float, float, float, float]:
 
 def fit_sigmoid_paper(data: Step2Data, chance: float) -> Solution:
     """The paper's fit: curve_fit (trf), one start p0 = [chance - 1, 0.9, 3, 1]."""
-    lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
+    lo, hi = zip(
+        *((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS),
+        strict=True,
+    )
     try:
-        p, _ = curve_fit(lambda x, *q: sigmoid(np.array(q), x), data.x, data.y, p0=paper_p0(chance),
-                         bounds=(lo, hi), method="trf", maxfev=100_000)
+        p, _ = curve_fit(
+            lambda x, *q: sigmoid(np.array(q), x),
+            data.x,
+            data.y,
+            p0=paper_p0(chance),
+            bounds=(lo, hi),
+            method="trf",
+            maxfev=100_000,
+        )
         ok, msg = True, "curve_fit converged"
     except RuntimeError as exc:  # scipy reports non-convergence this way
         p, ok, msg = np.array(paper_p0(chance)), False, str(exc)
@@ -163,20 +180,41 @@ def sigmoid_starts(data: Step2Data, chance: float) -> np.ndarray:
 
 def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 2) -> Solution:
     """Least squares (trf, analytic Jacobian) from the best points of `sigmoid_starts`."""
-    lo, hi = zip(*((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS), strict=True)
+    lo, hi = zip(
+        *((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS),
+        strict=True,
+    )
     starts = np.clip(sigmoid_starts(data, chance), lo, hi)
     sse = np.sum((sigmoid(starts, data.x) - data.y) ** 2, axis=1)
     best = None
     for p0 in starts[np.argsort(sse)[:n_best_starts]]:
-        res = least_squares(lambda q: sigmoid(q, data.x) - data.y, p0, jac=lambda q: sigmoid_jac(q, data.x)[1],
-                            bounds=(lo, hi), method="trf", xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=2000)
+        res = least_squares(
+            lambda q: sigmoid(q, data.x) - data.y,
+            p0,
+            jac=lambda q: sigmoid_jac(q, data.x)[1],
+            bounds=(lo, hi),
+            method="trf",
+            xtol=1e-10,
+            ftol=1e-10,
+            gtol=1e-10,
+            max_nfev=2000,
+        )
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
-    return Solution(best.x.copy(), float(best.cost), bool(best.status > 0), at_bounds(best.x, SIGMOID_BOUNDS), len(starts), str(best.message))
+    return Solution(
+        best.x.copy(),
+        float(best.cost),
+        bool(best.status > 0),
+        at_bounds(best.x, SIGMOID_BOUNDS),
+        len(starts),
+        str(best.message),
+    )
 
 
-def bootstrap_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds = SIGMOID_BOUNDS) -> np.ndarray:
+def bootstrap_sigmoid(
+    data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds = SIGMOID_BOUNDS
+) -> np.ndarray:
     """Refit for each row of point `counts` (B, n), warm-started from the point estimate."""
     return _bootstrap(sigmoid_jac, data, point, counts, bounds)
 
@@ -185,7 +223,9 @@ def bootstrap_log_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray
     return _bootstrap(log_sigmoid_jac, data, point, counts, [(None, None)] * 3)
 
 
-def _bootstrap(jac_fn, data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds) -> np.ndarray:
+def _bootstrap(
+    jac_fn, data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds
+) -> np.ndarray:
     def resid_jac(P):
         pred, jac = jac_fn(P, data.x)
         return pred - data.y, jac
@@ -201,8 +241,15 @@ def fit_log_sigmoid(data: Step2Data) -> Solution:
     for x0 in np.quantile(data.x, [0.25, 0.5, 0.75]):
         for k in np.array([1.0, 4.0]) / spread:
             for a in (-0.1, -0.3):
-                res = least_squares(lambda q: log_sigmoid(q, data.x) - data.y, (a, x0, k), method="lm", max_nfev=5000)
+                res = least_squares(
+                    lambda q: log_sigmoid(q, data.x) - data.y,
+                    (a, x0, k),
+                    method="lm",
+                    max_nfev=5000,
+                )
                 if best is None or res.cost < best.cost:
                     best = res
     assert best is not None
-    return Solution(best.x.copy(), float(best.cost), bool(best.status > 0), (), 12, str(best.message))
+    return Solution(
+        best.x.copy(), float(best.cost), bool(best.status > 0), (), 12, str(best.message)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .observations import Observations
+from .observations import COLUMNS, Observations
 from .step1 import nd_loss
 from .step2 import sigmoid
 from .tasks import accuracy_metric
@@ -23,18 +23,21 @@ def synthetic_ladder(
     checkpoints: int = 20,
     noise: float = 0.0,
     seed: int = 0,
+    acc_noise: float | None = None,
 ) -> Observations:
     """Runs `<size>-<m>xC` of 20 m N tokens; each checkpoint's bpb follows step 1 at its D,
-    accuracy follows step 2 of that loss; optional Gaussian noise (relative on loss)."""
+    accuracy follows step 2 of that loss; optional Gaussian noise (`noise` relative on loss,
+    `acc_noise` absolute on accuracy, default noise / 5)."""
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {c: [] for c in ("run", "size", "N", "D", "step", "flops", "task", "metric", "value")}
+    acc_noise = noise * 0.2 if acc_noise is None else acc_noise
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
     for size, n in (sizes or SIZES).items():
         for m in multipliers:
             d_final = 20 * m * n
             D = np.linspace(d_final / checkpoints, d_final, checkpoints)
             loss = nd_loss(np.array(step1), np.full_like(D, n), D)
             loss = loss * (1 + noise * rng.standard_normal(len(D)))
-            acc = sigmoid(np.array(step2), loss) + noise * 0.2 * rng.standard_normal(len(D))
+            acc = sigmoid(np.array(step2), loss) + acc_noise * rng.standard_normal(len(D))
             for metric, values in (("bpb", loss), (accuracy_metric(task), acc)):
                 k = len(D)
                 cols["run"] += [f"{size}-{m}xC"] * k

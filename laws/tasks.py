@@ -29,8 +29,9 @@ def accuracy_metric(task: str, obs: Observations | None = None) -> str:
     return "acc_norm"
 
 
-def chance_level(task: str, obs: Observations | None = None,
-                 given: dict[str, float] | None = None) -> float:
+def chance_level(
+    task: str, obs: Observations | None = None, given: dict[str, float] | None = None
+) -> float:
     """The accuracy of guessing; unknown chance is an error naming the flag."""
     if given and task in given:
         return float(given[task])
@@ -40,8 +41,9 @@ def chance_level(task: str, obs: Observations | None = None,
             return float(rows.value[0])
     if task in CHANCE:
         return CHANCE[task]
-    raise InputError(f"--chance: the chance level of task {task!r} is unknown; "
-                     f"give it as --chance {task}=P")
+    raise InputError(
+        f"--chance: the chance level of task {task!r} is unknown; give it as --chance {task}=P"
+    )
 
 
 def parse_chance(spec: str | dict | None, where: str = "--chance") -> dict[str, float]:

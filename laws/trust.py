@@ -11,10 +11,12 @@ Status of a task's prediction at a target:
   ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
 - ``ok`` otherwise.
 
-The noise SD of an accuracy is, in order of preference: from consecutive checkpoints of a
-run (first differences over its last 10 checkpoints, which cancel the slow trend; median over
-runs), binomial from the number of questions (lm-eval's ``n-samples``), or first differences
-of the runs' final accuracies ordered by feature (final-only ladders).
+The noise SD of one accuracy measurement is, in order of preference: from consecutive
+checkpoints of a run (second differences over its last 10 checkpoints, which cancel a smooth
+trend: var = 6 sd^2; median over runs), binomial from the number of questions (lm-eval's
+``n-samples``), or second differences of the runs' final accuracies ordered by feature
+(final-only ladders). A final value averages the last `final_window` checkpoints, so its
+noise is sd / sqrt(window) (`final_noise`).
 
 Interval (`interval`), for every method except `paper` (which keeps its bootstrap interval):
 half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = noise^2 + form_sd^2 (the
@@ -40,8 +42,9 @@ FEATURE_MARGIN = 0.5
 _LAST = 10
 
 
-def accuracy_noise(obs: Observations, task: str, acc_metric: str, x_task: str,
-                   x_metric: str) -> tuple[float, str]:
+def accuracy_noise(
+    obs: Observations, task: str, acc_metric: str, x_task: str, x_metric: str
+) -> tuple[float, str]:
     """(noise SD of one accuracy measurement, where it came from)."""
     sub = obs.where(task=task, metric=acc_metric)
     sds = []
@@ -49,7 +52,7 @@ def accuracy_noise(obs: Observations, task: str, acc_metric: str, x_task: str,
         r = sub.where(run=run)
         if len(r) >= 4:
             v = r.value[np.argsort(r.D, kind="stable")][-_LAST:]
-            sds.append(math.sqrt(np.mean(np.diff(v) ** 2) / 2))
+            sds.append(_second_diff_sd(v))
     if sds:
         return float(np.median(sds)), "checkpoints"
     n_q = obs.where(task=task, metric="n_questions")
@@ -59,9 +62,13 @@ def accuracy_noise(obs: Observations, task: str, acc_metric: str, x_task: str,
     acc = obs.finals(task, acc_metric, 1).as_dict()
     x = obs.finals(x_task, x_metric, 1).as_dict()
     ordered = [acc[r] for r in sorted(acc, key=lambda r: x.get(r, np.inf))]
-    if len(ordered) < 3:
+    if len(ordered) < 4:
         return 0.0, "none"
-    return math.sqrt(np.mean(np.diff(ordered) ** 2) / 2), "final runs"
+    return _second_diff_sd(np.array(ordered)), "final runs"
+
+
+def _second_diff_sd(v: np.ndarray) -> float:
+    return math.sqrt(np.mean(np.diff(v, 2) ** 2) / 6)
 
 
 def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
@@ -74,10 +81,20 @@ def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
     rise = np.mean([acc[r] for r in runs[:k]]) - np.mean([acc[r] for r in runs[-k:]])
     noise, source = accuracy_noise(obs, fit.task, fit.acc_metric, fit.x_task, fit.x_metric)
     xs = [x[r] for r in runs]
-    return {"chance": fit.chance, "acc_noise": noise, "noise_source": source,
-            "best_acc": float(max(acc.values())), "rise": float(rise),
-            "feature_min": float(min(xs)), "feature_max": float(max(xs)),
-            "n_runs": len(runs), "notes": list(notes)}
+    per_run = obs.checkpoints_per_run(fit.task, fit.acc_metric).values()
+    window = max(1, min(w, *per_run))
+    return {
+        "chance": fit.chance,
+        "acc_noise": noise,
+        "noise_source": source,
+        "final_noise": noise / math.sqrt(window),
+        "best_acc": float(max(acc.values())),
+        "rise": float(rise),
+        "feature_min": float(min(xs)),
+        "feature_max": float(max(xs)),
+        "n_runs": len(runs),
+        "notes": list(notes),
+    }
 
 
 def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[str, list[str]]:
@@ -88,11 +105,15 @@ def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[s
     noise, chance, best = diag["acc_noise"], diag["chance"], diag["best_acc"]
     margin = max(SIGNAL_SIGMAS * noise, MIN_SIGNAL)
     if best - chance < margin:
-        unpredictable.append(f"ladder accuracy at chance: best {best * 100:.1f} vs chance "
-                             f"{chance * 100:.1f} (noise SD {noise * 100:.1f} points)")
+        unpredictable.append(
+            f"ladder accuracy at chance: best {best * 100:.1f} vs chance "
+            f"{chance * 100:.1f} (noise SD {noise * 100:.1f} points)"
+        )
     elif diag["rise"] < margin:
-        unpredictable.append(f"accuracy does not rise with the feature beyond noise "
-                             f"({diag['rise'] * 100:.1f} vs {margin * 100:.1f} points)")
+        unpredictable.append(
+            f"accuracy does not rise with the feature beyond noise "
+            f"({diag['rise'] * 100:.1f} vs {margin * 100:.1f} points)"
+        )
     if degenerate:
         unpredictable.append("degenerate fit")
     if acc - best > ACC_MARGIN:
@@ -113,13 +134,22 @@ def conformal_quantile(scores: list[float], level: float) -> float:
     return float(s[k - 1])
 
 
-def interval(acc, boot_lo, boot_hi, form_sd, diag: dict, calibration: dict | None,
-             level: float, distance, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
+def interval(
+    acc,
+    boot_lo,
+    boot_hi,
+    form_sd,
+    diag: dict,
+    calibration: dict | None,
+    level: float,
+    distance,
+    calibrated: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) accuracy bounds at `level` (see the module docstring)."""
     if not calibrated:
         return acc - boot_lo, acc + boot_hi
     z = norm.ppf((1 + level) / 2)
-    sd = np.sqrt(diag.get("acc_noise", 0.0) ** 2 + form_sd ** 2)
+    sd = np.sqrt(diag.get("final_noise", 0.0) ** 2 + form_sd**2)
     lo_h, hi_h = np.hypot(boot_lo, z * sd), np.hypot(boot_hi, z * sd)
     if calibration and calibration.get("scores"):
         q = conformal_quantile(calibration["scores"], level)

@@ -38,8 +38,9 @@ def single_step(params, N, D) -> np.ndarray:
     return params[..., 5, None] / (1 + np.exp(-inner)) + params[..., 6, None]
 
 
-def fit_single_step(obs: Observations, task: str, window: int = 5, delta: float = 1e-3,
-                    chance: float | None = None) -> Solution:
+def fit_single_step(
+    obs: Observations, task: str, window: int = 5, delta: float = 1e-3, chance: float | None = None
+) -> Solution:
     """The one-step law on the runs' final accuracies (mean of the last `window` checkpoints)."""
     d = step1_data(obs, task, accuracy_metric(task, obs), window)
     lny = np.log(d.y)
@@ -61,8 +62,13 @@ def fit_single_step(obs: Observations, task: str, window: int = 5, delta: float 
     return lbfgsb(fun, starts, bounds)
 
 
-def fit_mc_step2(obs: Observations, task: str, skip: float = 0.5, x_metric: str = "bpb",
-                 chance: float | None = None) -> Solution:
+def fit_mc_step2(
+    obs: Observations,
+    task: str,
+    skip: float = 0.5,
+    x_metric: str = "bpb",
+    chance: float | None = None,
+) -> Solution:
     """MC accuracy from RC task loss: floor = chance, ceiling = 1 fixed; fit L0 and k."""
     series = paired_series(obs, task, x_metric, "acc_mc")
     if not series:
@@ -78,15 +84,26 @@ def fit_mc_step2(obs: Observations, task: str, skip: float = 0.5, x_metric: str 
     def resid(q):
         return sigmoid(np.array([chance - 1, q[0], q[1], 1.0]), x) - y
 
-    res = least_squares(resid, (float(np.median(x)), 5.0), bounds=([0, 0], [np.inf, np.inf]),
-                        method="trf")
+    res = least_squares(
+        resid, (float(np.median(x)), 5.0), bounds=([0, 0], [np.inf, np.inf]), method="trf"
+    )
     params = np.array([chance - 1, res.x[0], res.x[1], 1.0])
-    return Solution(params, float(res.cost), bool(res.status > 0),
-                    at_bounds(res.x, [(0, None), (0, None)]), 1, str(res.message))
+    return Solution(
+        params,
+        float(res.cost),
+        bool(res.status > 0),
+        at_bounds(res.x, [(0, None), (0, None)]),
+        1,
+        str(res.message),
+    )
 
 
-def variance_table(obs: Observations, tasks: list[str], last: int = 10,
-                   features: dict[str, tuple[str, str]] | None = None) -> dict[str, dict]:
+def variance_table(
+    obs: Observations,
+    tasks: list[str],
+    last: int = 10,
+    features: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, dict]:
     """Population SD and SD/mean of the feature (task bpb unless `features` maps a task to
     another (task, metric)) and accuracy over the last checkpoints of the largest, longest run."""
     big = obs.where(obs.N == obs.N.max())
@@ -96,7 +113,10 @@ def variance_table(obs: Observations, tasks: list[str], last: int = 10,
     for task in tasks:
         row = {"run": run}
         x_task, x_metric = (features or {}).get(task, (task, "bpb"))
-        for key, t, metric in (("loss", x_task, x_metric), ("acc", task, accuracy_metric(task, obs))):
+        for key, t, metric in (
+            ("loss", x_task, x_metric),
+            ("acc", task, accuracy_metric(task, obs)),
+        ):
             if len(one.where(task=t, metric=metric)) == 0:
                 raise InputError(f"variance analysis: run {run!r} has no {t} {metric}")
             sd = float(one.finals(t, metric, last, stat=np.std).y[0])
@@ -107,8 +127,13 @@ def variance_table(obs: Observations, tasks: list[str], last: int = 10,
 
 
 def compute_vs_error(
-    obs: Observations, task: str, target: tuple[float, float], actual_acc: float | None,
-    settings: LawSettings, min_sizes: int = 2, min_lengths: int = 2,
+    obs: Observations,
+    task: str,
+    target: tuple[float, float],
+    actual_acc: float | None,
+    settings: LawSettings,
+    min_sizes: int = 2,
+    min_lengths: int = 2,
 ) -> list[dict]:
     """Chained error at the target for every ladder subset of >= `min_sizes` sizes and
     >= `min_lengths` lengths (lengths ranked by tokens per parameter), with its compute 6ND."""
@@ -119,8 +144,9 @@ def compute_vs_error(
     out = []
     for ns in range(min_sizes, len(sizes) + 1):
         for nl in range(min_lengths, len(lengths) + 1):
-            subsets = itertools.product(itertools.combinations(sizes, ns),
-                                        itertools.combinations(lengths, nl))
+            subsets = itertools.product(
+                itertools.combinations(sizes, ns), itertools.combinations(lengths, nl)
+            )
             for keep_s, keep_l in subsets:
                 mask = np.isin(d.N, keep_s) & np.isin(tpp, keep_l)
                 runs = [r for r, m in zip(d.runs, mask, strict=True) if m]
@@ -131,8 +157,13 @@ def compute_vs_error(
                 except InputError:
                     continue
                 pred = float(fit.predict(*target)["acc"])
-                row = {"sizes": list(keep_s), "tokens_per_param": list(keep_l), "runs": runs,
-                       "compute": float(np.sum(6 * d.N[mask] * d.D[mask])), "predicted": pred}
+                row = {
+                    "sizes": list(keep_s),
+                    "tokens_per_param": list(keep_l),
+                    "runs": runs,
+                    "compute": float(np.sum(6 * d.N[mask] * d.D[mask])),
+                    "predicted": pred,
+                }
                 if actual_acc is not None:
                     row["abs_error_points"] = abs(pred - actual_acc) * 100
                 out.append(row)

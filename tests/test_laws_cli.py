@@ -30,8 +30,26 @@ def actual_csv(tmp_path_factory):
 
 def test_predict_json_table_and_plots(ladder_csv, actual_csv, tmp_path, capsys):
     out, plots = tmp_path / "pred.json", tmp_path / "plots"
-    rc = main(["predict", "--ladder", str(ladder_csv), "--tasks", "arc_easy", "--method", "paper",
-               "--bootstrap", "50", *TARGET, "--actual", str(actual_csv), "--json", str(out), "--plots", str(plots)])
+    rc = main(
+        [
+            "predict",
+            "--ladder",
+            str(ladder_csv),
+            "--tasks",
+            "arc_easy",
+            "--method",
+            "paper",
+            "--bootstrap",
+            "50",
+            *TARGET,
+            "--actual",
+            str(actual_csv),
+            "--json",
+            str(out),
+            "--plots",
+            str(plots),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "ARC-Easy" in text and "mean abs error" in text
@@ -47,12 +65,32 @@ def test_predict_json_table_and_plots(ladder_csv, actual_csv, tmp_path, capsys):
     assert a["abs_error_points"] == pytest.approx(abs(e["predicted"]["acc"] - a["acc"]) * 100)
     assert a["abs_error_points"] < 2.0  # the synthetic law extrapolates to its own target
     assert rep["summary"]["n_tasks"] == 1
-    assert sorted(p.name for p in plots.iterdir()) == ["chained.png", "step1.png", "step2.png", "variance.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "chained.png",
+        "step1.png",
+        "step2.png",
+        "variance.png",
+    ]
 
 
 def test_fit_writes_fits_that_load_back(ladder_csv, tmp_path, capsys):
     out = tmp_path / "fits.json"
-    assert main(["fit", "--ladder", str(ladder_csv), "--tasks", "arc_easy", "--method", "paper", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--ladder",
+                str(ladder_csv),
+                "--tasks",
+                "arc_easy",
+                "--method",
+                "paper",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     fit = ChainedFit.from_dict(doc["fits"]["arc_easy"])
     assert fit.method == "paper" and doc["ladder"]["format"] == "table"
@@ -63,30 +101,72 @@ def _bad(tmp_path, capsys, argv, match):
     out = tmp_path / "never.json"
     rc = main([*argv, "--json", str(out)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.startswith("taskladder: error:") and "\n" not in err and match in err, err
+    assert rc == 2 and err.startswith("taskladder: error:") and "\n" not in err and match in err, (
+        err
+    )
     assert not out.exists() and not list(tmp_path.glob("never.json*"))
 
 
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path, capsys):
     lad = ["predict", "--ladder", str(ladder_csv), "--method", "paper"]
-    _bad(tmp_path, capsys, ["predict", "--ladder", str(tmp_path / "missing"), *TARGET], "does not exist")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy,quantum", *TARGET], "task 'quantum' has no observations")
+    _bad(
+        tmp_path,
+        capsys,
+        ["predict", "--ladder", str(tmp_path / "missing"), *TARGET],
+        "does not exist",
+    )
+    _bad(
+        tmp_path,
+        capsys,
+        [*lad, "--tasks", "arc_easy,quantum", *TARGET],
+        "task 'quantum' has no observations",
+    )
     _bad(tmp_path, capsys, [*lad, "--tasks", "piqa", *TARGET], "'piqa' has no observations")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "1e8", "--target-d", "2e10"], "smaller than the ladder")
+    _bad(
+        tmp_path,
+        capsys,
+        [*lad, "--tasks", "arc_easy", "--target-n", "1e8", "--target-d", "2e10"],
+        "smaller than the ladder",
+    )
     # more parameters than the ladder but fewer tokens than its longest run is an extrapolation
     assert main([*lad, "--tasks", "arc_easy", "--target-n", "1e9", "--target-d", "2e10"]) == 0
     capsys.readouterr()
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--target-n", "-5", "--target-d", "2e11"], "--target-n must be a positive")
+    _bad(
+        tmp_path,
+        capsys,
+        [*lad, "--tasks", "arc_easy", "--target-n", "-5", "--target-d", "2e11"],
+        "--target-n must be a positive",
+    )
     _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy"], "give the target")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "20M-*", *TARGET], "1 model size")
-    _bad(tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "zzz*", *TARGET], "no run matches")
+    _bad(
+        tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "20M-*", *TARGET], "1 model size"
+    )
+    _bad(
+        tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "zzz*", *TARGET], "no run matches"
+    )
     broken = tmp_path / "broken.csv"
     broken.write_text(ladder_csv.read_text()[:5000].rsplit("\n", 1)[0] + "\n20M-1xC,20M,2e7\n")
-    _bad(tmp_path, capsys, ["predict", "--ladder", str(broken), "--tasks", "arc_easy", *TARGET], "expected 9 fields")
+    _bad(
+        tmp_path,
+        capsys,
+        ["predict", "--ladder", str(broken), "--tasks", "arc_easy", *TARGET],
+        "expected 9 fields",
+    )
     nan = tmp_path / "nan.csv"
     rows = Observations.from_records(synthetic_ladder().records()[:3]).records()
-    nan.write_text("run,size,N,D,step,flops,task,metric,value\n" + "\n".join(
-        ",".join(str(r[c]) for c in ("run", "size", "N", "D", "step", "flops", "task", "metric")) + ",nan" for r in rows) + "\n")
+    nan.write_text(
+        "run,size,N,D,step,flops,task,metric,value\n"
+        + "\n".join(
+            ",".join(
+                str(r[c]) for c in ("run", "size", "N", "D", "step", "flops", "task", "metric")
+            )
+            + ",nan"
+            for r in rows
+        )
+        + "\n"
+    )
     _bad(tmp_path, capsys, ["fit", "--ladder", str(nan), "--tasks", "arc_easy"], "row 0: value")
-    rc = main([*lad, "--tasks", "arc_easy", *TARGET, "--json", str(tmp_path / "no" / "dir" / "x.json")])
+    rc = main(
+        [*lad, "--tasks", "arc_easy", *TARGET, "--json", str(tmp_path / "no" / "dir" / "x.json")]
+    )
     assert rc == 2 and "folder does not exist" in capsys.readouterr().err

@@ -30,8 +30,12 @@ EXACT = dict(final_window=1, window=1, skip=0.0, anchor=False)
 def test_step1_formula_by_hand():
     # exp(2)/100^0.5 + exp(1)/10000^0.25 + 0.5
     want = math.e**2 / 10 + math.e / 10 + 0.5
-    assert nd_loss(np.array([2.0, 1.0, 0.5, 0.25, 0.5]), [100.0], [10_000.0])[0] == pytest.approx(want)
-    assert compute_loss(np.array([math.log(8.0), 1 / 3, 1.0]), [1000.0])[0] == pytest.approx(8 / 10 + 1)
+    assert nd_loss(np.array([2.0, 1.0, 0.5, 0.25, 0.5]), [100.0], [10_000.0])[0] == pytest.approx(
+        want
+    )
+    assert compute_loss(np.array([math.log(8.0), 1 / 3, 1.0]), [1000.0])[0] == pytest.approx(
+        8 / 10 + 1
+    )
     # batched parameters broadcast against the points
     P = np.array([[2.0, 1.0, 0.5, 0.25, 0.5], [0.0, 0.0, 0.0, 0.0, 0.0]])
     out = nd_loss(P, [100.0, 100.0], [10_000.0, 10_000.0])
@@ -41,7 +45,10 @@ def test_step1_formula_by_hand():
 def test_analytic_jacobians_match_finite_differences():
     p1, x1 = np.array([3.0, 5.0, 0.3, 0.25, 0.7]), (np.array([1e8, 4e8]), np.array([2e9, 8e10]))
     p2, x2 = np.array([-0.7, 1.1, 4.0, 0.95]), np.array([0.8, 1.2, 1.7])
-    for fn, jac, p, x in ((nd_loss, nd_jac, p1, x1), (lambda q, x: sigmoid(q, x), sigmoid_jac, p2, (x2,))):
+    for fn, jac, p, x in (
+        (nd_loss, nd_jac, p1, x1),
+        (lambda q, x: sigmoid(q, x), sigmoid_jac, p2, (x2,)),
+    ):
         _, J = jac(p, *x)
         for i in range(len(p)):
             h = np.zeros_like(p)
@@ -67,7 +74,9 @@ def test_huber_and_moving_average_by_hand():
     assert got.tolist() == pytest.approx([1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0])
     # a run with fewer checkpoints than the window (a micro ladder) is all expanding
     assert moving_average(np.array([4.0, 2.0]), 5).tolist() == pytest.approx([4.0, 3.0])
-    assert moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 5).tolist() == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 5).tolist() == pytest.approx(
+        [1.0, 2.0, 3.0, 4.0]
+    )
 
 
 def test_step2_points_skip_smooth_and_anchor():
@@ -93,9 +102,21 @@ def test_default_on_a_noisy_ladder_covers_the_truth_and_round_trips(tmp_path):
     fit = ChainedFitter("default", n_bootstrap=200, **EXACT).fit(obs, "arc_easy")
     truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
     p = fit.predict(np.array([1e9, 2e9]), np.array([2e11, 4e11]))
-    assert set(p) == {"loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high", "form_sd",
-                      "distance"}
-    assert p["acc"].shape == (2,) and np.all(p["acc_low"] <= p["acc"]) and np.all(p["acc"] <= p["acc_high"])
+    assert set(p) == {
+        "loss",
+        "loss_low",
+        "loss_high",
+        "acc",
+        "acc_low",
+        "acc_high",
+        "form_sd",
+        "distance",
+    }
+    assert (
+        p["acc"].shape == (2,)
+        and np.all(p["acc_low"] <= p["acc"])
+        and np.all(p["acc"] <= p["acc_high"])
+    )
     assert abs(p["acc"][0] - truth) < 0.02
     assert fit.backtest["chosen"] in fit.backtest["scores"]
     assert len(fit.step1.draws) == 200 and len(fit.step2.draws) == 200
@@ -116,7 +137,9 @@ def test_batched_lm_solves_many_weighted_problems_at_once():
     W[1, 15:] = 0  # a row that sees only half of the points still finds the same line
 
     def resid_jac(P):
-        return P[:, :1] * x + P[:, 1:] - y, np.stack([np.broadcast_to(x, (len(P), 30)), np.ones((len(P), 30))], axis=-1)
+        return P[:, :1] * x + P[:, 1:] - y, np.stack(
+            [np.broadcast_to(x, (len(P), 30)), np.ones((len(P), 30))], axis=-1
+        )
 
     P, done = batched_lm(resid_jac, np.zeros((3, 2)), W, [(None, None), (None, 1.5)])
     np.testing.assert_allclose(P, [[2, 1]] * 3, atol=1e-6)
@@ -174,8 +197,19 @@ def test_single_step_recovers_its_own_law():
             d = 20 * m * n
             acc = float(single_step(true, [n], [d])[0])
             for metric, v in (("bpb", 1.0), ("acc_norm", acc)):
-                rows.append(dict(run=f"{n:g}-{m}", size=f"{n:g}", N=n, D=d, step=1, flops=6 * n * d,
-                                 task="arc_easy", metric=metric, value=v))
+                rows.append(
+                    dict(
+                        run=f"{n:g}-{m}",
+                        size=f"{n:g}",
+                        N=n,
+                        D=d,
+                        step=1,
+                        flops=6 * n * d,
+                        task="arc_easy",
+                        metric=metric,
+                        value=v,
+                    )
+                )
     sol = fit_single_step(Observations.from_records(rows), "arc_easy", window=1)
     want = float(single_step(true, [1e9], [2e11])[0])
     assert float(single_step(sol.params, [1e9], [2e11])[0]) == pytest.approx(want, abs=5e-3)
@@ -192,7 +226,9 @@ def test_variance_table_is_the_sd_of_the_last_checkpoints():
 
 
 def test_compute_vs_error_shrinks_the_ladder():
-    obs = synthetic_ladder(sizes={"20M": 2e7, "40M": 4e7, "80M": 8e7}, multipliers=(1, 2, 5), checkpoints=8)
+    obs = synthetic_ladder(
+        sizes={"20M": 2e7, "40M": 4e7, "80M": 8e7}, multipliers=(1, 2, 5), checkpoints=8
+    )
     s = LawSettings.paper(**EXACT)
     truth = sigmoid(np.array(TRUE_STEP2), nd_loss(np.array(TRUE_STEP1), [1e9], [2e11]))[0]
     rows = compute_vs_error(obs, "arc_easy", (1e9, 2e11), truth, s, min_sizes=2, min_lengths=3)

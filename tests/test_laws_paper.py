@@ -10,9 +10,14 @@ from taskladder.laws.report import actual_values
 
 # METHOD.md section 6: actual and predicted accuracy (points) for 7B-4T.
 PAPER_TABLE = {
-    "mmlu": (49.01, 48.38), "hellaswag": (81.35, 82.52), "arc_challenge": (61.95, 51.50),
-    "arc_easy": (84.55, 76.59), "piqa": (82.05, 81.22), "csqa": (72.65, 75.71),
-    "socialiqa": (59.93, 58.74), "openbookqa": (49.40, 44.17),
+    "mmlu": (49.01, 48.38),
+    "hellaswag": (81.35, 82.52),
+    "arc_challenge": (61.95, 51.50),
+    "arc_easy": (84.55, 76.59),
+    "piqa": (82.05, 81.22),
+    "csqa": (72.65, 75.71),
+    "socialiqa": (59.93, 58.74),
+    "openbookqa": (49.40, 44.17),
 }
 
 
@@ -48,7 +53,10 @@ def test_default_method_beats_the_paper_on_7b(paper_data):
         fit = fitter.fit(ladder, task)
         assert fit.backtest["chosen"] in fit.backtest["scores"]
         assert not fit.flags["degenerate"], task
-        errors[task] = abs(float(fit.predict(*TARGETS["7B-4T"])["acc"]) - actual_values(target, fit)["acc"]) * 100
+        errors[task] = (
+            abs(float(fit.predict(*TARGETS["7B-4T"])["acc"]) - actual_values(target, fit)["acc"])
+            * 100
+        )
     assert np.mean(list(errors.values())) < 3.82, errors
 
 

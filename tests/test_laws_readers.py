@@ -29,15 +29,26 @@ def olmo_header(bpb_suffix="_bpb"):
     h += [f"eval/downstream_bpb/mmlu_{g}_test_rc_5shot{bpb_suffix}" for g in GROUPS]
     h += [f"eval/downstream/mmlu_{g}_test_rc_5shot_len_norm" for g in GROUPS]
     h += [f"eval/downstream_bpb/arc_easy_{s}_rc_5shot{bpb_suffix}" for s in ("val", "test")]
-    h += ["eval/downstream/arc_easy_val_rc_5shot_len_norm", "eval/downstream/arc_easy_test_rc_5shot_len_norm",
-          "eval/downstream/boolq_val_rc_5shot_acc", "eval/downstream_soft_log/arc_easy_test_rc_5shot_soft_log",
-          "throughput/total_tokens", "batch_size_in_tokens"]
+    h += [
+        "eval/downstream/arc_easy_val_rc_5shot_len_norm",
+        "eval/downstream/arc_easy_test_rc_5shot_len_norm",
+        "eval/downstream/boolq_val_rc_5shot_acc",
+        "eval/downstream_soft_log/arc_easy_test_rc_5shot_soft_log",
+        "throughput/total_tokens",
+        "batch_size_in_tokens",
+    ]
     return h
 
 
 def olmo_row(step, i=0):
-    return ([step, 3.0 - 0.01 * i] + [1.0, 2.0, 3.0, 4.0] + [0.3, 0.4, 0.5, 0.6] + [0.9, 0.8]
-            + [0.6, 0.7, 0.65, -1.25] + [step * 1000, 1000])
+    return (
+        [step, 3.0 - 0.01 * i]
+        + [1.0, 2.0, 3.0, 4.0]
+        + [0.3, 0.4, 0.5, 0.6]
+        + [0.9, 0.8]
+        + [0.6, 0.7, 0.65, -1.25]
+        + [step * 1000, 1000]
+    )
 
 
 def write_olmo(path, rows=3, suffix="_bpb"):
@@ -56,7 +67,9 @@ def test_olmo_csv_metrics_mmlu_weights_and_splits(tmp_path, suffix):
     row = obs.where(step=300)
     get = {(t, m): v for t, m, v in zip(row.task, row.metric, row.value, strict=True)}
     assert get[("mmlu", "bpb")] == pytest.approx(0.215 * 1 + 0.335 * 2 + 0.219 * 3 + 0.231 * 4)
-    assert get[("mmlu", "acc_norm")] == pytest.approx(0.215 * 0.3 + 0.335 * 0.4 + 0.219 * 0.5 + 0.231 * 0.6)
+    assert get[("mmlu", "acc_norm")] == pytest.approx(
+        0.215 * 0.3 + 0.335 * 0.4 + 0.219 * 0.5 + 0.231 * 0.6
+    )
     assert get[("arc_easy", "bpb")] == 0.8  # the test split where a task has one
     assert get[("arc_easy", "acc_norm")] == 0.7
     assert get[("arc_easy", "task_ce")] == 1.25  # soft_log negated
@@ -84,18 +97,24 @@ def test_unknown_sizes_from_the_flag_or_sizes_json(tmp_path):
     assert set(read_ladder(tmp_path, sizes=parse_sizes("150M=1.5e8")).N) == {1.5e8}
     (tmp_path / "sizes.json").write_text(json.dumps({"150M": "151M"}))
     assert set(read_ladder(tmp_path).N) == {151e6}
-    for bad, match in (("150M", "not NAME=VALUE"), ("150M=abc", "not a number"),
-                       ("150M=-3", "positive"), ("=5", "no name")):
+    for bad, match in (
+        ("150M", "not NAME=VALUE"),
+        ("150M=abc", "not a number"),
+        ("150M=-3", "positive"),
+        ("=5", "no name"),
+    ):
         with pytest.raises(InputError, match=match):
             parse_sizes(bad)
 
 
 def test_lm_eval_any_task_with_its_chance_and_question_count(tmp_path):
     meta = {"run": "t-1xC", "N": 1e6, "D": 2e7, "step": 40}
-    data = {"results": {"my_task": {"acc,none": 0.4, "acc_norm,none": 0.45}},
-            "n-samples": {"my_task": {"original": 500, "effective": 200}},
-            "configs": {"my_task": {"doc_to_choice": ["a", "b", "c", "d", "e"]}},
-            "taskladder": meta}
+    data = {
+        "results": {"my_task": {"acc,none": 0.4, "acc_norm,none": 0.45}},
+        "n-samples": {"my_task": {"original": 500, "effective": 200}},
+        "configs": {"my_task": {"doc_to_choice": ["a", "b", "c", "d", "e"]}},
+        "taskladder": meta,
+    }
     (tmp_path / "results_1.json").write_text(json.dumps(data))
     obs = read_ladder(tmp_path)
     got = {(t, m): v for t, m, v in zip(obs.task, obs.metric, obs.value, strict=True)}
@@ -111,20 +130,41 @@ def test_lm_eval_any_task_with_its_chance_and_question_count(tmp_path):
 
 def test_olmo_csv_real_7b_target(olmo_ladder_dir):
     obs = read_ladder(olmo_ladder_dir / "peteish7_eval_anneal.csv")
-    assert final_values(obs, "mmlu", "acc_norm")["peteish7_eval_anneal"] == pytest.approx(0.4901, abs=1e-4)
+    assert final_values(obs, "mmlu", "acc_norm")["peteish7_eval_anneal"] == pytest.approx(
+        0.4901, abs=1e-4
+    )
     assert final_values(obs, "arc_challenge", "acc_mc")["peteish7_eval_anneal"] > 0.7
     assert set(obs.D) == {3_945_065_873_408.0}
 
 
 def _lm_eval_results(path, with_meta=True, mmlu_groups=False, model_dir=None):
-    results = {"ladder_arc_easy_rc": {"acc,none": 0.5, "acc_norm,none": 0.55, "bpb,none": 0.9, "acc_stderr,none": 0.01,
-                                      "newfangled,none": 7},
-               "ladder_arc_easy_mc": {"acc,none": 0.3}, "ladder_core": {"acc,none": 0.1}}
+    results = {
+        "ladder_arc_easy_rc": {
+            "acc,none": 0.5,
+            "acc_norm,none": 0.55,
+            "bpb,none": 0.9,
+            "acc_stderr,none": 0.01,
+            "newfangled,none": 7,
+        },
+        "ladder_arc_easy_mc": {"acc,none": 0.3},
+        "ladder_core": {"acc,none": 0.1},
+    }
     if mmlu_groups:
         for i, g in enumerate(GROUPS):
             results[f"ladder_mmlu_{g}_rc"] = {"bpb,none": float(i + 1)}
-    data = {"results": results, "config": {"model_args": f"pretrained={model_dir},dtype=float32" if model_dir else ""}}
-    meta = {"run": "tiny-1xC", "size": "tiny", "N": 1e6, "D": 2e7, "step": 40, "flops": 1.2e14, "lm_losses": {"ce_val": 4.5}}
+    data = {
+        "results": results,
+        "config": {"model_args": f"pretrained={model_dir},dtype=float32" if model_dir else ""},
+    }
+    meta = {
+        "run": "tiny-1xC",
+        "size": "tiny",
+        "N": 1e6,
+        "D": 2e7,
+        "step": 40,
+        "flops": 1.2e14,
+        "lm_losses": {"ce_val": 4.5},
+    }
     if with_meta:
         data["taskladder"] = meta
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +177,9 @@ def test_lm_eval_results_tree(tmp_path):
     obs = read_ladder(tmp_path)
     got = {(t, m): v for t, m, v in zip(obs.task, obs.metric, obs.value, strict=True)}
     assert got[("arc_easy", "acc_norm")] == 0.55 and got[("arc_easy", "acc_mc")] == 0.3
-    assert got[("mmlu", "bpb")] == pytest.approx(sum(w * (i + 1) for i, w in enumerate(MMLU_WEIGHTS.values())))
+    assert got[("mmlu", "bpb")] == pytest.approx(
+        sum(w * (i + 1) for i, w in enumerate(MMLU_WEIGHTS.values()))
+    )
     assert got[("lm", "ce_val")] == 4.5
     assert ("arc_easy", "newfangled") not in got and set(obs.run) == {"tiny-1xC"}
 
@@ -148,7 +190,9 @@ def test_lm_eval_meta_from_model_dir_or_one_line_error(tmp_path):
     _lm_eval_results(tmp_path / "r" / "results_x.json", with_meta=False, model_dir=model)
     with pytest.raises(InputError, match="ladder_meta.json does not exist"):
         read_ladder(tmp_path / "r")
-    (model / "ladder_meta.json").write_text(json.dumps({"run": "m-1xC", "N": 1e6, "D": 2e7, "step": 3}))
+    (model / "ladder_meta.json").write_text(
+        json.dumps({"run": "m-1xC", "N": 1e6, "D": 2e7, "step": 3})
+    )
     obs = read_ladder(tmp_path / "r")
     assert set(obs.run) == {"m-1xC"} and set(obs.size) == {"m"}
     (model / "ladder_meta.json").write_text(json.dumps({"run": "m-1xC", "N": 1e6, "step": 3}))
@@ -157,7 +201,9 @@ def test_lm_eval_meta_from_model_dir_or_one_line_error(tmp_path):
 
 
 def test_table_csv_and_json(tmp_path):
-    rec = dict(run="r", size="s", N=1e6, D=2e7, step=1, flops=1.2e14, task="piqa", metric="bpb", value=1.1)
+    rec = dict(
+        run="r", size="s", N=1e6, D=2e7, step=1, flops=1.2e14, task="piqa", metric="bpb", value=1.1
+    )
     (tmp_path / "t.json").write_text(json.dumps({"observations": [rec]}))
     assert read_ladder(tmp_path / "t.json").records() == [rec]
     Observations.from_records([rec]).to_csv(tmp_path / "t.csv")
@@ -172,7 +218,10 @@ def test_table_csv_and_json(tmp_path):
         ("run,size,N,D,step,flops,task,metric,value,x\n", "unexpected column 'x'"),
         ("run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa,bpb,nan\n", "row 0: value"),
         ("run,size,N,D,step,flops,task,metric,value\nr,s,-1,1,1,1,piqa,bpb,1\n", "row 0: N"),
-        ("run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa\n", "line 2: expected 9 fields"),
+        (
+            "run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa\n",
+            "line 2: expected 9 fields",
+        ),
     ],
 )
 def test_bad_table_csv_names_what_and_where(tmp_path, content, match):
@@ -204,20 +253,24 @@ def test_bad_olmo_and_json_inputs(tmp_path):
         select_runs(Observations.from_records([]), "*-1xC")
 
 
-records = st.fixed_dictionaries({
-    "run": st.sampled_from(["a-1xC", "b-2xC", "c,d"]),
-    "size": st.sampled_from(["a", "b"]),
-    "N": st.floats(1, 1e12, allow_nan=False),
-    "D": st.floats(0, 1e14, allow_nan=False),
-    "step": st.integers(0, 10**7),
-    "flops": st.floats(0, 1e25, allow_nan=False),
-    "task": st.sampled_from(["piqa", "mmlu", "lm"]),
-    "metric": st.sampled_from(["bpb", "acc_norm", "ce_val"]),
-    "value": st.floats(-10, 10, allow_nan=False),
-})
+records = st.fixed_dictionaries(
+    {
+        "run": st.sampled_from(["a-1xC", "b-2xC", "c,d"]),
+        "size": st.sampled_from(["a", "b"]),
+        "N": st.floats(1, 1e12, allow_nan=False),
+        "D": st.floats(0, 1e14, allow_nan=False),
+        "step": st.integers(0, 10**7),
+        "flops": st.floats(0, 1e25, allow_nan=False),
+        "task": st.sampled_from(["piqa", "mmlu", "lm"]),
+        "metric": st.sampled_from(["bpb", "acc_norm", "ce_val"]),
+        "value": st.floats(-10, 10, allow_nan=False),
+    }
+)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(records, min_size=1, max_size=12))
 def test_table_round_trip_property(tmp_path, recs):
     Observations.from_records(recs).to_csv(tmp_path / "p.csv")
@@ -225,7 +278,9 @@ def test_table_round_trip_property(tmp_path, recs):
     assert back.records() == Observations.from_records(recs).records()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(records, min_size=1, max_size=6), st.data())
 def test_damaged_files_fail_with_one_line_or_read_fewer_rows(tmp_path, recs, data):
     """Truncating or corrupting a table never gives a traceback: an InputError or a valid table."""

@@ -8,13 +8,25 @@ from taskladder.laws.observations import COLUMNS, Observations
 
 
 def _row(**kw):
-    base = dict(run="r1", size="s", N=1e6, D=2e7, step=10, flops=1.2e14, task="arc_easy", metric="bpb", value=1.5)
+    base = dict(
+        run="r1",
+        size="s",
+        N=1e6,
+        D=2e7,
+        step=10,
+        flops=1.2e14,
+        task="arc_easy",
+        metric="bpb",
+        value=1.5,
+    )
     base.update(kw)
     return base
 
 
 def test_round_trip_records_and_queries():
-    t = Observations.from_records([_row(), _row(metric="acc_norm", value=0.3), _row(run="r2", step=20)])
+    t = Observations.from_records(
+        [_row(), _row(metric="acc_norm", value=0.3), _row(run="r2", step=20)]
+    )
     assert len(t) == 3
     assert t.unique("run") == ["r1", "r2"]
     sub = t.where(run="r1", metric=["bpb", "acc_norm"])
@@ -34,7 +46,12 @@ def test_hash_ignores_row_order_but_not_values():
 
 @pytest.mark.parametrize(
     "bad, field",
-    [(dict(N=-1.0), "N"), (dict(value=math.nan), "value"), (dict(D="x"), "D"), (dict(step=1.5), "step")],
+    [
+        (dict(N=-1.0), "N"),
+        (dict(value=math.nan), "value"),
+        (dict(D="x"), "D"),
+        (dict(step=1.5), "step"),
+    ],
 )
 def test_bad_rows_name_the_field(bad, field):
     with pytest.raises(InputError, match=f"row 0: {field}"):
@@ -42,7 +59,9 @@ def test_bad_rows_name_the_field(bad, field):
 
 
 def test_concat_and_csv(tmp_path):
-    t = Observations.concat([Observations.from_records([_row()]), Observations.from_records([_row(run="r2")])])
+    t = Observations.concat(
+        [Observations.from_records([_row()]), Observations.from_records([_row(run="r2")])]
+    )
     assert len(t) == 2 and np.all(t.N == 1e6)
     t.to_csv(tmp_path / "o.csv")
     assert (tmp_path / "o.csv").read_text().splitlines()[0] == ",".join(COLUMNS)

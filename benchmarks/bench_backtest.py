@@ -1,0 +1,172 @@
+"""Backtests of the law methods on every split ../shared allows, and the CLI's whole-process time.
+
+Splits of the OLMo ladder (paper runs 1xC, 2xC, 5xC, 10xC of 190M-1B; targets are held out):
+  largest-size     fit 190M-760M, predict the four 1B runs
+  longest-runs     fit the 1xC-5xC runs, predict every 10xC run
+  both             fit 190M-760M x 1xC-5xC, predict 1B-10xC
+  extra-targets    fit the paper ladder, predict the 0.5xC and 1xC-rerun runs
+and the first two again on the ladder reduced to final checkpoints only, without task bpb
+(the feature falls back to C4 loss), and both (what another lab's release looks like).
+
+For `paper` and `default`: mean absolute error over tasks x target runs (points), the worst
+task, and the share of actuals inside the 90% interval. The actual is a target run's final
+accuracy (mean of its last 5 checkpoints). 7B-4T is not used here.
+
+Then the whole-process time of `taskladder predict --method default` for the 8 tasks against
+`--method paper` in the same run (goal: default within 6x of paper).
+
+Usage: .venv/bin/python benchmarks/bench_backtest.py [LADDER_DIR] [--only SPLIT,...] [--no-cli]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS
+from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.observations import Observations
+from taskladder.laws.readers import read_ladder, select_runs
+
+DEFAULT_DIR = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def final_only(obs: Observations) -> Observations:
+    """Each run's last evaluated checkpoint only."""
+    last = {r: obs.where(run=r).step.max() for r in obs.unique("run")}
+    keep = np.array([s == last[r] for r, s in zip(obs.run, obs.step, strict=True)])
+    return obs.where(keep)
+
+
+def without_task_bpb(obs: Observations) -> Observations:
+    return obs.where(~np.isin(obs.metric, ["bpb", "task_ce"]))
+
+
+def splits(obs: Observations) -> dict[str, tuple[Observations, Observations]]:
+    """name -> (ladder, targets)."""
+    paper = select_runs(obs, PAPER_LADDER)
+    runs = paper.unique("run")
+    big = [r for r in runs if r.startswith("1B-")]
+    long = [r for r in runs if r.endswith("-10xC")]
+
+    def part(keep):
+        return paper.where(run=[r for r in runs if keep(r)])
+
+    base = {
+        "largest-size": (part(lambda r: r not in big), paper.where(run=big)),
+        "longest-runs": (part(lambda r: r not in long), paper.where(run=long)),
+        "both": (part(lambda r: r not in big and r not in long), paper.where(run=["1B-10xC"])),
+        "extra-targets": (paper, select_runs(obs, "*-0.5xC,*-1xC-rerun")),
+    }
+    out = dict(base)
+    for name in ("largest-size", "longest-runs"):
+        ladder, targets = base[name]
+        out[f"{name}, final-only"] = (final_only(ladder), targets)
+        out[f"{name}, no task bpb"] = (without_task_bpb(ladder), targets)
+        out[f"{name}, final-only, no bpb"] = (final_only(without_task_bpb(ladder)), targets)
+    return out
+
+
+def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
+    fitter = ChainedFitter(method)
+    per_task, covered, status = {}, [], {}
+    for task in PAPER_TASKS:
+        fit = fitter.fit(ladder, task)
+        actual = targets.finals(task, fit.acc_metric, 5)
+        p = fit.predict(actual.N, actual.D)
+        per_task[task] = float(np.mean(np.abs(p["acc"] - actual.y)) * 100)
+        covered += ((p["acc_low"] <= actual.y) & (actual.y <= p["acc_high"])).tolist()
+        status[task] = fit.assess(float(actual.N.max()), float(actual.D.max()))[0]
+    worst = max(per_task, key=per_task.get)
+    return {
+        "mae": float(np.mean(list(per_task.values()))),
+        "worst": (worst, per_task[worst]),
+        "coverage": float(np.mean(covered)),
+        "per_task": per_task,
+        "status": status,
+    }
+
+
+def cli_time(ladder_dir: Path, method: str) -> tuple[float, float]:
+    """(wall, CPU of the child) seconds of one `taskladder predict` process."""
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "taskladder"),
+        "predict",
+        "--ladder",
+        str(ladder_dir),
+        "--target",
+        "7B-4T",
+        "--method",
+        method,
+    ]
+    t0, c0 = time.perf_counter(), _child_cpu()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0, _child_cpu() - c0
+
+
+def _child_cpu() -> float:
+    import os
+
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    only = None
+    if "--only" in args:
+        i = args.index("--only")
+        only = set(args[i + 1].split(","))
+        del args[i : i + 2]
+    cli = "--no-cli" not in args
+    args = [a for a in args if a != "--no-cli"]
+    ladder_dir = Path(args[0]) if args else DEFAULT_DIR
+    obs = read_ladder(ladder_dir, "olmo-csv")
+    print(f"{'split':<34}{'method':<9}{'MAE':>6}  {'worst task':<20}{'cover90':>8}  seconds")
+    totals: dict[str, list] = {"paper": [], "default": []}
+    for name, (ladder, targets) in splits(obs).items():
+        if only and name not in only:
+            continue
+        res = {}
+        for method in ("paper", "default"):
+            t0 = time.process_time()
+            res[method] = r = evaluate(method, ladder, targets)
+            secs = time.process_time() - t0
+            totals[method].append(r["mae"])
+            w = f"{r['worst'][0]} {r['worst'][1]:.2f}"
+            print(
+                f"{name:<34}{method:<9}{r['mae']:6.2f}  {w:<20}{r['coverage'] * 100:7.0f}%"
+                f"  {secs:6.1f}",
+                flush=True,
+            )
+        diff = res["default"]["mae"] - res["paper"]["mae"]
+        print(
+            f"{'':<34}default - paper: {diff:+.2f} points; default status: "
+            + ", ".join(f"{t}={s}" for t, s in res["default"]["status"].items() if s != "ok"),
+            flush=True,
+        )
+    p, d = np.array(totals["paper"]), np.array(totals["default"])
+    print(
+        f"mean over {len(p)} splits: paper {p.mean():.2f}, default {d.mean():.2f}; "
+        f"worst split difference (default - paper): {np.max(d - p):+.2f} points"
+    )
+    if cli:
+        paper = min(cli_time(ladder_dir, "paper") for _ in range(2))
+        default = cli_time(ladder_dir, "default")
+        print(
+            f"taskladder predict, 8 tasks, whole process: paper {paper[0]:.1f} s wall "
+            f"({paper[1]:.1f} s CPU), default {default[0]:.1f} s wall ({default[1]:.1f} s CPU)"
+            f" -> {default[1] / paper[1]:.1f}x CPU, {default[0] / paper[0]:.1f}x wall "
+            "(goal: within 6x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
