@@ -350,6 +350,10 @@ class ChainedFitter:
                 obs, task, self.settings, chance, self.cache
             )
             fits = [(w, fit_chained(obs, task, c, chance, self.cache)) for w, c in chosen]
+            sound = [(w, f) for w, f in fits if not f.flags["degenerate"]]
+            if sound and len(sound) < len(fits):  # a degenerate candidate loses its weight
+                total = sum(w for w, _ in sound)
+                fits = [(w / total, f) for w, f in sound]
             fit = max(fits, key=lambda m: m[0])[1]
             members = tuple(fits) if len(fits) > 1 else ()
             s = fit.settings.replace(n_bootstrap=s.n_bootstrap, select="backtest")
@@ -379,7 +383,7 @@ def check_ladder(obs: Observations, task: str) -> None:
         raise InputError(f"task {task!r}: no observations in the ladder")
     metric = accuracy_metric(task, obs)
     if len(sub.where(metric=metric)) == 0:
-        raise InputError(f"task {task!r}: the ladder has no accuracy column ({metric})")
+        raise InputError(f"--tasks: task {task!r} has no accuracy column ({metric}) in the ladder")
     sizes, runs = set(sub.N.tolist()), sub.unique("run")
     if len(sizes) < 2:
         raise InputError(

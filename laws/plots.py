@@ -103,7 +103,7 @@ def plot_step1(
             )
             actual = _actual(report, task)
             if actual and "loss" in actual:
-                ax.plot(target["D"], actual["loss"], "gX", ms=8, label="actual")
+                ax.plot(target["D"], actual["loss"], "X", ms=8, color="tab:purple", label="actual")
         _log_x(ax)
         _title(ax, task, fit.x_metric, report)
         ax.set_xlabel("tokens D", fontsize=8)
@@ -158,10 +158,10 @@ def plot_step2(
                 yerr=err,
                 fmt="r*",
                 ms=10,
-                label=f"{target['name']} predicted",
+                label=f"{target['name']} predicted" + (" (forms weighted)" if fit.members else ""),
             )
         if actual and "loss" in actual:
-            ax.plot(actual["loss"], actual["acc"], "gX", ms=8, label="actual")
+            ax.plot(actual["loss"], actual["acc"], "X", ms=8, color="tab:purple", label="actual")
         ax.axhline(fit.chance, color="grey", lw=0.8, ls=":", label="chance")
         ax.tick_params(axis="both", labelsize=7)
         _title(ax, task, fit.acc_metric, report)
@@ -197,7 +197,8 @@ def plot_chained(report: dict, path: Path) -> Path:
         ax.plot(
             [i for i, a in enumerate(act) if a],
             [a["acc"] * 100 for a in act if a],
-            "gX",
+            "X",
+            color="tab:purple",
             ms=8,
             label="actual",
         )
@@ -219,7 +220,7 @@ def plot_variance(table: dict[str, dict], path: Path) -> Path:
     tasks = list(table)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, label in (
-        (axes[0], "loss_cv", "task loss SD/mean"),
+        (axes[0], "loss_cv", "feature SD/mean"),
         (axes[1], "acc_sd", "accuracy SD"),
     ):
         ax.bar(range(len(tasks)), [table[t][key] for t in tasks])
@@ -252,7 +253,12 @@ def write_plots(
     ]
     if report:
         paths.append(plot_chained(report, out / "chained.png"))
-    features = {t: (f.x_task, f.x_metric) for t, f in fits.items()}
+    # the paper's analysis is of task bpb; a ladder without it shows each fit's feature
+    features = {
+        t: (f.x_task, f.x_metric)
+        for t, f in fits.items()
+        if not len(obs.where(task=t, metric="bpb"))
+    }
     paths.append(
         plot_variance(variance_table(obs, list(fits), features=features), out / "variance.png")
     )

@@ -56,6 +56,9 @@ FITS_SCHEMA = "taskladder.fits/1"
 
 
 def form_label(fit: ChainedFit) -> str:
+    """The feature(s) a prediction rests on: "bpb 0.63 + ce_c4_en 0.37" for weighted forms."""
+    if fit.backtest and len(fit.backtest.get("weights", {})) > 1:
+        return " + ".join(f"{k} {w:.2f}" for k, w in fit.backtest["weights"].items())
     if fit.backtest:
         return fit.backtest["chosen"]
     s = fit.settings

@@ -2,8 +2,9 @@
 
 `LawSettings.paper()` is the paper's procedure exactly (single start with its p0 and bounds,
 skip 10%, moving average 5, anchor point), minus the reference code's bugs (METHOD.md s. 8).
-`LawSettings.default()` is what we ship: candidate forms weighted per task by backtests on
-the ladder itself (`backtest.py`), a bootstrap, and a calibrated interval (`trust.py`).
+`LawSettings.default()` is what we ship: the paper's procedure on candidate features,
+weighted per task by backtests on the ladder itself (`backtest.py`), a bootstrap, and a
+calibrated interval (`trust.py`). Grid starts and free bounds stay available as settings.
 `feature="auto"` picks the task's bpb, else its TaskCE, else an LM loss (C4 first);
 `step1_form="auto"` the (N, D) form where the ladder has several lengths per size, else
 compute.
@@ -49,9 +50,6 @@ class LawSettings:
         return cls(
             method="default",
             step1_form="auto",
-            step1_bounds="free",
-            step1_starts="grid",
-            step2_starts="grid",
             n_bootstrap=200,
             select="backtest",
         ).replace(**overrides)

@@ -19,11 +19,13 @@ trend: var = 6 sd^2; median over runs), binomial from the number of questions (l
 noise is sd / sqrt(window) (`final_noise`).
 
 Interval (`interval`), for every method except `paper` (which keeps its bootstrap interval):
-half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = noise^2 + form_sd^2 (the
-weighted spread of the candidate forms), and at least q * sd, where q is the conformal
-quantile at the requested level of the backtests' normalised held-out residuals
-|pred - actual| / sd (split conformal scaling); beyond the caution margin the half-width
-grows with the extra distance (x (1 + distance - FEATURE_MARGIN)).
+half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = final_noise^2 + form_sd^2
+(form_sd: the weighted spread of the candidate forms' predictions), and at least q, the
+split-conformal quantile at the requested level of the absolute held-out residuals of the
+ladder's own backtests (the ceil((n + 1) level)-th smallest of n); beyond the caution margin
+the half-width grows with the extra distance (x (1 + distance - FEATURE_MARGIN)). The
+backtests calibrate the width at the distances they reach; the bootstrap and the forms'
+spread make it grow with distance beyond them.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[s
     if acc - best > ACC_MARGIN:
         caution.append(f"predicted {(acc - best) * 100:.0f} points above the ladder's best")
     if distance > FEATURE_MARGIN:
-        caution.append(f"feature beyond the ladder's range by {distance:.1f}x its span")
+        caution.append(f"feature {distance:.0%} of the ladder's span beyond its range")
     if unpredictable:
         return "unpredictable", unpredictable + caution
     return ("caution", caution) if caution else ("ok", [])
@@ -151,8 +153,8 @@ def interval(
     z = norm.ppf((1 + level) / 2)
     sd = np.sqrt(diag.get("final_noise", 0.0) ** 2 + form_sd**2)
     lo_h, hi_h = np.hypot(boot_lo, z * sd), np.hypot(boot_hi, z * sd)
-    if calibration and calibration.get("scores"):
-        q = conformal_quantile(calibration["scores"], level)
-        lo_h, hi_h = np.maximum(lo_h, q * sd), np.maximum(hi_h, q * sd)
+    if calibration and calibration.get("residuals"):
+        q = conformal_quantile(calibration["residuals"], level)
+        lo_h, hi_h = np.maximum(lo_h, q), np.maximum(hi_h, q)
     widen = 1 + np.maximum(distance - FEATURE_MARGIN, 0.0)
     return (np.clip(acc - lo_h * widen, 0.0, acc), np.clip(acc + hi_h * widen, acc, 1.0))

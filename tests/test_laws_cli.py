@@ -170,3 +170,67 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path,
         [*lad, "--tasks", "arc_easy", *TARGET, "--json", str(tmp_path / "no" / "dir" / "x.json")]
     )
     assert rc == 2 and "folder does not exist" in capsys.readouterr().err
+
+
+def test_new_flags_bad_values_exit_2(ladder_csv, tmp_path, capsys):
+    lad = ["predict", "--ladder", str(ladder_csv), "--tasks", "arc_easy", *TARGET]
+    _bad(
+        tmp_path, capsys, [*lad, "--feature", "ce_c4_en"], "--feature: the ladder lacks 'ce_c4_en'"
+    )
+    _bad(tmp_path, capsys, [*lad, "--feature", "magic"], "--feature: 'magic'")
+    _bad(tmp_path, capsys, [*lad, "--chance", "arc_easy=2"], "--chance: arc_easy='2' must be in")
+    _bad(tmp_path, capsys, [*lad, "--chance", "arc_easy"], "--chance: 'arc_easy' is not NAME=VALUE")
+    _bad(tmp_path, capsys, [*lad, "--sizes", "1B=x"], "--sizes: 1B='x' is not a number")
+    _bad(tmp_path, capsys, [*lad, "--level", "1.5"], "--level: must be in (0, 1)")
+
+
+def test_any_task_with_chance_flag_and_level(tmp_path, capsys):
+    """A task outside the facts (renamed in a table) needs --chance; --level sets the interval."""
+    obs = synthetic_ladder(noise=0.005, seed=2)
+    recs = [dict(r, task="my_arc") for r in obs.records()]
+    path = tmp_path / "ladder.csv"
+    Observations.from_records(recs).to_csv(path)
+    argv = ["predict", "--ladder", str(path), "--tasks", "my_arc", "--method", "paper", *TARGET]
+    _bad(tmp_path, capsys, argv, "--chance my_arc=P")
+    reports = {}
+    for level in ("0.5", "0.95"):
+        out = tmp_path / f"p{level}.json"
+        rc = main(
+            [
+                *argv,
+                "--chance",
+                "my_arc=0.25",
+                "--bootstrap",
+                "50",
+                "--level",
+                level,
+                "--json",
+                str(out),
+            ]
+        )
+        assert rc == 0
+        reports[level] = json.loads(out.read_text())
+    capsys.readouterr()
+    p50, p95 = (reports[k]["tasks"]["my_arc"]["predicted"] for k in ("0.5", "0.95"))
+    assert reports["0.95"]["level"] == 0.95 and reports["0.95"]["tasks"]["my_arc"]["status"]
+    assert p95["high"] - p95["low"] > p50["high"] - p50["low"] > 0
+
+
+def test_analyze_variants(ladder_csv, tmp_path, capsys):
+    out = tmp_path / "a.json"
+    base = ["analyze", "--ladder", str(ladder_csv), "--tasks", "arc_easy"]
+    assert main([*base, "--variant", "single-step", *TARGET, "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["task"] == "arc_easy" and 0.25 < row["predicted"] < 1
+    assert main([*base, "--variant", "variance", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"][0]["run"] == "160M-10xC"
+    assert main([*base, "--variant", "compute-vs-error", *TARGET, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) > 1 and all(0 < r["predicted"] < 1 for r in rows)
+    capsys.readouterr()
+    _bad(
+        tmp_path,
+        capsys,
+        [*base, "--variant", "mc-step2"],
+        "no checkpoints with both bpb and acc_mc",
+    )
