@@ -24,7 +24,7 @@ from .store import Store, open_store
 
 EXPERIMENT = "taskladder-predictions"
 VALUES = ("acc", "acc_low", "acc_high", "loss", "loss_low", "loss_high")
-REPORT_SCHEMA = "taskladder.prediction/1"  # the law engine's predict report (laws/report.py)
+REPORT_SCHEMA = "taskladder.prediction/2"  # the law engine's predict report (laws/report.py)
 _TARGET_RE = re.compile(r"^[^'\"\\\s][^'\"\\\n]{0,99}$")
 _ALIASES = {"low": "acc_low", "high": "acc_high"}  # short names some reports use
 
@@ -204,7 +204,7 @@ def register_report(
 ) -> dict[str, Prediction]:
     """`taskladder predict --register`: the fits become law versions, then the report's
     prediction of each task is recorded with a link to its version. The report (schema
-    taskladder.prediction/1) and target are validated before anything is written."""
+    taskladder.prediction/2) and target are validated before anything is written."""
     if report.get("schema") != REPORT_SCHEMA:
         raise InputError(f"prediction report: schema {report.get('schema')!r}, expected {REPORT_SCHEMA}")
     target = report.get("target") or {}
