@@ -442,6 +442,10 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
     return s, notes
 
 
+def _concrete(s: LawSettings, obs: Observations, task: str) -> LawSettings:
+    return resolve_settings(s, obs, task)[0] if "auto" in (s.feature, s.step1_form) else s
+
+
 def _feature(s: LawSettings, task: str) -> tuple[str, str]:
     if s.feature in ("bpb", "task_ce"):
         return task, s.feature
@@ -471,6 +475,7 @@ def _solution_fit(
 
 def step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Finals, Step2Data]:
     """The points each step is fitted to (step 1: one per run; step 2: smoothed checkpoints)."""
+    s = _concrete(s, obs, task)
     x_task, x_metric = _feature(s, task)
     rows = obs.where(task=[task, x_task])
     acc = accuracy_metric(task, obs)
@@ -500,8 +505,7 @@ def fit_chained(
     cache: Step1Cache | None = None,
 ) -> ChainedFit:
     """The point fit of both steps with fixed settings (`auto` ones resolved on `obs`)."""
-    if "auto" in (s.feature, s.step1_form):
-        s, _ = resolve_settings(s, obs, task)
+    s = _concrete(s, obs, task)
     chance = chance_level(task, obs) if chance is None else chance
     x_task, x_metric = _feature(s, task)
     d1, d2 = step_inputs(obs, task, s)
