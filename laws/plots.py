@@ -65,16 +65,18 @@ def _save(fig, path: Path) -> Path:
     return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"), mode="wb")
 
 
-def plot_step1(
-    fits: dict[str, ChainedFit],
-    obs: Observations,
-    target: dict | None,
-    path: Path,
-    report: dict | None = None,
-) -> Path:
-    plt = _pyplot()
-    fig, axes = _grid(plt, len(fits))
+def _panels(fits: dict[str, ChainedFit], path: Path, draw) -> Path:
+    """One panel per task, drawn by `draw(ax, task, fit)`."""
+    fig, axes = _grid(_pyplot(), len(fits))
     for ax, (task, fit) in zip(axes, fits.items(), strict=False):
+        draw(ax, task, fit)
+    return _save(fig, path)
+
+
+def plot_step1(
+    fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path, report=None
+) -> Path:
+    def draw(ax, task: str, fit: ChainedFit) -> None:
         d1, _ = step_inputs(obs, task, fit.settings)
         params = np.array(fit.step1.params)
         for n in sorted(set(d1.N.tolist())):
@@ -109,7 +111,8 @@ def plot_step1(
         ax.set_xlabel("tokens D", fontsize=8)
         ax.set_ylabel(f"{fit.x_task} {fit.x_metric}", fontsize=8)
         ax.legend(fontsize=6)
-    return _save(fig, path)
+
+    return _panels(fits, path, draw)
 
 
 def _actual(report: dict | None, task: str) -> dict | None:
@@ -117,15 +120,9 @@ def _actual(report: dict | None, task: str) -> dict | None:
 
 
 def plot_step2(
-    fits: dict[str, ChainedFit],
-    obs: Observations,
-    target: dict | None,
-    path: Path,
-    report: dict | None = None,
+    fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path, report=None
 ) -> Path:
-    plt = _pyplot()
-    fig, axes = _grid(plt, len(fits))
-    for ax, (task, fit) in zip(axes, fits.items(), strict=False):
+    def draw(ax, task: str, fit: ChainedFit) -> None:
         _, d2 = step_inputs(obs, task, fit.settings)
         real = d2.runs != "<anchor>"
         ax.scatter(d2.x[real], d2.y[real], s=3, alpha=0.4, label="ladder checkpoints")
@@ -168,7 +165,8 @@ def plot_step2(
         ax.set_xlabel(f"{fit.x_task} {fit.x_metric}", fontsize=8)
         ax.set_ylabel(fit.acc_metric, fontsize=8)
         ax.legend(fontsize=6)
-    return _save(fig, path)
+
+    return _panels(fits, path, draw)
 
 
 def plot_chained(report: dict, path: Path) -> Path:

@@ -47,7 +47,7 @@ from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
 from .observations import COLUMNS, Observations
-from .tasks import parse_pairs
+from .tasks import parse_named
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
@@ -105,11 +105,8 @@ def detect_format(path: Path) -> str:
 
 def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, float]:
     """`NAME=N,...` (or a mapping) -> {size: N}; N a positive number (``1.2e9`` or ``1.2B``)."""
-    if not spec:
-        return {}
-    items = spec.items() if isinstance(spec, dict) else parse_pairs(str(spec), where)
-    out = {}
-    for name, raw in items:
+
+    def count(name: str, raw) -> float:
         text = str(raw).strip().upper()
         scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(text[-1:], 1.0)
         try:
@@ -118,8 +115,9 @@ def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, fl
             raise InputError(f"{where}: {name}={raw!r} is not a number") from None
         if not math.isfinite(n) or n < 1:
             raise InputError(f"{where}: {name}={raw!r} must be a positive parameter count")
-        out[str(name)] = n
-    return out
+        return n
+
+    return parse_named(spec, where, count)
 
 
 def select_runs(obs: Observations, patterns, where: str = "--runs") -> Observations:

@@ -48,19 +48,25 @@ def chance_level(
 
 def parse_chance(spec: str | dict | None, where: str = "--chance") -> dict[str, float]:
     """`TASK=P,...` (or a mapping) -> {task: P} with 0 <= P < 1."""
-    if not spec:
-        return {}
-    items = spec.items() if isinstance(spec, dict) else parse_pairs(str(spec), where)
-    out = {}
-    for task, raw in items:
+
+    def chance(task: str, raw) -> float:
         try:
             p = float(raw)
         except (TypeError, ValueError):
             raise InputError(f"{where}: {task}={raw!r} is not a number") from None
         if not 0 <= p < 1:
             raise InputError(f"{where}: {task}={raw!r} must be in [0, 1)")
-        out[str(task)] = p
-    return out
+        return p
+
+    return parse_named(spec, where, chance)
+
+
+def parse_named(spec: str | dict | None, where: str, value) -> dict[str, float]:
+    """`NAME=VALUE,...` (or a mapping) -> {name: value(name, raw)} (--sizes, --chance)."""
+    if not spec:
+        return {}
+    items = spec.items() if isinstance(spec, dict) else parse_pairs(str(spec), where)
+    return {str(name): value(str(name), raw) for name, raw in items}
 
 
 def _pair(item: str, where: str) -> tuple[str, str]:

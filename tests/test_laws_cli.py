@@ -30,26 +30,9 @@ def actual_csv(tmp_path_factory):
 
 def test_predict_json_table_and_plots(ladder_csv, actual_csv, tmp_path, capsys):
     out, plots = tmp_path / "pred.json", tmp_path / "plots"
-    rc = main(
-        [
-            "predict",
-            "--ladder",
-            str(ladder_csv),
-            "--tasks",
-            "arc_easy",
-            "--method",
-            "paper",
-            "--bootstrap",
-            "50",
-            *TARGET,
-            "--actual",
-            str(actual_csv),
-            "--json",
-            str(out),
-            "--plots",
-            str(plots),
-        ]
-    )
+    flags = "--tasks arc_easy --method paper --bootstrap 50".split()
+    paths = ["--actual", str(actual_csv), "--json", str(out), "--plots", str(plots)]
+    rc = main(["predict", "--ladder", str(ladder_csv), *flags, *TARGET, *paths])
     assert rc == 0
     text = capsys.readouterr().out
     assert "ARC-Easy" in text and "mean abs error" in text
@@ -75,22 +58,8 @@ def test_predict_json_table_and_plots(ladder_csv, actual_csv, tmp_path, capsys):
 
 def test_fit_writes_fits_that_load_back(ladder_csv, tmp_path, capsys):
     out = tmp_path / "fits.json"
-    assert (
-        main(
-            [
-                "fit",
-                "--ladder",
-                str(ladder_csv),
-                "--tasks",
-                "arc_easy",
-                "--method",
-                "paper",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    flags = "--tasks arc_easy --method paper".split()
+    assert main(["fit", "--ladder", str(ladder_csv), *flags, "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     fit = ChainedFit.from_dict(doc["fits"]["arc_easy"])
     assert fit.method == "paper" and doc["ladder"]["format"] == "table"
