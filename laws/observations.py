@@ -202,35 +202,35 @@ class Observations:
         h.update("".join(lines[i] + "\n" for i in order).encode())
         return h.hexdigest()
 
+    def series(self, task: str, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per run (first-seen order): the row indices of one task metric ordered by D, and
+        their values in that order. One grouping pass, no per-run queries."""
+        sub = self.mask(task=task, metric=metric)
+        rows = np.flatnonzero(sub)
+        runs = self.run[rows].tolist()
+        first = dict.fromkeys(runs)
+        group = {r: i for i, r in enumerate(first)}
+        g = np.fromiter((group[r] for r in runs), dtype=np.int64, count=len(runs))
+        order = np.lexsort((self.D[rows], g))  # by run, then D (stable)
+        rows, g = rows[order], g[order]
+        bounds = np.searchsorted(g, np.arange(len(first) + 1))
+        return {
+            r: (rows[bounds[i] : bounds[i + 1]], self.value[rows[bounds[i] : bounds[i + 1]]])
+            for i, r in enumerate(first)
+        }
+
     def finals(
         self, task: str, metric: str, window: int = 5, stat: Callable[[np.ndarray], float] = np.mean
     ) -> Finals:
         """Per run: N, D, flops of its last checkpoint and `stat` (the mean) of the values of
         its last `window` checkpoints by D. The one definition of a run's final value."""
-        sub = self.where(task=task, metric=metric)
-        runs, rows = [], []
-        for run in sub.unique("run"):
-            r = sub.where(run=run)
-            order = np.argsort(r.D, kind="stable")
-            runs.append(run)
-            rows.append(
-                (
-                    r.N[order][-1],
-                    r.D[order][-1],
-                    r.flops[order][-1],
-                    float(stat(r.value[order][-window:])),
-                )
-            )
-        N, D, F, y = (
-            (np.array(c, dtype=float) for c in zip(*rows, strict=True))
-            if rows
-            else (np.zeros(0),) * 4
-        )
-        return Finals(tuple(runs), N, D, F, y)
+        series = self.series(task, metric)
+        last = np.array([idx[-1] for idx, _ in series.values()], dtype=np.int64)
+        y = np.array([float(stat(v[-window:])) for _, v in series.values()])
+        return Finals(tuple(series), self.N[last], self.D[last], self.flops[last], y)
 
     def checkpoints_per_run(self, task: str, metric: str) -> dict[str, int]:
-        sub = self.where(task=task, metric=metric)
-        return {run: int(np.sum(sub.run == run)) for run in sub.unique("run")}
+        return {r: len(idx) for r, (idx, _) in self.series(task, metric).items()}
 
     # plain CSV of our own schema --------------------------------------------------------------
     def to_csv(self, path: str | Path) -> None:

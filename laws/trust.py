@@ -48,18 +48,14 @@ def accuracy_noise(
     obs: Observations, task: str, acc_metric: str, x_task: str, x_metric: str
 ) -> tuple[float, str]:
     """(noise SD of one accuracy measurement, where it came from)."""
-    sub = obs.where(task=task, metric=acc_metric)
-    sds = []
-    for run in sub.unique("run"):
-        r = sub.where(run=run)
-        if len(r) >= 4:
-            v = r.value[np.argsort(r.D, kind="stable")][-_LAST:]
-            sds.append(_second_diff_sd(v))
+    sds = [
+        _second_diff_sd(v[-_LAST:]) for _, v in obs.series(task, acc_metric).values() if len(v) >= 4
+    ]
     if sds:
         return float(np.median(sds)), "checkpoints"
     n_q = obs.where(task=task, metric="n_questions")
     if len(n_q):
-        p = float(np.clip(np.mean(sub.value), 0.01, 0.99))
+        p = float(np.clip(np.mean(obs.where(task=task, metric=acc_metric).value), 0.01, 0.99))
         return math.sqrt(p * (1 - p) / float(np.min(n_q.value))), "binomial"
     acc = obs.finals(task, acc_metric, 1).as_dict()
     x = obs.finals(x_task, x_metric, 1).as_dict()
