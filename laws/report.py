@@ -199,6 +199,8 @@ def format_prediction_table(report: dict) -> str:
             )
         row += f"  {e['status']:<14}" + "; ".join([e["form"], *e["reasons"]])
         lines.append(row)
+    for task, e in report["tasks"].items():
+        lines += [f"note ({LABELS.get(task, task)}): {n}" for n in e.get("notes", [])]
     if has_actual:
         s = report["summary"]
         lines.append(

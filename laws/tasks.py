@@ -1,9 +1,9 @@
 """Which accuracy the laws predict for a task, its chance level, and parsing task lists.
 
 The paper predicts `acc_norm` (OLMo "len_norm", per character) for every task except BoolQ,
-whose RC accuracy is plain `acc`; a task outside the paper's list uses `acc_norm` where the
-ladder has it, else `acc`. Chance comes from `--chance TASK=P`, else from the ladder (a
-``chance`` row a reader found, e.g. an lm-eval task's fixed choice list), else from the facts.
+whose RC accuracy is plain `acc`; a ladder without `acc_norm` for a task gives `acc`.
+Chance comes from `--chance TASK=P`, else from the ladder (a ``chance`` row a reader found,
+e.g. an lm-eval task's fixed choice list), else from the facts.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ _TASK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def accuracy_metric(task: str, obs: Observations | None = None) -> str:
-    """The RC accuracy the laws predict for a task (paper: len_norm; BoolQ: acc)."""
+    """The RC accuracy the laws predict for a task (paper: len_norm; BoolQ: acc), or `acc`
+    where the ladder has no `acc_norm` for it (another lab's release)."""
     if task == "boolq":
         return "acc"
-    if obs is not None and task not in TASKS:
+    if obs is not None:
         have = set(obs.where(task=task).metric.tolist())
         if "acc_norm" not in have and "acc" in have:
             return "acc"

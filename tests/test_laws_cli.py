@@ -203,3 +203,25 @@ def test_analyze_variants(ladder_csv, tmp_path, capsys):
         [*base, "--variant", "mc-step2"],
         "no checkpoints with both bpb and acc_mc",
     )
+
+
+def test_foreign_final_only_ladder_without_task_bpb(tmp_path, capsys):
+    """Another lab's release in miniature: final checkpoints only, C4 loss, plain `acc`;
+    one task rises with the loss, one sits at chance across the whole ladder."""
+    sizes = {"10M": 1e7, "20M": 2e7, "40M": 4e7, "80M": 8e7}
+    kw = dict(sizes=sizes, multipliers=(1, 4, 16), checkpoints=1, acc_noise=0.005)
+    rising = synthetic_ladder(task="arc_easy", **kw).records()
+    flat = synthetic_ladder(task="piqa", step2=(-0.5, 0.2, 30.0, 1.0), seed=1, **kw).records()
+    rows = [dict(r, task="lm", metric="ce_c4_en") for r in rising if r["metric"] == "bpb"]
+    rows += [dict(r, metric="acc") for r in rising + flat if r["metric"] == "acc_norm"]
+    path = tmp_path / "foreign.csv"
+    Observations.from_records(rows).to_csv(path)
+    out = tmp_path / "pred.json"
+    argv = ["predict", "--ladder", str(path), "--tasks", "arc_easy,piqa", "--json", str(out)]
+    assert main([*argv, "--target-n", "1.6e8", "--target-d", "1e10"]) == 0
+    text = capsys.readouterr().out
+    rep = json.loads(out.read_text())["tasks"]
+    assert rep["arc_easy"]["feature"] == {"task": "lm", "metric": "ce_c4_en"}
+    assert rep["arc_easy"]["acc_metric"] == "acc" and rep["arc_easy"]["status"] == "ok"
+    assert rep["piqa"]["status"] == "unpredictable" and "unpredictable" in text
+    assert any("final-only" in n for n in rep["arc_easy"]["notes"]) and "final-only" in text
