@@ -9,7 +9,7 @@ disagreement between its weighted forms, scaled to the level its backtests call 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -360,19 +360,16 @@ class ChainedFitter:
         else:
             fit = fit_chained(obs, task, s, chance, self.cache)
         if s.n_bootstrap:
-            fit = bootstrap(obs, fit.__class__(**{**fit.__dict__, "settings": s}))
-        diag = diagnostics(obs, fit, notes)
-        return ChainedFit(
-            **{
-                **fit.__dict__,
-                "settings": s,
-                "backtest": backtest,
-                "diagnostics": diag,
-                "members": members,
-                "calibration": calibration,
-                "method": self.method,
-                "data_hash": task_rows(obs, fit).content_hash(),
-            }
+            fit = bootstrap(obs, replace(fit, settings=s))
+        return replace(
+            fit,
+            settings=s,
+            backtest=backtest,
+            diagnostics=diagnostics(obs, fit, notes),
+            members=members,
+            calibration=calibration,
+            method=self.method,
+            data_hash=task_rows(obs, fit).content_hash(),
         )
 
 
@@ -557,9 +554,7 @@ def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:
         P2 = bootstrap_log_sigmoid(d2, np.array(fit.step2.params), c2)
     else:
         P2 = bootstrap_sigmoid(d2, np.array(fit.step2.params), c2, SIGMOID_BOUNDS)
-    return ChainedFit(
-        **{**fit.__dict__, "step1": fit.step1.with_draws(P1), "step2": fit.step2.with_draws(P2)}
-    )
+    return replace(fit, step1=fit.step1.with_draws(P1), step2=fit.step2.with_draws(P2))
 
 
 def checkpoint_counts(runs: np.ndarray, rng: np.random.Generator, B: int) -> np.ndarray:
