@@ -88,5 +88,4 @@ def test_calibrated_interval_covers_the_actual_about_90_percent():
         fit = ChainedFitter("default", n_bootstrap=50, seed=seed).fit(obs, "arc_easy")
         p = fit.predict(actual.N, actual.D)
         hits.append(bool(p["acc_low"][0] <= actual.y[0] <= p["acc_high"][0]))
-    print(f"coverage {np.mean(hits):.2f}")
     assert 0.80 <= np.mean(hits) <= 0.97, np.mean(hits)
