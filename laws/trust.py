@@ -4,8 +4,10 @@ Status of a task's prediction at a target:
 
 - ``unpredictable``: the ladder's accuracy does not rise above chance beyond its own noise
   (best run's final accuracy - chance, or the rise from the ladder's worst to its best third
-  of runs ordered by the feature, below max(3 noise SD, 1 point): the emergence case), or the
-  fit is degenerate. The number is still reported.
+  of runs ordered by the feature, below max(3 noise SD, 1 point): the emergence case), the
+  prediction lies above the ladder's best by more than both `ACC_MARGIN` and `RISE_FACTOR`
+  (3) x that rise (a sigmoid extrapolated from its tail), or the fit is degenerate. The
+  number is still reported.
 - ``caution``: the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
   points) above the ladder's best final accuracy, or the target's predicted feature below the
   ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
@@ -40,6 +42,7 @@ from .observations import Observations
 SIGNAL_SIGMAS = 3.0
 MIN_SIGNAL = 0.01
 ACC_MARGIN = 0.10
+RISE_FACTOR = 3.0
 FEATURE_MARGIN = 0.5
 _LAST = 10
 
@@ -111,6 +114,11 @@ def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[s
         unpredictable.append(
             f"accuracy does not rise with the feature beyond noise "
             f"({diag['rise'] * 100:.1f} vs {margin * 100:.1f} points)"
+        )
+    if not unpredictable and acc - best > max(ACC_MARGIN, RISE_FACTOR * diag["rise"]):
+        unpredictable.append(
+            f"extrapolates {(acc - best) * 100:.0f} points beyond a ladder that "
+            f"rises {diag['rise'] * 100:.1f}"
         )
     if degenerate:
         unpredictable.append("degenerate fit")

@@ -89,3 +89,13 @@ def test_calibrated_interval_covers_the_actual_about_90_percent():
         p = fit.predict(actual.N, actual.D)
         hits.append(bool(p["acc_low"][0] <= actual.y[0] <= p["acc_high"][0]))
     assert 0.80 <= np.mean(hits) <= 0.97, np.mean(hits)
+
+
+def test_sigmoid_extrapolated_from_its_tail_is_unpredictable():
+    """A ladder that only sees the start of the rise cannot say where it ends."""
+    tail = synthetic_ladder(step2=EMERGING, sizes={"40M": 4e7, "80M": 8e7}, acc_noise=0.01)
+    fit = ChainedFitter("paper").fit(tail, "arc_easy")
+    p = fit.predict(1e9, 2e11)
+    status, reasons = fit.assess(1e9, 2e11)
+    assert float(p["acc"]) - fit.diagnostics["best_acc"] > 0.3, float(p["acc"])
+    assert status == "unpredictable" and any("extrapolates" in r for r in reasons), reasons
