@@ -22,15 +22,10 @@ import torch.nn.functional as F
 from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
 
+from taskladder.common.io import write_json
+
 VAL_LOSSES = "val_losses.json"
 BATCH_LOG = "batches.jsonl"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
 
 
 def read_val_losses(run_dir: Path) -> dict[int, float]:

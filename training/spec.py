@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS
 from taskladder.common.specfile import read_mapping
 
 # Assumed sustained throughput for cost estimates before anything is measured.
@@ -62,13 +63,30 @@ class ModelSize(_Spec):
         return self.d_model // self.n_heads
 
 
-class TokenizerSpec(_Spec):
-    """Train a byte-level BPE on the corpus (`bpe`) or use a tokenizer folder/file (`path`)."""
+# The OLMo tokenizer that ai2-olmo-eval ships (GPT-NeoX, OLMo/Dolma v1.5): `tokenizer.kind: olmo`.
+OLMO_TOKENIZER_FILE = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
+OLMO_TOKENIZER_VOCAB = 50_280
+# Corpus file formats by suffix (`corpus.kind: auto`).
+CORPUS_SUFFIXES = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "jsonl",
+                   ".npy": "numpy", ".bin": "numpy"}
 
-    kind: Literal["bpe", "path"] = "bpe"
-    vocab_size: int = Field(default=4096, ge=260, description="uint16 token files below 65,536")
+
+class TokenizerSpec(_Spec):
+    """Train a byte-level BPE on the corpus (`bpe`), load a local tokenizer folder or
+    tokenizer.json (`path`), or use the OLMo tokenizer shipped in ai2-olmo-eval (`olmo`)."""
+
+    kind: Literal["bpe", "path", "olmo"] = "bpe"
+    vocab_size: int = Field(default=4096, ge=260,
+                            description="tokens in the tokenizer (bpe: the size to train)")
     path: str | None = None
     model_max_length: int = Field(default=8192, gt=0, description="longest sequence it supports")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _olmo_vocab(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "olmo" and "vocab_size" not in data:
+            return {**data, "vocab_size": OLMO_TOKENIZER_VOCAB}
+        return data
 
     @model_validator(mode="after")
     def _path_given(self) -> TokenizerSpec:
@@ -78,19 +96,39 @@ class TokenizerSpec(_Spec):
 
 
 class CorpusSpec(_Spec):
-    """Training text: the bundled Wikipedia summaries, plain text files or JSONL files."""
+    """Training data: the bundled Wikipedia summaries, text or JSONL files (tokenized here and
+    cached), or olmo-core token files (raw uint16/uint32 ids, memory-mapped where they are).
 
-    kind: Literal["wiki-summaries", "text", "jsonl"] = "wiki-summaries"
+    `auto` picks the format from each file's suffix. Paths are checked by `check_corpus`, before
+    any compute, so a preset may leave them for the user to fill in.
+    """
+
+    kind: Literal["wiki-summaries", "text", "jsonl", "numpy", "auto"] = "wiki-summaries"
     paths: list[str] = Field(default_factory=list)
+    val_paths: list[str] = Field(
+        default_factory=list, description="numpy: held-out token files (default: last of paths)")
+    dtype: Literal["uint16", "uint32"] = Field(default="uint32", description="numpy token ids")
     text_field: str = "text"
     val_fraction: float = Field(default=0.02, gt=0, lt=0.5)
     val_max_tokens: int = Field(default=32_768, gt=0, description="held-out tokens scored")
 
-    @model_validator(mode="after")
-    def _paths_given(self) -> CorpusSpec:
-        if self.kind != "wiki-summaries" and not self.paths:
-            raise ValueError(f"corpus.kind is {self.kind!r} but corpus.paths is empty")
-        return self
+    def file_kind(self) -> str:
+        """The format of the files: `kind`, or for `auto` the one their suffixes name."""
+        if self.kind != "auto":
+            return self.kind
+        kinds = set()
+        for p in self.paths + self.val_paths:
+            kind = CORPUS_SUFFIXES.get(Path(p).suffix.lower())
+            if kind is None:
+                raise InputError(f"corpus.paths: {p!r} has an unknown format (suffix "
+                                 f"{Path(p).suffix or 'none'!r}; known: "
+                                 f"{', '.join(CORPUS_SUFFIXES)}; or set corpus.kind)")
+            kinds.add(kind)
+        if len(kinds) > 1:
+            raise InputError(f"corpus.paths: mixes formats {sorted(kinds)}; use one")
+        if not kinds:
+            raise InputError("corpus.kind is 'auto' but corpus.paths is empty")
+        return kinds.pop()
 
 
 class TargetRun(_Spec):
@@ -107,17 +145,19 @@ class LadderSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     sizes: list[ModelSize] = Field(min_length=1)
     multipliers: list[float] = Field(min_length=1, description="Chinchilla multiples (1xC = 20N)")
-    tokens_per_param: float = Field(default=20.0, gt=0)
+    tokens_per_param: float = Field(default=CHINCHILLA_TOKENS_PER_PARAM, gt=0)
     sequence_length: int = Field(gt=0)
     tokenizer: TokenizerSpec = TokenizerSpec()
     corpus: CorpusSpec = CorpusSpec()
-    checkpoints_per_run: int = Field(default=5, gt=0, description="kept, evenly spaced, last included")
-    checkpoint_interval: int | None = Field(default=None, gt=0, description="steps; overrides per_run")
+    checkpoints_per_run: int = Field(default=5, gt=0,
+                                     description="kept, evenly spaced, last included")
+    checkpoint_interval: int | None = Field(default=None, gt=0,
+                                            description="steps; overrides per_run")
     seed: int = 1234
     cpu_threads: int | None = Field(
         default=None, gt=0, description="torch threads while training on CPU (None: torch's)")
-    rank_microbatch_sequences: int | None = Field(default=None, gt=0,
-                                                  description="per-rank microbatch (None: whole batch)")
+    rank_microbatch_sequences: int | None = Field(
+        default=None, gt=0, description="per-rank microbatch (None: the rank's whole batch)")
     output_dir: str = "taskladder-out/ladder"
     device: Literal["cpu", "cuda"] = "cpu"
     lr_rule: tuple[float, float, float] = Field(
@@ -139,6 +179,9 @@ class LadderSpec(_Spec):
             raise ValueError(f"sizes: a name is listed twice: {names}")
         if len(set(self.multipliers)) != len(self.multipliers):
             raise ValueError(f"multipliers: a value is listed twice: {self.multipliers}")
+        if self.corpus.kind == "numpy" and self.tokenizer.kind == "bpe":
+            raise ValueError("corpus.kind 'numpy' holds token ids: give the tokenizer that made "
+                             "them (tokenizer.kind 'path' or 'olmo'), not 'bpe'")
         if self.sequence_length > self.tokenizer.model_max_length:
             raise ValueError(
                 f"sequence_length={self.sequence_length} is longer than the tokenizer supports "
@@ -151,6 +194,7 @@ class LadderSpec(_Spec):
     def paper(cls, **overrides: Any) -> LadderSpec:
         """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096."""
         size = partial(ModelSize.of, hidden_size_multiplier=1.5)
+        target_n, target_d = TARGETS["7B-4T"]
         return cls._preset(
             dict(
                 name="paper",
@@ -164,7 +208,7 @@ class LadderSpec(_Spec):
                 output_dir="taskladder-out/paper",
                 device="cuda",
                 target=TargetRun(
-                    name="7B-4T", multiplier=3945065873408 / 20 / 6887575552,
+                    name="7B-4T", multiplier=target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n,
                     size=ModelSize(name="7B", d_model=4096, n_layers=32, n_heads=32,
                                    batch_sequences=1024)),
             ),
@@ -271,8 +315,9 @@ class LadderSpec(_Spec):
                 f"{p.warmup_steps:>8}{p.steps:>9,}{len(p.checkpoint_steps):>7}{p.flops:>11.2e}"
                 f"{p.est_seconds / scale:>10.1f}")
         total = sum(p.est_seconds for p in plans) / scale
+        basis = "H100 at 40% MFU" if scale > 1 else "before measuring"
         lines.append(f"total: {sum(p.flops for p in plans):.3e} FLOPs (6ND), "
-                     f"~{total:,.1f} {unit} (estimate; {'H100 at 40% MFU' if scale > 1 else 'before measuring'})")
+                     f"~{total:,.1f} {unit} (estimate; {basis})")
         if self.target is not None:
             t = self.target_spec().plan()[0]
             share = sum(p.flops for p in plans) / t.flops
