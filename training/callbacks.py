@@ -26,6 +26,7 @@ from taskladder.common.io import write_json
 
 VAL_LOSSES = "val_losses.json"
 BATCH_LOG = "batches.jsonl"
+TRAIN_LOSSES = "train_losses.jsonl"
 
 
 def read_val_losses(run_dir: Path) -> dict[int, float]:
@@ -102,6 +103,20 @@ class BatchLogCallback(Callback):
         digest = hashlib.sha256(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:16]
         with (self.run_dir / BATCH_LOG).open("a") as fh:
             fh.write(json.dumps({"step": self.step, "batch": digest, "pid": os.getpid()}) + "\n")
+
+
+@dataclass
+class TrainLossCallback(Callback):
+    """Appends (step, train CE loss reduced over all ranks): the run's loss curve."""
+
+    run_dir: Path = Path(".")
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        loss = metrics.get("train/CE loss")
+        if loss is None or get_rank() != 0:
+            return
+        with (self.run_dir / TRAIN_LOSSES).open("a") as fh:
+            fh.write(json.dumps({"step": step, "loss": loss, "pid": os.getpid()}) + "\n")
 
 
 @dataclass

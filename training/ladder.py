@@ -214,7 +214,7 @@ def select_runs(plans: list[RunPlan], runs: list[str] | None) -> list[RunPlan]:
     names = {p.run for p in plans}
     unknown = [r for r in runs if r not in names]
     if unknown:
-        raise InputError(f"--run: {unknown[0]!r} is not a run of this ladder "
+        raise InputError(f"--only: {unknown[0]!r} is not a run of this ladder "
                          f"({', '.join(sorted(names))})")
     return [p for p in plans if p.run in runs]
 

@@ -24,7 +24,12 @@ import torch
 
 from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
-from taskladder.training.callbacks import BatchLogCallback, ProgressCallback, ValLossCallback
+from taskladder.training.callbacks import (
+    BatchLogCallback,
+    ProgressCallback,
+    TrainLossCallback,
+    ValLossCallback,
+)
 from taskladder.training.corpus import TokenData
 from taskladder.training.export import export_checkpoint
 from taskladder.training.model import model_config
@@ -152,6 +157,7 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
             export=None if cuda or world > 1 else partial(
                 export_checkpoint, run_dir, plan=plan, spec=spec, data=data)))
         .with_callback("batch_log", BatchLogCallback(run_dir=run_dir))
+        .with_callback("train_loss", TrainLossCallback(run_dir=run_dir))
         .with_callback("progress", ProgressCallback(
             desc=plan.run, total_steps=plan.steps, tokens_per_step=plan.batch_tokens,
             enabled=progress))

@@ -131,6 +131,28 @@ class CorpusSpec(_Spec):
         return kinds.pop()
 
 
+class SlurmSpec(_Spec):
+    """How `launcher: slurm` runs each ladder run: one job, torchrun inside, on these resources."""
+
+    partition: str | None = None
+    nodes: int = Field(default=1, gt=0)
+    gpus_per_node: int = Field(default=0, ge=0, description="0: a CPU job")
+    ranks_per_node: int | None = Field(
+        default=None, gt=0, description="torchrun processes per node (default: GPUs, or 1)")
+    cpus_per_task: int | None = Field(default=None, gt=0)
+    mem_gb: float | None = Field(default=None, gt=0)
+    timeout_min: int = Field(default=7 * 24 * 60, gt=0)
+    max_retries: int = Field(default=3, ge=0, description="resubmissions of a failed run")
+    poll_seconds: float = Field(default=10.0, gt=0)
+    additional: dict[str, Any] = Field(default_factory=dict,
+                                       description="more sbatch options (submitit's names)")
+
+    @property
+    def ranks(self) -> int:
+        """Data-parallel ranks of one run's job."""
+        return self.nodes * (self.ranks_per_node or self.gpus_per_node or 1)
+
+
 class TargetRun(_Spec):
     """The model the ladder predicts: a size (larger than the ladder's) and a length."""
 
@@ -168,6 +190,7 @@ class LadderSpec(_Spec):
     final_lr_fraction: float = Field(default=0.1, ge=0, le=1)
     weight_decay: float = Field(default=0.1, ge=0)
     target: TargetRun | None = None
+    slurm: SlurmSpec = SlurmSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> LadderSpec:
