@@ -155,3 +155,45 @@ def test_killed_run_resumes_without_lost_or_repeated_steps(workdir):
     assert [c["step"] for c in result["checkpoints"]] == [6, 12, 18, 24]
     assert len(list((workdir / "cache" / "corpus").glob("tokens-*"))) == 1  # cache reused
     assert all(Path(c["hf_dir"], "ladder_meta.json").is_file() for c in result["checkpoints"])
+
+
+def test_paper_small_smallest_run_trains_its_few_hundred_steps(workdir):
+    from taskladder.training.ladder import train_ladder
+
+    spec = load_ladder_spec("paper-small", {
+        "output_dir": str(workdir / "paper-small"),
+        "corpus": {"kind": "text", "paths": [str(workdir / "corpus.txt")]}})
+    first = spec.plan()[0]
+    [result] = train_ladder(spec, progress=False, runs=[first.run])
+    assert result.steps == first.steps >= 200
+    losses = [c.val_loss for c in result.checkpoints]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < math.log(2048) - 1
+
+
+def test_olmo_core_token_files_train_in_place(workdir):
+    """A numpy corpus (OLMo tokenizer ids, as OLMo data ships) is memory-mapped by olmo-core."""
+    from taskladder.training.corpus import EOS, load_tokenizer, olmo_tokenizer_path
+    from taskladder.training.ladder import train_ladder
+
+    tok = load_tokenizer(olmo_tokenizer_path())
+    eos = tok.convert_tokens_to_ids(EOS)
+    docs = read_documents(CorpusSpec(kind="text", paths=[str(workdir / "corpus.txt")]))
+    paths = []
+    for i, part in enumerate((docs[:200], docs[200:])):
+        ids = [t for d in part for t in (*tok(d)["input_ids"], eos)]
+        paths.append(workdir / f"olmo-{i}.npy")
+        np.asarray(ids, dtype=np.uint32).tofile(paths[-1])
+    path = tiny_spec(workdir, "numpy", steps=6, checkpoints=1)
+    data = yaml.safe_load(path.read_text())
+    data["tokenizer"] = {"kind": "olmo"}
+    data["corpus"] = {"kind": "auto", "paths": [str(p) for p in paths], "val_max_tokens": 256}
+    n = load_ladder_spec(data).plan()[0].N  # the 50k vocabulary's output head counts in N
+    data["tokens_per_param"] = 5.5 * 4 * 64 / n
+    spec = load_ladder_spec(data)
+    assert spec.plan()[0].steps == 6
+    [result] = train_ladder(spec, progress=False)
+    work = list((Path(result.run_dir) / "work").rglob("*.npy"))
+    assert not any(p.stat().st_size >= paths[0].stat().st_size for p in work)  # not copied
+    meta = result.checkpoints[-1].meta
+    assert meta.step == result.steps and math.isfinite(meta.lm_losses["ce_val"])
+    assert load_tokenizer(result.checkpoints[-1].hf_dir).eos_token == EOS

@@ -215,7 +215,11 @@ class LadderSpec(_Spec):
     # presets -------------------------------------------------------------------------------
     @classmethod
     def paper(cls, **overrides: Any) -> LadderSpec:
-        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096."""
+        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096.
+
+        Data is the user's: `tokenizer.path` a local copy of the dolma2 tokenizer and
+        `corpus.paths` olmo-core token files (uint32); both are checked before any compute.
+        """
         size = partial(ModelSize.of, hidden_size_multiplier=1.5)
         target_n, target_d = TARGETS["7B-4T"]
         return cls._preset(
@@ -227,6 +231,7 @@ class LadderSpec(_Spec):
                 sequence_length=4096,
                 tokenizer=TokenizerSpec(kind="path", path="allenai/dolma2-tokenizer",
                                         vocab_size=100278, model_max_length=8192),
+                corpus=CorpusSpec(kind="numpy", dtype="uint32"),  # paths: your token files
                 checkpoint_interval=1000,
                 output_dir="taskladder-out/paper",
                 device="cuda",
@@ -234,6 +239,39 @@ class LadderSpec(_Spec):
                     name="7B-4T", multiplier=target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n,
                     size=ModelSize(name="7B", d_model=4096, n_layers=32, n_heads=32,
                                    batch_sequences=1024)),
+            ),
+            overrides,
+        )
+
+    @classmethod
+    def paper_small(cls, **overrides: Any) -> LadderSpec:
+        """The paper's recipe and ratios at four small sizes, trainable on a CPU.
+
+        Shapes are the paper's divided down: d_model 3:4:6:8 (48/64/96/128), layers 12/16/16/16
+        over 4, heads 12/16/16/16 over 4, batch 2:3:5:6 (4/6/10/12 sequences of 256), the
+        multipliers 1:2:5:10 scaled by 0.05 (0.05/0.1/0.25/0.5 xC: 205 to 4,274 steps) with
+        warmup scaled alike (0.05 N tokens: the paper's 1/20 of a 1xC run), the LR rule, AdamW
+        and cosine to 10% unchanged. A 2,048-token BPE on the bundled summaries by default;
+        give `tokenizer` and `corpus` for real data. The target is 7B-4T's shape and length
+        relative to the largest size, at the same scale.
+        """
+        size = partial(ModelSize.of, hidden_size_multiplier=1.5, hidden_size_multiple_of=16)
+        target_n, target_d = TARGETS["7B-4T"]
+        return cls._preset(
+            dict(
+                name="paper-small",
+                sizes=[size("d48", 48, 3, 3, 4), size("d64", 64, 4, 4, 6),
+                       size("d96", 96, 4, 4, 10), size("d128", 128, 4, 4, 12)],
+                multipliers=[0.05, 0.1, 0.25, 0.5],
+                sequence_length=256,
+                tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
+                checkpoints_per_run=5,
+                warmup_tokens_per_param=0.05,
+                output_dir="taskladder-out/paper-small",
+                target=TargetRun(
+                    name="d256-7B4T-shape",
+                    multiplier=round(0.05 * target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n, 3),
+                    size=size("d256", 256, 8, 8, 32)),
             ),
             overrides,
         )
@@ -379,8 +417,8 @@ def _dump(values: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, list) else v for k, v in values.items()}
 
 
-PRESETS = {"paper": LadderSpec.paper, "cpu-micro": LadderSpec.cpu_micro,
-           "cpu-micro-target": LadderSpec.cpu_micro_target}
+PRESETS = {"paper": LadderSpec.paper, "paper-small": LadderSpec.paper_small,
+           "cpu-micro": LadderSpec.cpu_micro, "cpu-micro-target": LadderSpec.cpu_micro_target}
 
 
 def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
