@@ -132,6 +132,7 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
                           weight_decay=spec.weight_decay),
         scheduler=CosWithWarmup(warmup=plan.warmup_steps, alpha_f=spec.final_lr_fraction),
         max_grad_norm=1.0,
+        compile_model=spec.compile_model and cuda,
         dp_config=_data_parallel(cuda, world),
     ).build(model, device=device)
     dataset = NumpyFSLDatasetConfig(

@@ -182,6 +182,7 @@ class LadderSpec(_Spec):
         default=None, gt=0, description="per-rank microbatch (None: the rank's whole batch)")
     output_dir: str = "taskladder-out/ladder"
     device: Literal["cpu", "cuda"] = "cpu"
+    compile_model: bool = Field(default=False, description="torch.compile (GPU; skipped on CPU)")
     lr_rule: tuple[float, float, float] = Field(
         default=(0.0047, 1.08e8, 4.0), description="peak LR = a * (N / n0)^(-1/3) / div"
     )
