@@ -16,15 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from taskladder.training.corpus import read_documents
-from taskladder.training.spec import CorpusSpec, load_ladder_spec
+from training_support import DIST_VARS, tiny_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES", "MASTER_ADDR",
-             "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID"}
 TOLERANCE = 1e-4  # nats; measured differences are ~1e-6 (summation order only)
 STEPS, CHECKPOINTS = 12, 3
 RUN = "t-1xC"
@@ -32,24 +27,11 @@ RUN = "t-1xC"
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multirank")
-    (root / "corpus.txt").write_text("\n\n".join(read_documents(CorpusSpec())[:300]))
-    return root
+    return tmp_path_factory.mktemp("multirank")
 
 
 def spec_file(root: Path, name: str) -> Path:
-    data = {"name": name, "sizes": [{"name": "t", "d_model": 32, "n_layers": 1, "n_heads": 1,
-                                     "hidden_size_multiple_of": 32, "batch_sequences": 4}],
-            "multipliers": [1.0], "sequence_length": 64, "checkpoints_per_run": CHECKPOINTS,
-            "tokenizer": {"kind": "bpe", "vocab_size": 512, "model_max_length": 512},
-            "corpus": {"kind": "text", "paths": [str(root / "corpus.txt")],
-                       "val_fraction": 0.05, "val_max_tokens": 2048},
-            "warmup_tokens_per_param": 0.01, "output_dir": str(root / name)}
-    n = load_ladder_spec(data).plan()[0].N
-    data["tokens_per_param"] = (STEPS - 0.5) * 4 * 64 / n
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return tiny_spec(root, name, steps=STEPS, checkpoints=CHECKPOINTS)
 
 
 def train(root: Path, spec: Path, ranks: int) -> None:

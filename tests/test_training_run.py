@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from training_support import DIST_VARS, corpus_file, tiny_spec
 
 from taskladder.training.corpus import read_documents
 from taskladder.training.spec import CorpusSpec, load_ladder_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES", "MASTER_ADDR",
-             "MASTER_PORT"}
 META_KEYS = {"run", "size", "N", "D", "step", "flops", "lm_losses"}
 
 
@@ -32,7 +31,7 @@ META_KEYS = {"run", "size", "N", "D", "step", "flops", "lm_losses"}
 def workdir(tmp_path_factory):
     """A small wiki corpus, a shared token cache, and a spec writer for tiny runs."""
     root = tmp_path_factory.mktemp("train")
-    (root / "corpus.txt").write_text("\n\n".join(read_documents(CorpusSpec())[:300]))
+    corpus_file(root)
     old = os.environ.get("TASKLADDER_CACHE")
     os.environ["TASKLADDER_CACHE"] = str(root / "cache")
     yield root
@@ -40,23 +39,6 @@ def workdir(tmp_path_factory):
         os.environ.pop("TASKLADDER_CACHE", None)
     else:
         os.environ["TASKLADDER_CACHE"] = old
-
-
-def tiny_spec(root: Path, name: str, steps: int, checkpoints: int) -> Path:
-    """A one-run spec (d32, 1 layer, 4 x 64 tokens per step) that trains exactly `steps`."""
-    data = {"name": name, "sizes": [{"name": "t", "d_model": 32, "n_layers": 1, "n_heads": 1,
-                                     "hidden_size_multiple_of": 32, "batch_sequences": 4}],
-            "multipliers": [1.0], "sequence_length": 64, "checkpoints_per_run": checkpoints,
-            "tokenizer": {"kind": "bpe", "vocab_size": 512, "model_max_length": 512},
-            "corpus": {"kind": "text", "paths": [str(root / "corpus.txt")],
-                       "val_fraction": 0.05, "val_max_tokens": 2048},
-            "warmup_tokens_per_param": 0.01, "output_dir": str(root / name)}
-    n = load_ladder_spec(data).plan()[0].N
-    data["tokens_per_param"] = (steps - 0.5) * 4 * 64 / n
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    assert load_ladder_spec(str(path)).plan()[0].steps == steps
-    return path
 
 
 def test_micro_run_trains_exports_and_is_idempotent(workdir):

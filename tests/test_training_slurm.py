@@ -15,16 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from training_support import DIST_VARS, tiny_spec
 
 from taskladder.cli import main
-from taskladder.training.corpus import read_documents
-from taskladder.training.spec import CorpusSpec, load_ladder_spec
+from taskladder.training.spec import load_ladder_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SLURM = ROOT / "tests" / "slurm"
-DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-             "MASTER_PORT"}
 
 
 @pytest.fixture(scope="module")
@@ -45,23 +42,10 @@ def slurm():
 
 
 def write_spec(root: Path, name: str, steps: int, **extra) -> Path:
-    """Tiny runs (d32, 1 layer, 4 x 64 tokens a step); the 1xC run trains `steps` steps."""
-    corpus = root / "corpus.txt"
-    if not corpus.exists():
-        corpus.write_text("\n\n".join(read_documents(CorpusSpec())[:300]))
-    data = {"name": name, "sizes": [{"name": "t", "d_model": 32, "n_layers": 1, "n_heads": 1,
-                                     "hidden_size_multiple_of": 32, "batch_sequences": 4}],
-            "multipliers": [0.5, 1.0], "sequence_length": 64, "checkpoints_per_run": 4,
-            "tokenizer": {"kind": "bpe", "vocab_size": 512, "model_max_length": 512},
-            "corpus": {"kind": "text", "paths": [str(corpus)], "val_fraction": 0.05,
-                       "val_max_tokens": 1024},
-            "warmup_tokens_per_param": 0.01, "output_dir": str(root / name),
-            "slurm": {"poll_seconds": 1, "cpus_per_task": 1, "max_retries": 2}, **extra}
-    n = load_ladder_spec(data).plan()[0].N
-    data["tokens_per_param"] = (steps - 0.5) * 4 * 64 / n
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """Two tiny runs (0.5xC and 1xC, `steps` steps) as one-CPU Slurm jobs."""
+    slurm = {"poll_seconds": 1, "cpus_per_task": 1, "max_retries": 2, **extra.pop("slurm", {})}
+    return tiny_spec(root, name, steps, checkpoints=4, multipliers=(0.5, 1.0), slurm=slurm,
+                     **extra)
 
 
 def _rows(path: Path) -> list[dict]:

@@ -248,31 +248,27 @@ class LadderSpec(_Spec):
     def paper_small(cls, **overrides: Any) -> LadderSpec:
         """The paper's recipe and ratios at four small sizes, trainable on a CPU.
 
-        Shapes are the paper's divided down: d_model 3:4:6:8 (48/64/96/128), layers 12/16/16/16
-        over 4, heads 12/16/16/16 over 4, batch 2:3:5:6 (4/6/10/12 sequences of 256), the
-        multipliers 1:2:5:10 scaled by 0.05 (0.05/0.1/0.25/0.5 xC: 205 to 4,274 steps) with
-        warmup scaled alike (0.05 N tokens: the paper's 1/20 of a 1xC run), the LR rule, AdamW
-        and cosine to 10% unchanged. A 2,048-token BPE on the bundled summaries by default;
-        give `tokenizer` and `corpus` for real data. The target is 7B-4T's shape and length
-        relative to the largest size, at the same scale.
+        Every shape is the paper's divided down (`PAPER_SMALL_DIVISORS`: d_model 48/64/96/128,
+        layers 3/4/4/4, heads 3/4/4/4, batch 4/6/10/12 sequences of 256); the multipliers
+        1/2/5/10 and the target's length are scaled by 0.05 (0.05/0.1/0.25/0.5 xC: 205 to
+        4,274 steps), and warmup alike (0.05 N tokens: the paper's 1/20 of a 1xC run); the LR
+        rule, AdamW and cosine to 10% are unchanged. A 2,048-token BPE on the bundled
+        summaries by default; give `tokenizer` and `corpus` for real data.
         """
-        size = partial(ModelSize.of, hidden_size_multiplier=1.5, hidden_size_multiple_of=16)
-        target_n, target_d = TARGETS["7B-4T"]
+        paper = cls.paper()
         return cls._preset(
             dict(
                 name="paper-small",
-                sizes=[size("d48", 48, 3, 3, 4), size("d64", 64, 4, 4, 6),
-                       size("d96", 96, 4, 4, 10), size("d128", 128, 4, 4, 12)],
-                multipliers=[0.05, 0.1, 0.25, 0.5],
+                sizes=[_shrink(s) for s in paper.sizes],
+                multipliers=[PAPER_SMALL_LENGTH * m for m in paper.multipliers],
                 sequence_length=256,
                 tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
                 checkpoints_per_run=5,
-                warmup_tokens_per_param=0.05,
+                warmup_tokens_per_param=PAPER_SMALL_LENGTH * paper.warmup_tokens_per_param,
                 output_dir="taskladder-out/paper-small",
-                target=TargetRun(
-                    name="d256-7B4T-shape",
-                    multiplier=round(0.05 * target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n, 3),
-                    size=size("d256", 256, 8, 8, 32)),
+                target=TargetRun(name="d256-7B4T-shape", size=_shrink(paper.target.size),
+                                 multiplier=round(PAPER_SMALL_LENGTH * paper.target.multiplier,
+                                                  3)),
             ),
             overrides,
         )
@@ -386,6 +382,17 @@ class LadderSpec(_Spec):
             lines.append(f"target {self.target.name}: N={t.N:,.0f} D={t.tokens:,} "
                          f"FLOPs {t.flops:.3e}; ladder = {100 * share:.1f}% of it")
         return "\n".join(lines)
+
+
+# paper-small: the paper's shapes divided by these, its lengths multiplied by this
+PAPER_SMALL_DIVISORS = {"d_model": 16, "n_layers": 4, "n_heads": 4, "batch_sequences": 32}
+PAPER_SMALL_LENGTH = 0.05
+
+
+def _shrink(size: ModelSize) -> ModelSize:
+    small = {k: getattr(size, k) // d for k, d in PAPER_SMALL_DIVISORS.items()}
+    return size.model_copy(update={**small, "name": f"d{small['d_model']}",
+                                   "hidden_size_multiple_of": 16})
 
 
 @dataclass(frozen=True)
