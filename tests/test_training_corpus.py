@@ -197,3 +197,26 @@ def _parquet(tmp_path):
     path = tmp_path / "c.parquet"
     path.write_bytes(b"PAR1")
     return str(path)
+
+
+def test_paper_dry_run_passes_with_a_local_tokenizer_and_corpus(tmp_path, capsys):
+    """`taskladder run SPEC --dry-run` on the paper ladder with the user's data given."""
+    import yaml
+
+    from taskladder.cli import main
+
+    paths = _token_files(tmp_path, n_files=2)
+    overrides = {"tokenizer": {"kind": "path", "path": str(olmo_tokenizer_path()),
+                               "vocab_size": 50_280},
+                 "corpus": {"kind": "numpy", "paths": paths}}
+    spec = tmp_path / "paper-local.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "paper-local", "ladder": {"train": "paper", "overrides": overrides},
+        "eval": {"tasks": ["arc_easy"]}, "target": {"name": "7B-4T", "N": 6887575552,
+                                                    "D": 3945065873408},
+        "output_dir": str(tmp_path / "out")}))
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    assert "1.3B-10xC" in capsys.readouterr().out
+    check_ready(load_ladder_spec("paper", overrides))  # what a real run checks first
+    with pytest.raises(InputError, match="corpus.kind is 'numpy' but corpus.paths is empty"):
+        check_ready(LadderSpec.paper())  # the bare preset has no data of its own
