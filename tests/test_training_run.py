@@ -134,7 +134,7 @@ def test_killed_run_resumes_without_lost_or_repeated_steps(workdir):
     assert all(by_step[r["step"]] == r["batch"] for r in overlap)  # same data order
     assert len({r["batch"] for r in resumed}) == len(resumed)
     result = json.loads((run_dir / "result.json").read_text())
-    assert [c["step"] for c in result["checkpoints"]] == [6, 12, 18, 24]
+    assert [c["meta"]["step"] for c in result["checkpoints"]] == [6, 12, 18, 24]
     assert len(list((workdir / "cache" / "corpus").glob("tokens-*"))) == 1  # cache reused
     assert all(Path(c["hf_dir"], "ladder_meta.json").is_file() for c in result["checkpoints"])
 

