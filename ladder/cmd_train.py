@@ -56,7 +56,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.launcher == "slurm":
         from taskladder.training.launch import submit
 
-        jobs = submit(spec)
+        jobs = submit(spec, runs=args.only)
         print(f"{len(jobs)} jobs submitted; the others are finished or queued "
               f"(logs: {spec.out_dir() / 'slurm'})")
         return 0

@@ -82,17 +82,18 @@ def run_ladder(spec: LadderSpec, launcher: str = "local", echo: Callable[[str], 
     return wait(spec, echo=echo)
 
 
-def submit(spec: LadderSpec, echo: Callable[[str], None] | None = None,
-           checked: bool = False) -> list[Job]:
-    """Submit a Slurm job for every run that is neither finished nor queued; return them."""
-    from taskladder.training.ladder import RESULT_FILE, runs_dir
+def submit(spec: LadderSpec, echo: Callable[[str], None] | None = None, checked: bool = False,
+           runs: list[str] | None = None) -> list[Job]:
+    """Submit a Slurm job for every run (of `runs`, default all) that is neither finished nor
+    queued; return the new jobs."""
+    from taskladder.training.ladder import RESULT_FILE, runs_dir, select_runs
 
     echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not checked:
         check_launcher(spec, "slurm")
     spec_file = write_spec(spec)
     jobs = []
-    for plan in spec.plan():
+    for plan in select_runs(spec.plan(), runs):
         run_dir = runs_dir(spec) / plan.run
         if (run_dir / RESULT_FILE).is_file():
             continue
