@@ -1,12 +1,13 @@
-"""Training speed: olmo-core's Trainer vs a plain PyTorch loop, and the cpu-micro ladder's wall time.
+"""Training speed: olmo-core's Trainer vs a plain PyTorch loop; the cpu-micro ladder's wall time.
 
 For two micro sizes, the ladder's own Trainer (built by `taskladder.training.run`) trains a
 run while a callback records each step's batch and the time between steps; then a plain loop
 (same model init, same AdamW, same batches, no Trainer) trains on exactly those batches.
 Rounds alternate the two to share the machine's noise; the median of each is reported and
 the ratio olmo-core / plain is the figure (goal >= 0.95). Both wall-clock and process
-CPU-time rates are shown: on a shared machine the CPU-time ratio is the steadier one. Then the whole cpu-micro ladder is
-trained from scratch in a temp folder and its wall time compared with the ETA it announced.
+CPU-time rates are shown: on a shared machine the CPU-time ratio is the steadier one. Then the
+whole cpu-micro ladder is trained from scratch in a temp folder and its wall time compared
+with the ETA it announced.
 
     .venv/bin/python benchmarks/bench_training.py [--steps 40] [--rounds 3] [--skip-ladder]
 """

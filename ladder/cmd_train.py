@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+
+from taskladder.common.errors import MissingExtraError
 
 
 def add_parsers(subparsers) -> None:
@@ -12,21 +16,34 @@ def add_parsers(subparsers) -> None:
         help="train a model ladder with olmo-core (resumes killed runs)",
         description="Train every run of a ladder spec, resuming partial runs from their last "
         "checkpoint and skipping finished ones; export each kept checkpoint to Hugging Face "
-        "format with ladder_meta.json.",
+        "format with ladder_meta.json. Under torchrun the ranks train data-parallel.",
     )
     p.add_argument("spec", nargs="?", default="cpu-micro",
-                   help="preset (cpu-micro, cpu-micro-target, paper) or a YAML/TOML/JSON file "
-                   "(default: cpu-micro)")
+                   help="preset (cpu-micro, cpu-micro-target, paper, paper-small) or a "
+                   "YAML/TOML/JSON file (default: cpu-micro)")
     p.add_argument("--output-dir", help="override the spec's output_dir")
     p.add_argument("--dry-run", action="store_true",
                    help="print every run (N, tokens, batch, LR, warmup, steps, cost) and stop")
     p.add_argument("--target", action="store_true", help="train the spec's target instead")
+    p.add_argument("--only", action="append", metavar="RUN",
+                   help="train only this run (repeatable), e.g. d32L2-0.05xC")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: train here (default); slurm: submit one job per unfinished "
+                   "run (the spec's `slurm` section) and return")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=handle)
 
 
+def require_train_extra() -> None:
+    """torch and olmo-core come with the `train` extra; say so instead of an ImportError."""
+    for module in ("torch", "olmo_core"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError("train", "taskladder train", module)
+
+
 def handle(args: argparse.Namespace) -> int:
+    require_train_extra()
     from taskladder.training.spec import load_ladder_spec
 
     overrides = {"output_dir": args.output_dir} if args.output_dir else None
@@ -36,12 +53,21 @@ def handle(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(spec.describe_plan())
         return 0
+    if args.launcher == "slurm":
+        from taskladder.training.launch import submit
+
+        jobs = submit(spec, runs=args.only)
+        print(f"{len(jobs)} jobs submitted; the others are finished or queued "
+              f"(logs: {spec.out_dir() / 'slurm'})")
+        return 0
 
     from dataclasses import asdict
 
     from taskladder.training.ladder import train_ladder
 
-    results = train_ladder(spec, progress=not args.no_progress)
+    results = train_ladder(spec, progress=not args.no_progress, runs=args.only)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports
+        return 0
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=1))
     else:

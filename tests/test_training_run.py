@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from training_support import DIST_VARS, corpus_file, tiny_spec
 
 from taskladder.training.corpus import read_documents
 from taskladder.training.spec import CorpusSpec, load_ladder_spec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
-DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES", "MASTER_ADDR",
-             "MASTER_PORT"}
 META_KEYS = {"run", "size", "N", "D", "step", "flops", "lm_losses"}
 
 
@@ -32,7 +31,7 @@ META_KEYS = {"run", "size", "N", "D", "step", "flops", "lm_losses"}
 def workdir(tmp_path_factory):
     """A small wiki corpus, a shared token cache, and a spec writer for tiny runs."""
     root = tmp_path_factory.mktemp("train")
-    (root / "corpus.txt").write_text("\n\n".join(read_documents(CorpusSpec())[:300]))
+    corpus_file(root)
     old = os.environ.get("TASKLADDER_CACHE")
     os.environ["TASKLADDER_CACHE"] = str(root / "cache")
     yield root
@@ -40,23 +39,6 @@ def workdir(tmp_path_factory):
         os.environ.pop("TASKLADDER_CACHE", None)
     else:
         os.environ["TASKLADDER_CACHE"] = old
-
-
-def tiny_spec(root: Path, name: str, steps: int, checkpoints: int) -> Path:
-    """A one-run spec (d32, 1 layer, 4 x 64 tokens per step) that trains exactly `steps`."""
-    data = {"name": name, "sizes": [{"name": "t", "d_model": 32, "n_layers": 1, "n_heads": 1,
-                                     "hidden_size_multiple_of": 32, "batch_sequences": 4}],
-            "multipliers": [1.0], "sequence_length": 64, "checkpoints_per_run": checkpoints,
-            "tokenizer": {"kind": "bpe", "vocab_size": 512, "model_max_length": 512},
-            "corpus": {"kind": "text", "paths": [str(root / "corpus.txt")],
-                       "val_fraction": 0.05, "val_max_tokens": 2048},
-            "warmup_tokens_per_param": 0.01, "output_dir": str(root / name)}
-    n = load_ladder_spec(data).plan()[0].N
-    data["tokens_per_param"] = (steps - 0.5) * 4 * 64 / n
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    assert load_ladder_spec(str(path)).plan()[0].steps == steps
-    return path
 
 
 def test_micro_run_trains_exports_and_is_idempotent(workdir):
@@ -152,6 +134,48 @@ def test_killed_run_resumes_without_lost_or_repeated_steps(workdir):
     assert all(by_step[r["step"]] == r["batch"] for r in overlap)  # same data order
     assert len({r["batch"] for r in resumed}) == len(resumed)
     result = json.loads((run_dir / "result.json").read_text())
-    assert [c["step"] for c in result["checkpoints"]] == [6, 12, 18, 24]
+    assert [c["meta"]["step"] for c in result["checkpoints"]] == [6, 12, 18, 24]
     assert len(list((workdir / "cache" / "corpus").glob("tokens-*"))) == 1  # cache reused
     assert all(Path(c["hf_dir"], "ladder_meta.json").is_file() for c in result["checkpoints"])
+
+
+def test_paper_small_smallest_run_trains_its_few_hundred_steps(workdir):
+    from taskladder.training.ladder import train_ladder
+
+    spec = load_ladder_spec("paper-small", {
+        "output_dir": str(workdir / "paper-small"),
+        "corpus": {"kind": "text", "paths": [str(workdir / "corpus.txt")]}})
+    first = spec.plan()[0]
+    [result] = train_ladder(spec, progress=False, runs=[first.run])
+    assert result.steps == first.steps >= 200
+    losses = [c.val_loss for c in result.checkpoints]
+    assert losses == sorted(losses, reverse=True) and losses[-1] < math.log(2048) - 1
+
+
+def test_olmo_core_token_files_train_in_place(workdir):
+    """A numpy corpus (OLMo tokenizer ids, as OLMo data ships) is memory-mapped by olmo-core."""
+    from taskladder.training.corpus import EOS, load_tokenizer, olmo_tokenizer_path
+    from taskladder.training.ladder import train_ladder
+
+    tok = load_tokenizer(olmo_tokenizer_path())
+    eos = tok.convert_tokens_to_ids(EOS)
+    docs = read_documents(CorpusSpec(kind="text", paths=[str(workdir / "corpus.txt")]))
+    paths = []
+    for i, part in enumerate((docs[:200], docs[200:])):
+        ids = [t for d in part for t in (*tok(d)["input_ids"], eos)]
+        paths.append(workdir / f"olmo-{i}.npy")
+        np.asarray(ids, dtype=np.uint32).tofile(paths[-1])
+    path = tiny_spec(workdir, "numpy", steps=6, checkpoints=1)
+    data = yaml.safe_load(path.read_text())
+    data["tokenizer"] = {"kind": "olmo"}
+    data["corpus"] = {"kind": "auto", "paths": [str(p) for p in paths], "val_max_tokens": 256}
+    n = load_ladder_spec(data).plan()[0].N  # the 50k vocabulary's output head counts in N
+    data["tokens_per_param"] = 5.5 * 4 * 64 / n
+    spec = load_ladder_spec(data)
+    assert spec.plan()[0].steps == 6
+    [result] = train_ladder(spec, progress=False)
+    work = list((Path(result.run_dir) / "work").rglob("*.npy"))
+    assert not any(p.stat().st_size >= paths[0].stat().st_size for p in work)  # not copied
+    meta = result.checkpoints[-1].meta
+    assert meta.step == result.steps and math.isfinite(meta.lm_losses["ce_val"])
+    assert load_tokenizer(result.checkpoints[-1].hf_dir).eos_token == EOS

@@ -12,27 +12,44 @@ from hypothesis import strategies as st
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
+from taskladder.common.facts import OLMO_SIZES, TARGETS
 from taskladder.training.model import model_config
 from taskladder.training.spec import LadderSpec, load_ladder_spec
 
-PAPER_N = {"190M": 190_354_176, "370M": 371_262_464, "760M": 758_220_288, "1.3B": 1_279_395_840}
 
-
-def test_paper_preset_reproduces_method_numbers():
+def test_paper_preset_n_and_target_match_the_released_ladder():
+    """N is computed by olmo-core from the shapes; the released ladder logged its own N."""
     spec = LadderSpec.paper()
     plans = spec.plan()
     assert len(plans) == 16
-    assert {p.size: p.N for p in plans} == PAPER_N
-    assert {p.size: p.batch_sequences for p in plans} == {
-        "190M": 128, "370M": 192, "760M": 320, "1.3B": 384}
-    p190 = next(p for p in plans if p.run == "190M-1xC")
-    assert p190.lr == pytest.approx(0.0047 * (190_354_176 / 1.08e8) ** (-1 / 3) / 4)
-    assert p190.warmup_steps == round(190_354_176 / (128 * 4096))
-    assert p190.tokens == pytest.approx(20 * 190_354_176, rel=2e-3)
-    assert sum(p.flops for p in plans) == pytest.approx(5.15e21, rel=2e-3)
+    assert {p.size: p.N for p in plans} == {
+        size: OLMO_SIZES["1B" if size == "1.3B" else size][0] for size in ("190M", "370M",
+                                                                           "760M", "1.3B")}
+    for p in plans:  # steps rounded up to whole batches: at most one batch over m x 20 N
+        assert 0 <= p.tokens - p.multiplier * 20 * p.N < p.batch_tokens
     target = spec.target_spec().plan()[0]
-    assert target.N == 6_887_575_552
-    assert target.tokens == pytest.approx(3_945_065_873_408, rel=1e-3)
+    n, d = TARGETS["7B-4T"]
+    assert target.N == n  # the 7B shape gives the 7B N
+    assert 0 <= target.tokens - d < target.batch_tokens
+
+
+def test_paper_small_keeps_the_papers_ratios():
+    paper, small = LadderSpec.paper(), LadderSpec.paper_small()
+    assert len(small.plan()) == 16
+
+    def ratios(values):
+        return [v / values[0] for v in values]
+
+    for field in ("d_model", "n_layers", "batch_sequences"):
+        assert ratios([getattr(s, field) for s in small.sizes]) == pytest.approx(
+            ratios([getattr(s, field) for s in paper.sizes]), rel=0.02), field
+    assert ratios(small.multipliers) == ratios(paper.multipliers)
+    # warmup is the same share of every run as in the paper (N tokens of a 20 N-token 1xC run)
+    for p_paper, p_small in zip(paper.plan(), small.plan(), strict=True):
+        share = p_paper.warmup_steps / p_paper.steps
+        assert p_small.warmup_steps / p_small.steps == pytest.approx(share, rel=0.15)
+    steps = [p.steps for p in small.plan()]
+    assert 200 <= min(steps) and max(steps) < 5000  # a few hundred steps per run and up
 
 
 def test_n_counts_every_parameter_but_the_input_embedding():
@@ -82,7 +99,7 @@ def test_plan_invariants(mult, batch, per_run):
                      "batch_sequences": 4}]}, "does not divide"),
         ({"multipliers": [0.5, -1]}, "multipliers"),
         ({"sequence_length": 4096}, "longer than the tokenizer"),
-        ({"corpus": {"kind": "text"}}, "corpus.paths is empty"),
+        ({"tokenizer": {"kind": "path"}}, "tokenizer.path is missing"),
     ],
 )
 def test_impossible_specs_fail_with_one_line(change, needle):
@@ -115,3 +132,19 @@ def test_cli_reports_bad_spec_and_missing_corpus(tmp_path, capsys):
     assert "\n" not in err and not (tmp_path / "o").exists()
     assert main(["train", "cpu-micro", "--dry-run"]) == 0
     assert "d64L2-0.1xC" in capsys.readouterr().out
+    spec.write_text(yaml.safe_dump({"preset": "cpu-micro", "output_dir": str(tmp_path / "o"),
+                                    "corpus": {"kind": "text"}}))
+    assert main(["train", str(spec), "--no-progress"]) == 2
+    assert "corpus.kind is 'text' but corpus.paths is empty" in capsys.readouterr().err
+
+
+def test_train_without_the_train_extra_names_it(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "olmo_core" else real(name, *a))
+    assert main(["train", "cpu-micro", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("taskladder: error: taskladder train needs the 'train' extra (olmo_core is "
+                   "not installed): pip install 'taskladder[train]'")

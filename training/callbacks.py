@@ -22,15 +22,11 @@ import torch.nn.functional as F
 from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
 
+from taskladder.common.io import write_json
+
 VAL_LOSSES = "val_losses.json"
 BATCH_LOG = "batches.jsonl"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
+TRAIN_LOSSES = "train_losses.jsonl"
 
 
 def read_val_losses(run_dir: Path) -> dict[int, float]:
@@ -107,6 +103,20 @@ class BatchLogCallback(Callback):
         digest = hashlib.sha256(batch["input_ids"].cpu().numpy().tobytes()).hexdigest()[:16]
         with (self.run_dir / BATCH_LOG).open("a") as fh:
             fh.write(json.dumps({"step": self.step, "batch": digest, "pid": os.getpid()}) + "\n")
+
+
+@dataclass
+class TrainLossCallback(Callback):
+    """Appends (step, train CE loss reduced over all ranks): the run's loss curve."""
+
+    run_dir: Path = Path(".")
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        loss = metrics.get("train/CE loss")
+        if loss is None or get_rank() != 0:
+            return
+        with (self.run_dir / TRAIN_LOSSES).open("a") as fh:
+            fh.write(json.dumps({"step": step, "loss": loss, "pid": os.getpid()}) + "\n")
 
 
 @dataclass

@@ -19,8 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from taskladder.common.meta import META_FILE
-from taskladder.training.callbacks import read_val_losses, validation_loss, write_json
+from taskladder.common.meta import META_FILE, LadderMeta
+from taskladder.training.callbacks import read_val_losses, validation_loss
 from taskladder.training.corpus import TokenData
 from taskladder.training.spec import LadderSpec, RunPlan
 
@@ -29,18 +29,20 @@ def hf_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "hf" / f"step{step}"
 
 
-def ladder_meta(plan: RunPlan, step: int, ce_val: float) -> dict:
+def ladder_meta(plan: RunPlan, step: int, ce_val: float) -> LadderMeta:
     d = float(step * plan.batch_tokens)
-    return {"run": plan.run, "size": plan.size, "N": plan.N, "D": d, "step": step,
-            "flops": 6.0 * plan.N * d, "lm_losses": {"ce_val": ce_val}}
+    return LadderMeta(run=plan.run, size=plan.size, N=plan.N, D=d, step=step,
+                      flops=6.0 * plan.N * d, lm_losses={"ce_val": ce_val})
 
 
 def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
                       data: TokenData, state_dict: dict | None = None,
-                      validate: bool = False) -> Path:
+                      process_group=None) -> LadderMeta:
     """Convert `run_dir/step<step>` (or these weights of it) to `run_dir/hf/step<step>`.
 
-    Skipped when the export is already there.
+    Returns the export's LadderMeta (its folder is `hf_dir(run_dir, step)`); skipped, and the
+    meta read back, when the export is already there. Under torchrun only rank 0 exports: it
+    reads the checkpoint within `process_group` (itself alone), as the other ranks do not join.
     """
     from olmo_core.nn.hf.convert_checkpoint import convert_checkpoint_to_hf
     from transformers.utils import logging as hf_logging
@@ -49,9 +51,11 @@ def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
 
     final = hf_dir(run_dir, step)
     if (final / META_FILE).is_file():
-        return final
+        return LadderMeta.read(final)
     cfg = json.loads((run_dir / "config.json").read_text())
     final.parent.mkdir(parents=True, exist_ok=True)
+    if state_dict is None and process_group is not None:
+        state_dict = _read_weights(run_dir / f"step{step}", cfg["model"], process_group)
     tmp = Path(tempfile.mkdtemp(prefix=f".step{step}-", dir=final.parent))
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the converter prints the config
@@ -61,17 +65,29 @@ def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,
                 transformer_config_dict=cfg["model"],
                 tokenizer_config_dict=cfg["dataset"]["tokenizer"],
                 tokenizer_id=str(data.tokenizer_dir),
-                max_sequence_length=spec.sequence_length, validate=validate)
+                max_sequence_length=spec.sequence_length,
+                validate=False)  # its logit check costs a model load; tests compare logits
         ce_val = read_val_losses(run_dir).get(step)
         if ce_val is None:  # killed between checkpoint and score: score the export
             ce_val = _hf_val_loss(tmp, data, spec)
-        write_json(tmp / META_FILE, ladder_meta(plan, step, ce_val))
+        meta = ladder_meta(plan, step, ce_val)
+        meta.write(tmp)
         if final.exists():  # a stale, incomplete export
             shutil.rmtree(final)
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return meta
+
+
+def _read_weights(ckpt: Path, model_cfg: dict, process_group) -> dict:
+    from olmo_core.distributed.checkpoint import load_model_and_optim_state
+    from olmo_core.nn.transformer import TransformerConfig
+
+    model = TransformerConfig.from_dict(model_cfg).build(init_device="cpu")
+    load_model_and_optim_state(str(ckpt / "model_and_optim"), model,
+                               process_group=process_group)
+    return model.state_dict()
 
 
 def _hf_val_loss(path: Path, data: TokenData, spec: LadderSpec) -> float:
@@ -79,5 +95,5 @@ def _hf_val_loss(path: Path, data: TokenData, spec: LadderSpec) -> float:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
-    return validation_loss(model, data.val_array()[: spec.corpus.val_max_tokens],
+    return validation_loss(model, data.val_array(spec.corpus.val_max_tokens),
                            spec.sequence_length)

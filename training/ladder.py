@@ -16,10 +16,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taskladder.common.errors import InputError
-from taskladder.common.meta import META_FILE
-from taskladder.training.callbacks import write_json
-from taskladder.training.corpus import TokenData, check_corpus, load_tokenizer, prepare_tokens
-from taskladder.training.export import export_checkpoint
+from taskladder.common.io import write_json
+from taskladder.common.meta import LadderMeta
+from taskladder.training.corpus import (
+    TokenData,
+    check_corpus,
+    load_tokenizer,
+    prepare_tokens,
+    tokenizer_source,
+)
+from taskladder.training.export import export_checkpoint, hf_dir
 from taskladder.training.spec import LadderSpec, RunPlan
 
 RESULT_FILE = "result.json"
@@ -31,14 +37,35 @@ RUN_SECONDS_CPU = 2.0
 
 @dataclass(frozen=True)
 class Checkpoint:
-    step: int
-    tokens: int
+    """One exported checkpoint: its Hugging Face folder and the LadderMeta written there."""
+
     hf_dir: str
-    val_loss: float
+    meta: LadderMeta
+
+    @property
+    def step(self) -> int:
+        return self.meta.step
+
+    @property
+    def tokens(self) -> int:
+        return int(self.meta.D)
+
+    @property
+    def val_loss(self) -> float:
+        return self.meta.lm_losses["ce_val"]
+
+    @classmethod
+    def from_json(cls, data: dict) -> Checkpoint:
+        """From result.json; files written before the meta was stored read it from the export."""
+        meta = data.get("meta")
+        return cls(hf_dir=data["hf_dir"], meta=LadderMeta.from_dict(meta) if meta
+                   else LadderMeta.read(data["hf_dir"]))
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run: what it trained and its exported checkpoints (last = final)."""
+
     run: str
     size: str
     N: float
@@ -51,7 +78,8 @@ class RunResult:
 
     @classmethod
     def from_json(cls, data: dict) -> RunResult:
-        return cls(**{**data, "checkpoints": [Checkpoint(**c) for c in data["checkpoints"]]})
+        return cls(**{**data, "checkpoints": [Checkpoint.from_json(c)
+                                               for c in data["checkpoints"]]})
 
 
 def runs_dir(spec: LadderSpec) -> Path:
@@ -59,17 +87,26 @@ def runs_dir(spec: LadderSpec) -> Path:
 
 
 def check_ready(spec: LadderSpec) -> None:
-    """Everything that can fail before compute: corpus files, tokenizer folder."""
+    """Everything that can fail before compute: corpus files and format, tokenizer."""
     check_corpus(spec.corpus)
-    if spec.tokenizer.kind != "path":
+    if spec.corpus.kind != "wiki-summaries" and spec.corpus.file_kind() == "numpy" \
+            and spec.tokenizer.kind == "bpe":
+        raise InputError(f"corpus.paths: {spec.corpus.paths[0]!r} holds token ids: give the "
+                         "tokenizer that made them (tokenizer.kind 'path' or 'olmo')")
+    src = tokenizer_source(spec.tokenizer)
+    if src is None:
         return
-    if not Path(spec.tokenizer.path).exists():
-        raise InputError(f"tokenizer.path: {spec.tokenizer.path!r} does not exist "
+    if not src.exists():
+        raise InputError(f"tokenizer.path: {str(src)!r} does not exist "
                          "(tokenizers are loaded offline)")
-    limit = load_tokenizer(spec.tokenizer.path).model_max_length
+    tok = load_tokenizer(src)
+    limit = tok.model_max_length if src.is_dir() else spec.tokenizer.model_max_length
     if limit < spec.sequence_length:
         raise InputError(f"sequence_length={spec.sequence_length} is longer than tokenizer "
-                         f"{spec.tokenizer.path!r} supports (model_max_length={limit})")
+                         f"{str(src)!r} supports (model_max_length={limit})")
+    if len(tok) > spec.tokenizer.vocab_size:
+        raise InputError(f"tokenizer.vocab_size={spec.tokenizer.vocab_size} is smaller than the "
+                         f"tokenizer's {len(tok)} tokens ({src})")
 
 
 def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData, log=print) -> None:
@@ -110,54 +147,90 @@ def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
                + RUN_SECONDS_CPU for p in plans)
 
 
-def train_ladder(spec: LadderSpec, progress: bool = True, log=None) -> list[RunResult]:
-    """Train every run of the spec (skipping finished ones) and export its checkpoints."""
-    from taskladder.training.run import train_run
+def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
+                 runs: list[str] | None = None) -> list[RunResult]:
+    """Train every run of the spec (or those named in `runs`), skipping finished ones, and
+    export their checkpoints.
+
+    Under torchrun every rank trains; rank 0 alone exports and writes result.json, after a
+    barrier, and the other ranks read the result back after a second one.
+    """
+    from taskladder.training.run import (
+        barrier,
+        ensure_environment,
+        is_main,
+        rank0_group,
+        train_run,
+        world_size,
+    )
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     check_ready(spec)
-    plans = spec.plan()
-    data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
-    check_data(spec, plans, data, log)
+    plans = select_runs(spec.plan(), runs)
+    if world_size() > 1:
+        ensure_environment(spec)
+    if is_main():  # one process builds the tokenizer and token files; the others reuse them
+        data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
+    barrier()
+    if not is_main():
+        data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
+    check_data(spec, plans, data, log if is_main() else (lambda msg: None))
     sizes = {s.name: s for s in spec.sizes}
     todo = [p for p in plans if not (runs_dir(spec) / p.run / RESULT_FILE).is_file()]
-    if todo:
+    if todo and is_main():
         eta = estimate_seconds(spec, todo)
         log(f"ladder {spec.name}: {len(todo)} of {len(plans)} runs to train, "
             f"{sum(p.tokens for p in todo):,} tokens, ETA ~{_duration(eta)}")
+    solo = rank0_group()
     results, spent, flops_done = [], 0.0, 0.0
     for plan in plans:
         run_dir = runs_dir(spec) / plan.run
         done = run_dir / RESULT_FILE
         if done.is_file():
-            results.append(RunResult.from_json(json.loads(done.read_text())))
+            results.append(read_result(done))
             continue
         start = time.perf_counter()
         train_run(plan, sizes[plan.size], spec, data, run_dir, progress)
-        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 exports and records
-            continue
-        result = _finish(plan, spec, data, run_dir, time.perf_counter() - start)
-        write_json(done, asdict(result))
+        barrier()  # every rank's last checkpoint is written
+        if is_main():
+            result = _finish(plan, spec, data, run_dir, time.perf_counter() - start, solo)
+            write_json(done, asdict(result), indent=1)
+        barrier()  # result.json is there
+        result = read_result(done)
         results.append(result)
         spent += result.train_seconds
         flops_done += plan.flops
-        left = [p for p in todo if p.flops and p not in plans[: plans.index(plan) + 1]]
-        if left:  # re-estimate from what this machine really did (FLOPs-weighted)
+        left = [p for p in todo if p not in plans[: plans.index(plan) + 1]]
+        if left and is_main():  # re-estimate from what this machine really did (FLOPs-weighted)
             eta = spent / flops_done * sum(p.flops for p in left)
             log(f"ladder {spec.name}: {plan.run} done; {len(left)} runs left, ~{_duration(eta)}")
     return results
 
 
+def select_runs(plans: list[RunPlan], runs: list[str] | None) -> list[RunPlan]:
+    """The plans named in `runs` (all when None); an unknown name is bad input."""
+    if runs is None:
+        return plans
+    names = {p.run for p in plans}
+    unknown = [r for r in runs if r not in names]
+    if unknown:
+        raise InputError(f"--only: {unknown[0]!r} is not a run of this ladder "
+                         f"({', '.join(sorted(names))})")
+    return [p for p in plans if p.run in runs]
+
+
+def read_result(path: Path) -> RunResult:
+    return RunResult.from_json(json.loads(Path(path).read_text()))
+
+
 def _finish(plan: RunPlan, spec: LadderSpec, data: TokenData, run_dir: Path,
-            seconds: float) -> RunResult:
+            seconds: float, group=None) -> RunResult:
     ckpts = []
     for step in plan.checkpoint_steps:
         if not (run_dir / f"step{step}").is_dir():
             raise RuntimeError(f"run {plan.run}: checkpoint step{step} is missing after training")
-        hf = export_checkpoint(run_dir, step, plan, spec, data)
-        meta = json.loads((hf / META_FILE).read_text())
-        ckpts.append(Checkpoint(step=step, tokens=step * plan.batch_tokens, hf_dir=str(hf),
-                                val_loss=meta["lm_losses"]["ce_val"]))
+        meta = export_checkpoint(run_dir, step, plan, spec, data, process_group=group)
+        ckpts.append(Checkpoint(hf_dir=str(hf_dir(run_dir, step)), meta=meta))
     return RunResult(run=plan.run, size=plan.size, N=plan.N, multiplier=plan.multiplier,
                      steps=plan.steps, tokens=plan.tokens, run_dir=str(run_dir),
                      checkpoints=ckpts, train_seconds=seconds)

@@ -14,6 +14,7 @@ import gc
 import io
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict
 from functools import partial
@@ -22,11 +23,12 @@ from pathlib import Path
 import torch
 
 from taskladder.common.errors import InputError
+from taskladder.common.io import write_json
 from taskladder.training.callbacks import (
     BatchLogCallback,
     ProgressCallback,
+    TrainLossCallback,
     ValLossCallback,
-    write_json,
 )
 from taskladder.training.corpus import TokenData
 from taskladder.training.export import export_checkpoint
@@ -57,6 +59,30 @@ def ensure_environment(spec: LadderSpec) -> None:
     _ENV_READY = True
 
 
+def world_size() -> int:
+    """Ranks of this job (torchrun sets WORLD_SIZE; one process otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op for one process)."""
+    import torch.distributed as dist
+
+    if world_size() > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+def rank0_group():
+    """A process group of rank 0 alone (created by every rank), for reads only rank 0 makes."""
+    import torch.distributed as dist
+
+    return dist.new_group([0]) if world_size() > 1 else None
+
+
 def check_plan(run_dir: Path, plan: RunPlan) -> None:
     """A run folder belongs to one plan; a changed spec must not resume someone else's run."""
     path = run_dir / PLAN_FILE
@@ -83,33 +109,22 @@ def save_config(run_dir: Path, size: ModelSize, spec: LadderSpec, data: TokenDat
 def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
                   run_dir: Path, progress: bool = True):
     """The olmo-core Trainer of this run (model, data loader, AdamW + cosine, callbacks)."""
-    from olmo_core.config import DType
     from olmo_core.data import NumpyDataLoaderConfig, NumpyFSLDatasetConfig
-    from olmo_core.distributed.parallel import DataParallelType
     from olmo_core.distributed.utils import get_world_size
     from olmo_core.optim import AdamWConfig, CosWithWarmup
     from olmo_core.train import Duration, TrainerConfig
     from olmo_core.train.callbacks import CheckpointerCallback
-    from olmo_core.train.train_module import (
-        TransformerDataParallelConfig,
-        TransformerTrainModuleConfig,
-    )
+    from olmo_core.train.train_module import TransformerTrainModuleConfig
     from olmo_core.utils import seed_all
 
     ensure_environment(spec)
     seed_all(spec.seed)  # same init whether this run is first in the process or not
     cuda = spec.device == "cuda"
+    world = get_world_size()
+    check_ranks(spec, world)
     device = torch.device("cuda" if cuda else "cpu")
     model = model_config(size, spec.vocab_size).build(init_device="meta" if cuda else "cpu")
-    dataset = NumpyFSLDatasetConfig(
-        paths=[str(data.train_path)], sequence_length=spec.sequence_length,
-        tokenizer=data.tokenizer_config(), dtype=data.dtype, work_dir=str(run_dir / "work"),
-    ).build()
-    loader = NumpyDataLoaderConfig(
-        global_batch_size=plan.batch_tokens, seed=spec.seed, num_workers=0,
-        work_dir=str(run_dir / "work"),
-    ).build(dataset)
-    micro = spec.rank_microbatch_sequences or max(1, size.batch_sequences // get_world_size())
+    micro = spec.rank_microbatch_sequences or size.batch_sequences // world
     train_module = TransformerTrainModuleConfig(
         rank_microbatch_size=micro * spec.sequence_length,
         max_sequence_length=spec.sequence_length,
@@ -117,10 +132,17 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
                           weight_decay=spec.weight_decay),
         scheduler=CosWithWarmup(warmup=plan.warmup_steps, alpha_f=spec.final_lr_fraction),
         max_grad_norm=1.0,
-        dp_config=TransformerDataParallelConfig(name=DataParallelType.fsdp,
-                                                param_dtype=DType.bfloat16)
-        if cuda else None,
+        compile_model=spec.compile_model and cuda,
+        dp_config=_data_parallel(cuda, world),
     ).build(model, device=device)
+    dataset = NumpyFSLDatasetConfig(
+        paths=[str(p) for p in data.train_paths], sequence_length=spec.sequence_length,
+        tokenizer=data.tokenizer_config(), dtype=data.dtype, work_dir=str(run_dir / "work"),
+    ).build()
+    loader = NumpyDataLoaderConfig(
+        global_batch_size=plan.batch_tokens, seed=spec.seed, num_workers=0,
+        work_dir=str(run_dir / "work"),
+    ).build(dataset, dp_process_group=train_module.dp_process_group)
     interval = plan.checkpoint_steps[0]
     trainer = (
         TrainerConfig(save_folder=str(run_dir), work_dir=str(run_dir / "work"),
@@ -131,11 +153,12 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
             save_interval=None, fixed_steps=list(plan.checkpoint_steps), max_checkpoints=None,
             ephemeral_save_interval=None, save_async=False, pre_train_checkpoint=False))
         .with_callback("val_loss", ValLossCallback(
-            run_dir=run_dir, tokens=data.val_array()[: spec.corpus.val_max_tokens],
+            run_dir=run_dir, tokens=data.val_array(spec.corpus.val_max_tokens),
             seq_len=spec.sequence_length, steps=frozenset(plan.checkpoint_steps),
-            export=None if cuda else partial(export_checkpoint, run_dir, plan=plan, spec=spec,
-                                             data=data)))
+            export=None if cuda or world > 1 else partial(
+                export_checkpoint, run_dir, plan=plan, spec=spec, data=data)))
         .with_callback("batch_log", BatchLogCallback(run_dir=run_dir))
+        .with_callback("train_loss", TrainLossCallback(run_dir=run_dir))
         .with_callback("progress", ProgressCallback(
             desc=plan.run, total_steps=plan.steps, tokens_per_step=plan.batch_tokens,
             enabled=progress))
@@ -144,12 +167,44 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
     return trainer
 
 
+def _data_parallel(cuda: bool, world: int):
+    """FSDP with bf16 parameters on GPUs; DDP over gloo for CPU ranks; nothing for one CPU."""
+    from olmo_core.config import DType
+    from olmo_core.distributed.parallel import DataParallelType
+    from olmo_core.train.train_module import TransformerDataParallelConfig
+
+    if cuda:
+        return TransformerDataParallelConfig(name=DataParallelType.fsdp,
+                                             param_dtype=DType.bfloat16)
+    if world > 1:
+        return TransformerDataParallelConfig(name=DataParallelType.ddp)
+    return None
+
+
+def check_ranks(spec: LadderSpec, world: int) -> None:
+    """Every size's batch (and microbatch) must split evenly over the data-parallel ranks."""
+    for size in spec.sizes:
+        if size.batch_sequences % world:
+            raise InputError(f"sizes.{size.name}.batch_sequences={size.batch_sequences} does not "
+                             f"divide over {world} ranks")
+        micro = spec.rank_microbatch_sequences
+        if micro and (size.batch_sequences // world) % micro:
+            raise InputError(f"rank_microbatch_sequences={micro} does not divide the "
+                             f"{size.batch_sequences // world} sequences per rank of size "
+                             f"{size.name} over {world} ranks")
+
+
 def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
               run_dir: Path, progress: bool = True) -> None:
-    """Train (or finish) one run; checkpoints land in `run_dir/step<N>`."""
-    check_plan(run_dir, plan)
-    drop_incomplete_checkpoints(run_dir)
-    save_config(run_dir, size, spec, data)
+    """Train (or finish) one run; checkpoints land in `run_dir/step<N>`.
+
+    Under torchrun rank 0 prepares the folder while the others wait at a barrier.
+    """
+    if is_main():
+        check_plan(run_dir, plan)
+        drop_incomplete_checkpoints(run_dir)
+        save_config(run_dir, size, spec, data)
+    barrier()
     with cpu_threads(spec):
         trainer = build_trainer(plan, size, spec, data, run_dir, progress)
         with _quiet_console():

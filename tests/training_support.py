@@ -1,0 +1,42 @@
+"""Tiny training specs shared by the training tests: one d32 model, 4 x 64 tokens a step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from taskladder.training.corpus import read_documents
+from taskladder.training.spec import CorpusSpec, load_ladder_spec
+
+# What torchrun or an in-process olmo-core run leaves in os.environ; a fresh process group
+# must not inherit it.
+DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES", "MASTER_ADDR",
+             "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID"}
+
+
+def corpus_file(root: Path, docs: int = 300) -> Path:
+    """The first `docs` bundled Wikipedia summaries as a text corpus (written once)."""
+    path = root / "corpus.txt"
+    if not path.exists():
+        path.write_text("\n\n".join(read_documents(CorpusSpec())[:docs]))
+    return path
+
+
+def tiny_spec(root: Path, name: str, steps: int, checkpoints: int,
+              multipliers: tuple[float, ...] = (1.0,), **extra) -> Path:
+    """A spec file whose 1xC run (d32, 1 layer, 4 x 64 tokens a step) trains exactly `steps`."""
+    data = {"name": name, "sizes": [{"name": "t", "d_model": 32, "n_layers": 1, "n_heads": 1,
+                                     "hidden_size_multiple_of": 32, "batch_sequences": 4}],
+            "multipliers": list(multipliers), "sequence_length": 64,
+            "checkpoints_per_run": checkpoints,
+            "tokenizer": {"kind": "bpe", "vocab_size": 512, "model_max_length": 512},
+            "corpus": {"kind": "text", "paths": [str(corpus_file(root))],
+                       "val_fraction": 0.05, "val_max_tokens": 2048},
+            "warmup_tokens_per_param": 0.01, "output_dir": str(root / name), **extra}
+    n = load_ladder_spec(data).plan()[0].N
+    data["tokens_per_param"] = (steps - 0.5) * 4 * 64 / n
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_ladder_spec(str(path)).plan()[-1].steps == steps
+    return path
