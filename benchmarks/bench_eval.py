@@ -66,22 +66,27 @@ def bench_backends(args, model_dir: Path) -> None:
         for name, task in tasks.items():
             reqs = task.instances
             lm.loglikelihood(reqs[:8], disable_tqdm=True)  # warm-up (first-call allocations)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             answers[backend][name] = lm.loglikelihood(reqs, disable_tqdm=True)
-            rows.append((name, backend, len(reqs), time.perf_counter() - start))
+            rows.append((name, backend, len(reqs), time.perf_counter() - start,
+                         time.process_time() - cpu))
         del lm
     ref = backends[0]
-    print(f"{'task':22s} {'backend':12s} {'requests':>8s} {'s':>8s} {'req/s':>8s} "
-          f"{'vs ' + ref:>8s} {'max|dll|':>9s} {'greedy':>6s} {'answers':>7s}")
-    base = {name: sec for name, b, _, sec in rows if b == ref}
-    for name, backend, n, sec in rows:
+    print(f"{'task':20s} {'backend':11s} {'requests':>8s} {'s':>7s} {'req/s':>7s} "
+          f"{'vs ' + ref:>7s} {'cpu s':>7s} {'cpu vs':>6s} {'max|dll|':>8s} {'greedy':>6s} "
+          f"{'answers':>7s}")
+    base = {name: (sec, cpu) for name, b, _, sec, cpu in rows if b == ref}
+    for name, backend, n, sec, cpu in rows:
         got, want = answers[backend][name], answers[ref][name]
         diff = max(abs(a[0] - b[0]) for a, b in zip(got, want, strict=True))
         greedy = all(a[1] == b[1] for a, b in zip(got, want, strict=True))
         same = _answers(tasks[name], [a[0] for a in got]) == _answers(
             tasks[name], [b[0] for b in want])
-        print(f"{name:22s} {backend:12s} {n:8d} {sec:8.2f} {n / sec:8.1f} "
-              f"{base[name] / sec:7.1f}x {diff:9.1e} {greedy!s:>6s} {same!s:>7s}")
+        print(f"{name:20s} {backend:11s} {n:8d} {sec:7.2f} {n / sec:7.1f} "
+              f"{base[name][0] / sec:6.1f}x {cpu:7.2f} {base[name][1] / cpu:5.1f}x {diff:8.1e} "
+              f"{greedy!s:>6s} {same!s:>7s}")
+    print("cpu s: this process's CPU time (all threads); on a shared machine its ratio is the "
+          "steadier one; vLLM's CPU time is not comparable (its engine threads busy-wait)")
 
 
 def bench_many(args, model_dir: Path, root: Path) -> None:
@@ -128,7 +133,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from tiny_model import make_tiny_olmo2
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
