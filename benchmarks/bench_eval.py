@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_eval.py [--tasks ladder_arc_easy_rc,ladder_hellaswag_rc]
         [--limit 200] [--vocab 4096 | --vocab olmo] [--d-model 128 --layers 4 --heads 2]
-        [--backends hf,ladder-hf] [--device cpu|cuda] [--dtype float32|bfloat16]
+        [--backends hf,ladder-hf,ladder-hf:bfloat16] [--device cpu|cuda] [--dtype float32]
     .venv-vllm/bin/python benchmarks/bench_eval.py --backends hf,ladder-hf,vllm,ladder-vllm
     .venv/bin/python benchmarks/bench_eval.py --many 27 --limit 24   # evaluate_many vs per model
 
@@ -26,21 +26,30 @@ import tempfile
 import time
 from pathlib import Path
 
+LOG2_E = 1.4426950408889634
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
-def _answers(task, lls: list[float]) -> list[tuple[int, int]]:
-    """Per question: the argmax option by raw log-likelihood and by per-character one."""
-    by_doc: dict[int, list[tuple[int, float, float]]] = {}
+def _per_question(task, lls: list[float]) -> list[tuple[int, int, float, float]]:
+    """Per question: argmax option by raw and by per-character log-likelihood, whether the raw
+    one is gold, and the gold option's bits per byte (leading space excluded)."""
+    by_doc: dict[int, list] = {}
     for inst, ll in zip(task.instances, lls, strict=True):
-        by_doc.setdefault(inst.doc_id, []).append((inst.idx, ll, ll / max(len(inst.args[1]) - 1, 1)))
-    return [(max(opts, key=lambda o: o[1])[0], max(opts, key=lambda o: o[2])[0])
-            for _, opts in sorted(by_doc.items())]
+        by_doc.setdefault(inst.doc_id, []).append((inst.idx, ll, inst.args[1][1:], inst.doc))
+    out = []
+    for _, opts in sorted(by_doc.items()):
+        raw = max(opts, key=lambda o: o[1])[0]
+        per_char = max(opts, key=lambda o: o[1] / max(len(o[2]), 1))[0]
+        gold = int(opts[0][3]["gold"])
+        _, ll, text, _ = next(o for o in opts if o[0] == gold)
+        bpb = -ll / max(len(text.encode()), 1) * LOG2_E
+        out.append((raw, per_char, float(raw == gold), bpb))
+    return out
 
 
-def _lm(backend: str, model_dir: Path, args):
+def _lm(backend: str, dtype: str, model_dir: Path, args):
     from lm_eval.api.registry import get_model
 
     import taskladder.harness_ext.backend  # noqa: F401  (registers ladder-hf, ladder-vllm)
@@ -48,45 +57,60 @@ def _lm(backend: str, model_dir: Path, args):
 
     device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     return get_model(backend).create_from_arg_obj(
-        model_args(backend, model_dir, device, args.dtype, args.batch_size), {})
+        model_args(backend, model_dir, device, dtype, args.batch_size), {})
 
 
 def bench_backends(args, model_dir: Path) -> None:
     from taskladder.harness_ext.runner import task_manager
 
-    backends = args.backends.split(",")
+    backends = [(b.split(":") + [args.dtype])[:2] for b in args.backends.split(",")]
     tasks = task_manager().load(args.tasks.split(","))["tasks"]
     for task in tasks.values():
-        task.build_all_requests(limit=args.limit)
+        task.build_all_requests(limit=args.limit or None)
     rows = []
     answers: dict[str, dict[str, list]] = {}
-    for backend in backends:
-        lm = _lm(backend, model_dir, args)
-        answers[backend] = {}
+    for backend, dtype in backends:
+        label = f"{backend}:{dtype}" if dtype != args.dtype else backend
+        lm = _lm(backend, dtype, model_dir, args)
+        answers[label] = {}
         for name, task in tasks.items():
             reqs = task.instances
             lm.loglikelihood(reqs[:8], disable_tqdm=True)  # warm-up (first-call allocations)
+            _sync()
             start, cpu = time.perf_counter(), time.process_time()
-            answers[backend][name] = lm.loglikelihood(reqs, disable_tqdm=True)
-            rows.append((name, backend, len(reqs), time.perf_counter() - start,
+            answers[label][name] = lm.loglikelihood(reqs, disable_tqdm=True)
+            _sync()
+            rows.append((name, label, len(reqs), time.perf_counter() - start,
                          time.process_time() - cpu))
         del lm
-    ref = backends[0]
-    print(f"{'task':20s} {'backend':11s} {'requests':>8s} {'s':>7s} {'req/s':>7s} "
-          f"{'vs ' + ref:>7s} {'cpu s':>7s} {'cpu vs':>6s} {'max|dll|':>8s} {'greedy':>6s} "
-          f"{'answers':>7s}")
+    ref = rows[0][1]
+    print(f"{'task':20s} {'backend':18s} {'requests':>8s} {'s':>7s} {'req/s':>7s} "
+          f"{'speed':>6s} {'cpu s':>7s} {'cpu':>6s} {'max|dll|':>8s} {'greedy':>6s} "
+          f"{'answers':>7s} {'acc':>6s} {'bpb':>7s}")
     base = {name: (sec, cpu) for name, b, _, sec, cpu in rows if b == ref}
-    for name, backend, n, sec, cpu in rows:
-        got, want = answers[backend][name], answers[ref][name]
+    for name, label, n, sec, cpu in rows:
+        got, want = answers[label][name], answers[ref][name]
         diff = max(abs(a[0] - b[0]) for a, b in zip(got, want, strict=True))
         greedy = all(a[1] == b[1] for a, b in zip(got, want, strict=True))
-        same = _answers(tasks[name], [a[0] for a in got]) == _answers(
-            tasks[name], [b[0] for b in want])
-        print(f"{name:20s} {backend:11s} {n:8d} {sec:7.2f} {n / sec:7.1f} "
-              f"{base[name][0] / sec:6.1f}x {cpu:7.2f} {base[name][1] / cpu:5.1f}x {diff:8.1e} "
-              f"{greedy!s:>6s} {same!s:>7s}")
-    print("cpu s: this process's CPU time (all threads); on a shared machine its ratio is the "
-          "steadier one; vLLM's CPU time is not comparable (its engine threads busy-wait)")
+        mine = _per_question(tasks[name], [a[0] for a in got])
+        theirs = _per_question(tasks[name], [b[0] for b in want])
+        same = [m[:2] for m in mine] == [t[:2] for t in theirs]
+        acc = sum(m[2] for m in mine) / len(mine)
+        bpb = sum(m[3] for m in mine) / len(mine)
+        print(f"{name:20s} {label:18s} {n:8d} {sec:7.2f} {n / sec:7.1f} "
+              f"{base[name][0] / sec:5.1f}x {cpu:7.2f} {base[name][1] / cpu:5.1f}x {diff:8.1e} "
+              f"{greedy!s:>6s} {same!s:>7s} {acc:6.3f} {bpb:7.4f}")
+    print(f"speed, cpu: against {ref} (wall time; this process's CPU time over all threads, "
+          "the steadier ratio on a shared machine, not comparable for vLLM, whose engine "
+          "threads busy-wait); max|dll|, greedy, answers (argmax raw and per character per "
+          f"question): against {ref}; acc and mean bpb from the log-likelihoods")
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def bench_many(args, model_dir: Path, root: Path) -> None:
@@ -118,14 +142,15 @@ def bench_many(args, model_dir: Path, root: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="ladder_arc_easy_rc,ladder_hellaswag_rc")
-    ap.add_argument("--limit", type=int, default=200, help="questions per task")
+    ap.add_argument("--limit", type=int, default=200, help="questions per task (0: all)")
     ap.add_argument("--vocab", default="4096", help="BPE vocabulary size, or 'olmo' (50k)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--intermediate", type=int, default=None, help="MLP width (default 4 d)")
     ap.add_argument("--model", type=Path, default=None, help="score this model folder instead")
-    ap.add_argument("--backends", default="hf,ladder-hf", help="the first is the reference")
+    ap.add_argument("--backends", default="hf,ladder-hf",
+                    help="NAME[:DTYPE],...; the first is the reference")
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--batch-size", type=int, default=32, help="of the hf and vllm backends")
