@@ -126,17 +126,38 @@ def bench_many(args, model_dir: Path, root: Path) -> None:
                 "step": 10 * (i % 3 + 1), "flops": 6e11 * (i + 1)}
         (d / "ladder_meta.json").write_text(json.dumps(meta))
     tasks = args.tasks.split(",")
+    ckpts = sorted(root.glob("ckpt*"))
+    backend = args.backends.split(",")[0]
+    timings = {}
     start = time.perf_counter()
-    for d in sorted(root.glob("ckpt*")):
-        evaluate(d, tasks, args.limit, root / "one" / d.name, backend=args.backends.split(",")[0])
-    one = time.perf_counter() - start
+    for d in ckpts:  # the evaluation stage before evaluate_many: simple_evaluate per checkpoint
+        _simple_evaluate(d, tasks, args.limit, backend)
+    timings["lm_eval.simple_evaluate per checkpoint"] = time.perf_counter() - start
     start = time.perf_counter()
-    evaluate_many(sorted(root.glob("ckpt*")), tasks, args.limit, root / "many",
-                  backend=args.backends.split(",")[0], echo=lambda line: None)
-    many = time.perf_counter() - start
-    print(f"{args.many} checkpoints x {len(tasks)} tasks x {args.limit} questions")
-    print(f"evaluate per checkpoint {one:8.1f} s")
-    print(f"evaluate_many           {many:8.1f} s   speed-up {one / many:.1f}x")
+    for d in ckpts:
+        evaluate(d, tasks, args.limit, root / "one" / d.name, backend=backend)
+    timings["taskladder evaluate per checkpoint"] = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate_many(ckpts, tasks, args.limit, root / "many", backend=backend,
+                  echo=lambda line: None)
+    timings["evaluate_many (one call)"] = time.perf_counter() - start
+    print(f"{args.many} checkpoints x {len(tasks)} tasks x {args.limit} questions, {backend}")
+    base = next(iter(timings.values()))
+    for label, sec in timings.items():
+        print(f"{label:40s} {sec:8.1f} s   {base / sec:5.1f}x")
+
+
+def _simple_evaluate(model_dir: Path, tasks: list[str], limit: int, backend: str) -> None:
+    import lm_eval
+
+    import taskladder.harness_ext.backend  # noqa: F401
+    from taskladder.harness_ext.runner import resolve_tasks, task_manager
+
+    manager = task_manager()
+    names = resolve_tasks(tasks, [n for n in manager.all_tasks if n.startswith("ladder_")])
+    lm_eval.simple_evaluate(model=backend, model_args={"pretrained": str(model_dir),
+                                                       "device": "cpu"},
+                            tasks=names, limit=limit, task_manager=manager, batch_size=32)
 
 
 def main() -> None:

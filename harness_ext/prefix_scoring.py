@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 Tokens = tuple[int, ...]
+READOUT_ROWS = 512  # positions whose vocabulary logits are held at once
 
 
 @dataclass
@@ -190,11 +190,18 @@ class PrefixScorer:
                 col_ix += cols
                 target_ix += option
         dev = hidden.device
-        logits = self.head(hidden[torch.tensor(row_ix, device=dev), torch.tensor(col_ix, device=dev)])
-        logp = F.log_softmax(logits.float(), dim=-1)
+        states = hidden[torch.tensor(row_ix, device=dev), torch.tensor(col_ix, device=dev)]
         target = torch.tensor(target_ix, device=dev)
-        picked = logp.gather(1, target[:, None])[:, 0].tolist()
-        greedy = (logp.argmax(dim=-1) == target).tolist()
+        picked: list[float] = []
+        greedy: list[bool] = []
+        # vocabulary rows in chunks: logsumexp and argmax read each logits chunk while it is
+        # in cache, and no log-softmax copy is written
+        for i in range(0, len(target_ix), READOUT_ROWS):
+            logits = self.head(states[i : i + READOUT_ROWS]).float()
+            tgt = target[i : i + READOUT_ROWS, None]
+            ll = logits.gather(1, tgt)[:, 0] - torch.logsumexp(logits, dim=-1)
+            picked += ll.tolist()
+            greedy += (logits.argmax(dim=-1) == tgt[:, 0]).tolist()
         k = 0
         for r in batch:
             for context, option, cols in r.targets:

@@ -101,8 +101,8 @@ def test_taskladder_eval_vllm_equals_hf(backend, venv_bin, trained_model, hf_res
 
 
 def test_lm_eval_cli_vllm_on_every_ladder_task(venv_bin, trained_model, tmp_path):
-    args = ("pretrained={},dtype=float32,enforce_eager=True,"
-            "gpu_memory_utilization=0.3,distributed_executor_backend=uni").format(trained_model)
+    args = (f"pretrained={trained_model},dtype=float32,enforce_eager=True,"
+            "gpu_memory_utilization=0.3,distributed_executor_backend=uni")
     # in-process engine: with vLLM's engine process the CLI does not exit after the results
     _run([venv_bin / "lm_eval", "--model", "vllm", "--model_args", args,
           "--include_path", "tasks", "--tasks", "ladder_*", "--limit", 1,
