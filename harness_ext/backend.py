@@ -19,13 +19,12 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import has_bos_prefix
 
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
+from taskladder.harness_ext.requests import Request, in_order
 
 log = logging.getLogger(__name__)
 
 if find_spec("vllm") is not None:
     import taskladder.harness_ext.vllm_backend  # noqa: F401  (registers ladder-vllm)
-
-Request = tuple[tuple[str, str], list[int], list[int]]
 
 
 @register_model("ladder-hf")
@@ -121,12 +120,7 @@ class LadderHFLM(HFLM):
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
         scored = self._scorer.score(list(questions.values()))
-        long_results = iter(
+        long_answers = (
             super()._loglikelihood_tokens(long, disable_tqdm, override_bs) if long else []
         )
-        results = []
-        for (pair, ctx, cont), ok in zip(requests, fits, strict=True):
-            answer = scored[(tuple(ctx), tuple(cont))] if ok else next(long_results)
-            self.cache_hook.add_partial("loglikelihood", pair, answer)
-            results.append(answer)
-        return results
+        return in_order(requests, fits, scored, long_answers, self.cache_hook)

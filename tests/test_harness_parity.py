@@ -18,7 +18,8 @@ CASES = {
     "ladder_arc_easy_rc": (OE, {"dataset_path": "arc_easy", "dataset_name": "test_rc_5shot"}),
     "ladder_hellaswag_rc": (OE, {"dataset_path": "hellaswag", "dataset_name": "val_rc_5shot"}),
     "ladder_piqa_rc": (OE, {"dataset_path": "piqa", "dataset_name": "val_rc_5shot"}),
-    "ladder_mmlu_stem_rc": ("MMLU", {"dataset_name": "stem", "split": "test", "prompt_variations": 2}),
+    "ladder_mmlu_stem_rc": ("MMLU", {"dataset_name": "stem", "split": "test",
+                                     "prompt_variations": 2}),
 }
 
 
