@@ -1,11 +1,19 @@
-"""Requests/s of the ladder-hf backend against lm-eval's hf backend, same model, same requests.
+"""Requests/s of the scoring backends against lm-eval's hf backend, same model, same requests.
 
-    .venv/bin/python benchmarks/bench_eval.py [--task ladder_arc_easy_rc] [--limit 200]
-        [--vocab 4096 | --vocab olmo] [--d-model 128 --layers 4] [--batch-size 32]
+    .venv/bin/python benchmarks/bench_eval.py [--tasks ladder_arc_easy_rc,ladder_hellaswag_rc]
+        [--limit 200] [--vocab 4096 | --vocab olmo] [--d-model 128 --layers 4 --heads 2]
+        [--backends hf,ladder-hf,ladder-hf:bfloat16] [--device cpu|cuda] [--dtype float32]
+    .venv-vllm/bin/python benchmarks/bench_eval.py --backends hf,ladder-hf,vllm,ladder-vllm
+    .venv/bin/python benchmarks/bench_eval.py --many 27 --limit 24   # evaluate_many vs per model
 
-Builds a freshly initialised Olmo2 (weights do not change the cost), lets lm-eval build the
-task's requests once, then times `loglikelihood` of each backend on the same list (model and
-data loading excluded), checks that both give the same answers, and prints the ratio.
+Builds a freshly initialised Olmo2 (weights do not change the cost; `--model DIR` scores a
+given one), lets lm-eval build each task's requests once, then times `loglikelihood` of each
+backend on the same list (model loading and vLLM's engine start excluded), and checks every
+backend against the first one: the largest log-likelihood difference, identical greedy flags,
+and identical answers (the argmax option of every question, raw and per character, so the
+accuracies are identical). `--many N` instead times the evaluation stage of a ladder: N
+checkpoints x the tasks, one `evaluate` (lm-eval's simple_evaluate path) per checkpoint
+against one `evaluate_many` call.
 """
 
 from __future__ import annotations
@@ -13,55 +21,182 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
+from pathlib import Path
 
+LOG2_E = 1.4426950408889634
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def _per_question(task, lls: list[float]) -> list[tuple[int, int, float, float]]:
+    """Per question: argmax option by raw and by per-character log-likelihood, whether the raw
+    one is gold, and the gold option's bits per byte (leading space excluded)."""
+    by_doc: dict[int, list] = {}
+    for inst, ll in zip(task.instances, lls, strict=True):
+        by_doc.setdefault(inst.doc_id, []).append((inst.idx, ll, inst.args[1][1:], inst.doc))
+    out = []
+    for _, opts in sorted(by_doc.items()):
+        raw = max(opts, key=lambda o: o[1])[0]
+        per_char = max(opts, key=lambda o: o[1] / max(len(o[2]), 1))[0]
+        gold = int(opts[0][3]["gold"])
+        _, ll, text, _ = next(o for o in opts if o[0] == gold)
+        bpb = -ll / max(len(text.encode()), 1) * LOG2_E
+        out.append((raw, per_char, float(raw == gold), bpb))
+    return out
+
+
+def _lm(backend: str, dtype: str, model_dir: Path, args):
+    from lm_eval.api.registry import get_model
+
+    import taskladder.harness_ext.backend  # noqa: F401  (registers ladder-hf, ladder-vllm)
+    from taskladder.harness_ext.runner import model_args
+
+    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    return get_model(backend).create_from_arg_obj(
+        model_args(backend, model_dir, device, dtype, args.batch_size), {})
+
+
+def bench_backends(args, model_dir: Path) -> None:
+    from taskladder.harness_ext.runner import task_manager
+
+    backends = [(b.split(":") + [args.dtype])[:2] for b in args.backends.split(",")]
+    tasks = task_manager().load(args.tasks.split(","))["tasks"]
+    for task in tasks.values():
+        task.build_all_requests(limit=args.limit or None)
+    rows = []
+    answers: dict[str, dict[str, list]] = {}
+    for backend, dtype in backends:
+        label = f"{backend}:{dtype}" if dtype != args.dtype else backend
+        lm = _lm(backend, dtype, model_dir, args)
+        answers[label] = {}
+        for name, task in tasks.items():
+            reqs = task.instances
+            lm.loglikelihood(reqs[:8], disable_tqdm=True)  # warm-up (first-call allocations)
+            _sync()
+            start, cpu = time.perf_counter(), time.process_time()
+            answers[label][name] = lm.loglikelihood(reqs, disable_tqdm=True)
+            _sync()
+            rows.append((name, label, len(reqs), time.perf_counter() - start,
+                         time.process_time() - cpu))
+        del lm
+    ref = rows[0][1]
+    print(f"{'task':20s} {'backend':18s} {'requests':>8s} {'s':>7s} {'req/s':>7s} "
+          f"{'speed':>6s} {'cpu s':>7s} {'cpu':>6s} {'max|dll|':>8s} {'greedy':>6s} "
+          f"{'answers':>7s} {'acc':>6s} {'bpb':>7s}")
+    base = {name: (sec, cpu) for name, b, _, sec, cpu in rows if b == ref}
+    for name, label, n, sec, cpu in rows:
+        got, want = answers[label][name], answers[ref][name]
+        diff = max(abs(a[0] - b[0]) for a, b in zip(got, want, strict=True))
+        greedy = all(a[1] == b[1] for a, b in zip(got, want, strict=True))
+        mine = _per_question(tasks[name], [a[0] for a in got])
+        theirs = _per_question(tasks[name], [b[0] for b in want])
+        same = [m[:2] for m in mine] == [t[:2] for t in theirs]
+        acc = sum(m[2] for m in mine) / len(mine)
+        bpb = sum(m[3] for m in mine) / len(mine)
+        print(f"{name:20s} {label:18s} {n:8d} {sec:7.2f} {n / sec:7.1f} "
+              f"{base[name][0] / sec:5.1f}x {cpu:7.2f} {base[name][1] / cpu:5.1f}x {diff:8.1e} "
+              f"{greedy!s:>6s} {same!s:>7s} {acc:6.3f} {bpb:7.4f}")
+    print(f"speed, cpu: against {ref} (wall time; this process's CPU time over all threads, "
+          "the steadier ratio on a shared machine, not comparable for vLLM, whose engine "
+          "threads busy-wait); max|dll|, greedy, answers (argmax raw and per character per "
+          f"question): against {ref}; acc and mean bpb from the log-likelihoods")
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def bench_many(args, model_dir: Path, root: Path) -> None:
+    import json
+    import shutil
+
+    from taskladder.harness_ext.runner import evaluate, evaluate_many
+
+    for i in range(args.many):
+        d = root / f"ckpt{i}"
+        shutil.copytree(model_dir, d)
+        meta = {"run": f"tiny-{i // 3}xC", "size": "tiny", "N": 1e5, "D": 1e6 * (i + 1),
+                "step": 10 * (i % 3 + 1), "flops": 6e11 * (i + 1)}
+        (d / "ladder_meta.json").write_text(json.dumps(meta))
+    tasks = args.tasks.split(",")
+    ckpts = sorted(root.glob("ckpt*"))
+    backend = args.backends.split(",")[0]
+    timings = {}
+    start = time.perf_counter()
+    for d in ckpts:  # the evaluation stage before evaluate_many: simple_evaluate per checkpoint
+        _simple_evaluate(d, tasks, args.limit, backend)
+    timings["lm_eval.simple_evaluate per checkpoint"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for d in ckpts:
+        evaluate(d, tasks, args.limit, root / "one" / d.name, backend=backend)
+    timings["taskladder evaluate per checkpoint"] = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate_many(ckpts, tasks, args.limit, root / "many", backend=backend,
+                  echo=lambda line: None)
+    timings["evaluate_many (one call)"] = time.perf_counter() - start
+    print(f"{args.many} checkpoints x {len(tasks)} tasks x {args.limit} questions, {backend}")
+    base = next(iter(timings.values()))
+    for label, sec in timings.items():
+        print(f"{label:40s} {sec:8.1f} s   {base / sec:5.1f}x")
+
+
+def _simple_evaluate(model_dir: Path, tasks: list[str], limit: int, backend: str) -> None:
+    import lm_eval
+
+    import taskladder.harness_ext.backend  # noqa: F401
+    from taskladder.harness_ext.runner import resolve_tasks, task_manager
+
+    manager = task_manager()
+    names = resolve_tasks(tasks, [n for n in manager.all_tasks if n.startswith("ladder_")])
+    lm_eval.simple_evaluate(model=backend, model_args={"pretrained": str(model_dir),
+                                                       "device": "cpu"},
+                            tasks=names, limit=limit, task_manager=manager, batch_size=32)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="ladder_arc_easy_rc")
-    ap.add_argument("--limit", type=int, default=200, help="questions")
+    ap.add_argument("--tasks", default="ladder_arc_easy_rc,ladder_hellaswag_rc")
+    ap.add_argument("--limit", type=int, default=200, help="questions per task (0: all)")
     ap.add_argument("--vocab", default="4096", help="BPE vocabulary size, or 'olmo' (50k)")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=32, help="of the hf backend")
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--intermediate", type=int, default=None, help="MLP width (default 4 d)")
+    ap.add_argument("--model", type=Path, default=None, help="score this model folder instead")
+    ap.add_argument("--backends", default="hf,ladder-hf",
+                    help="NAME[:DTYPE],...; the first is the reference")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    ap.add_argument("--batch-size", type=int, default=32, help="of the hf and vllm backends")
+    ap.add_argument("--many", type=int, default=0, help="time evaluate_many on N checkpoints")
     args = ap.parse_args()
 
     import torch
-    from lm_eval.models.huggingface import HFLM
+    from tiny_model import make_tiny_olmo2
 
-    from taskladder.harness_ext.backend import LadderHFLM
-    from taskladder.harness_ext.runner import task_manager
-    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
-
-    task = task_manager().load([args.task])["tasks"][args.task]
-    task.build_all_requests(limit=args.limit)
-    requests = task.instances
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab = None if args.vocab == "olmo" else int(args.vocab)
-        model_dir = make_tiny_olmo2(tmp, vocab_size=vocab, d_model=args.d_model,
-                                    n_layers=args.layers, n_heads=args.d_model // 64, max_len=4096)
-        backends = {"hf": HFLM, "ladder-hf": LadderHFLM}
-        timing, answers = {}, {}
-        for name, cls in backends.items():
-            lm = cls(pretrained=str(model_dir), device="cpu", batch_size=args.batch_size)
-            start = time.perf_counter()
-            answers[name] = lm.loglikelihood(requests, disable_tqdm=True)
-            timing[name] = time.perf_counter() - start
-    diff = max(abs(a[0] - b[0]) for a, b in zip(answers["hf"], answers["ladder-hf"], strict=True))
-    same_greedy = all(a[1] == b[1] for a, b in zip(answers["hf"], answers["ladder-hf"], strict=True))
-    n = len(requests)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"model: Olmo2 d{args.d_model} L{args.layers}, vocab {args.vocab}; task {args.task}, "
-          f"{args.limit} questions, {n} requests")
-    for name, sec in timing.items():
-        print(f"{name:10s} {sec:8.2f} s  {n / sec:8.1f} requests/s")
-    print(f"speed-up ladder-hf / hf: {timing['hf'] / timing['ladder-hf']:.1f}x")
-    print(f"max |loglikelihood difference|: {diff:.2e}; greedy flags identical: {same_greedy}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load "
+          f"{os.getloadavg()[0]:.1f}; CUDA: "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model or make_tiny_olmo2(
+            Path(tmp) / "model", vocab_size=None if args.vocab == "olmo" else int(args.vocab),
+            d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+            intermediate=args.intermediate)
+        what = (str(model_dir) if args.model else
+                f"Olmo2 d{args.d_model} L{args.layers} heads {args.heads}, vocab {args.vocab}")
+        print(f"model: {what}; {args.dtype}; {args.limit} questions")
+        if args.many:
+            bench_many(args, model_dir, Path(tmp))
+        else:
+            bench_backends(args, model_dir)
 
 
 if __name__ == "__main__":

@@ -12,29 +12,87 @@ imported: `python -m taskladder.harness_ext ...` (lm-eval's CLI after that impor
 from __future__ import annotations
 
 import logging
+from importlib.util import find_spec
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import has_bos_prefix
 
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
+from taskladder.harness_ext.requests import Request, in_order
 
 log = logging.getLogger(__name__)
 
-Request = tuple[tuple[str, str], list[int], list[int]]
+if find_spec("vllm") is not None:
+    import taskladder.harness_ext.vllm_backend  # noqa: F401  (registers ladder-vllm)
 
 
 @register_model("ladder-hf")
 class LadderHFLM(HFLM):
     """HFLM that computes each shared prefix (5-shot block, question context) once."""
 
-    def __init__(self, *args, token_budget: int = 4096, min_prefix: int = 32, **kwargs) -> None:
+    def __init__(self, *args, token_budget: int | None = None, min_prefix: int = 32,
+                 row_tokens: int = 128, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.truncated_requests = 0
         self._scorer = (
-            PrefixScorer(self.model, int(token_budget), int(min_prefix))
+            PrefixScorer(self.model, int(token_budget or self._token_budget()), int(min_prefix),
+                         int(row_tokens))
             if self.backend == "causal" and PrefixScorer.supports(self.model)
             else None
         )
+
+    def _token_budget(self) -> int:
+        """Tokens per forward pass: 4096 on a CPU; on a GPU what a quarter of its free memory
+        holds, counting per token the prefix keys/values each row copies (a 256-token prefix
+        over 128-token rows), the layers' activations, and one float32 vocabulary row."""
+        import torch
+
+        if self.device.type != "cuda":
+            return 4096
+        cfg = self.model.config
+        elem = torch.finfo(self.model.dtype).bits // 8
+        d, layers = cfg.hidden_size, cfg.num_hidden_layers
+        per_token = (layers * (2 * d * 3 + 4 * d + 3 * cfg.intermediate_size) * elem
+                     + 2 * 4 * cfg.vocab_size)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(min(max(free // 4 // per_token, 4096), 1 << 20))
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """lm-eval's tokenisation and splitting, with every distinct string encoded once, in
+        one batch (the options of a question share their context: 4 requests, 5 strings)."""
+        strings: set[str] = set()
+        for context, continuation in (r.args for r in requests):
+            n = len(context) - len(context.rstrip())
+            if context and n:
+                context, continuation = context[:-n], context[-n:] + continuation
+            if context:
+                strings.update((context, context + continuation))
+        self._encoded = self._encode_all(sorted(strings))
+        try:
+            return super().loglikelihood(requests, disable_tqdm)
+        finally:
+            self._encoded = {}
+
+    def _encode_all(self, strings: list[str]) -> dict[str, list[int]]:
+        """What `tok_encode(s)` returns for each string (a string that starts with the BOS
+        text gets no special tokens, the others the tokenizer's or `add_bos_token`'s)."""
+        bos = self.tokenizer.decode(self.prefix_token_id)
+        starts_with_bos = [s for s in strings if has_bos_prefix(s, bos)]
+        rest = [s for s in strings if not has_bos_prefix(s, bos)]
+        kwargs = {} if self.add_bos_token is None else {"add_special_tokens": self.add_bos_token}
+        out: dict[str, list[int]] = {}
+        for group, kw in ((starts_with_bos, {"add_special_tokens": False}), (rest, kwargs)):
+            if group:
+                out.update(zip(group, self.tokenizer(group, **kw)["input_ids"], strict=True))
+        return out
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None,
+                   left_truncate_len: int | None = None, **kwargs) -> list[int]:
+        cached = getattr(self, "_encoded", {}).get(string)
+        if cached is not None and add_special_tokens is None and not left_truncate_len:
+            return list(cached)
+        return super().tok_encode(string, add_special_tokens, left_truncate_len, **kwargs)
 
     def _loglikelihood_tokens(
         self,
@@ -62,12 +120,7 @@ class LadderHFLM(HFLM):
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
         scored = self._scorer.score(list(questions.values()))
-        long_results = iter(
+        long_answers = (
             super()._loglikelihood_tokens(long, disable_tqdm, override_bs) if long else []
         )
-        results = []
-        for (pair, ctx, cont), ok in zip(requests, fits, strict=True):
-            answer = scored[(tuple(ctx), tuple(cont))] if ok else next(long_results)
-            self.cache_hook.add_partial("loglikelihood", pair, answer)
-            results.append(answer)
-        return results
+        return in_order(requests, fits, scored, long_answers, self.cache_hook)

@@ -21,20 +21,6 @@ from typing import Any
 import numpy as np
 
 LOG2_E = 1.0 / math.log(2.0)
-HIGHER_IS_BETTER = {
-    "acc": True,
-    "acc_norm": True,
-    "acc_bytes": True,
-    "bpb": False,
-    "ce": False,
-    "task_ce": False,
-    "acc_norm_olmes": True,
-    "acc_bytes_olmes": True,
-    "bpb_olmes": False,
-    "ce_olmes": False,
-    "task_ce_olmes": False,
-}
-METRICS = tuple(HIGHER_IS_BETTER)
 
 
 def _lengths(continuations: Sequence[str], olmes: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 Tokens = tuple[int, ...]
+READOUT_ROWS = 512  # positions whose vocabulary logits are held at once
 
 
 @dataclass
@@ -64,37 +64,57 @@ def cluster_contexts(questions: list[Question], min_prefix: int = 32) -> list[Cl
 
 @dataclass
 class _Row:
-    tokens: list[int]
-    segment: list[int]  # 0 = context, j + 1 = option j
-    position: list[int]
-    targets: list[tuple[Tokens, list[int]]]  # (option tokens, row positions predicting them)
+    """Questions packed one after another in one sequence after the shared prefix."""
+
+    tokens: list[int] = field(default_factory=list)
+    question: list[int] = field(default_factory=list)  # index of the question in this row
+    segment: list[int] = field(default_factory=list)  # 0 = its context, j + 1 = its option j
+    position: list[int] = field(default_factory=list)
+    # (context, option tokens, row positions predicting them)
+    targets: list[tuple[Tokens, Tokens, list[int]]] = field(default_factory=list)
+
+    def add(self, question: Question, prefix_len: int) -> None:
+        qid = self.question[-1] + 1 if self.question else 0
+        rest = list(question.context[prefix_len:])
+        last_ctx = len(self.tokens) + len(rest) - 1  # predicts each option's first token
+        self._extend(rest, qid, 0, prefix_len)
+        for j, option in enumerate(question.options):
+            start = len(self.tokens)
+            self._extend(list(option[:-1]), qid, j + 1, prefix_len + len(rest))
+            self.targets.append((question.context, option,
+                                 [last_ctx, *range(start, len(self.tokens))]))
+
+    def _extend(self, tokens: list[int], qid: int, segment: int, first_position: int) -> None:
+        self.tokens += tokens
+        self.question += [qid] * len(tokens)
+        self.segment += [segment] * len(tokens)
+        self.position += range(first_position, first_position + len(tokens))
 
 
-def _pack(question: Question, prefix_len: int) -> _Row:
-    rest = list(question.context[prefix_len:])
-    tokens, segment = rest[:], [0] * len(rest)
-    position = list(range(prefix_len, prefix_len + len(rest)))
-    targets = []
-    for j, option in enumerate(question.options):
-        start = len(tokens)
-        body = list(option[:-1])
-        tokens += body
-        segment += [j + 1] * len(body)
-        position += range(prefix_len + len(rest), prefix_len + len(rest) + len(body))
-        targets.append((option, [len(rest) - 1, *range(start, start + len(body))]))
-    return _Row(tokens, segment, position, targets)
+def pack_rows(questions: list[Question], prefix_len: int, row_tokens: int) -> list[_Row]:
+    """Questions (shortest first) packed into rows of about `row_tokens` tokens: a longer row
+    copies the cached prefix into fewer rows, a shorter one attends over fewer keys."""
+    rows: list[_Row] = []
+    for q in sorted(questions, key=lambda q: len(q.context) + sum(map(len, q.options))):
+        size = len(q.context) - prefix_len + sum(len(o) - 1 for o in q.options)
+        if not rows or rows[-1].tokens and len(rows[-1].tokens) + size > row_tokens:
+            rows.append(_Row())
+        rows[-1].add(q, prefix_len)
+    return rows
 
 
 class PrefixScorer:
     """Log-likelihoods of continuations from a Hugging Face causal LM, shared prefixes once."""
 
-    def __init__(self, model, token_budget: int = 4096, min_prefix: int = 32) -> None:
+    def __init__(self, model, token_budget: int = 4096, min_prefix: int = 32,
+                 row_tokens: int = 128) -> None:
         self.base = model.base_model
         self.head = model.get_output_embeddings()
         params = inspect.signature(self.base.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.token_budget = token_budget
         self.min_prefix = min_prefix
+        self.row_tokens = row_tokens
         self.device = next(model.parameters()).device
 
     @staticmethod
@@ -121,58 +141,70 @@ class PrefixScorer:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _score_cluster(self, cluster: Cluster, out: dict) -> None:
-        from transformers import DynamicCache
-
         p = cluster.prefix_len
         kv = self._prefix_cache(cluster.questions[0].context[:p])
-        rows = sorted(((_pack(q, p), q) for q in cluster.questions), key=lambda rq: len(rq[0].tokens))
-        budget, start = self.token_budget, 0
+        rows = pack_rows(cluster.questions, p, max(self.row_tokens, 1))
+        rows.sort(key=lambda r: len(r.tokens))
+        start = 0
         while start < len(rows):
             stop = start + 1
-            while stop < len(rows) and (stop - start + 1) * len(rows[stop][0].tokens) <= budget:
+            while stop < len(rows) and (stop - start + 1) * len(rows[stop].tokens) <= (
+                self.token_budget
+            ):
                 stop += 1
-            batch = rows[start:stop]
-            start = stop
-            width = max(len(r.tokens) for r, _ in batch)
-            n = len(batch)
-            ids = torch.zeros(n, width, dtype=torch.long)
-            seg = torch.full((n, width), -1, dtype=torch.long)
-            pos = torch.full((n, width), p, dtype=torch.long)
-            for i, (r, _) in enumerate(batch):
-                ids[i, : len(r.tokens)] = torch.tensor(r.tokens)
-                seg[i, : len(r.tokens)] = torch.tensor(r.segment)
-                pos[i, : len(r.tokens)] = torch.tensor(r.position)
-            idx = torch.arange(width)
-            causal = idx[None, :] <= idx[:, None]
-            same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
-            block = causal & same & (seg[:, None, :] >= 0)
-            block |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no NaN
-            mask = torch.cat([torch.ones(n, width, p, dtype=torch.bool), block], dim=-1)
-            kwargs = {"attention_mask": mask[:, None].to(self.device)}
-            if kv is not None:
-                kwargs[self.cache_kw] = DynamicCache(
-                    [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv]
-                )
-            hidden = self.base(
-                input_ids=ids.to(self.device), position_ids=pos.to(self.device), **kwargs
-            ).last_hidden_state
+            batch, start = rows[start:stop], stop
+            hidden = self._forward(batch, p, kv)
             self._read_out(batch, hidden, out)
 
-    def _read_out(self, batch, hidden: torch.Tensor, out: dict) -> None:
+    def _forward(self, batch: list[_Row], p: int, kv) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        n, width = len(batch), max(len(r.tokens) for r in batch)
+        cols = {"tokens": 0, "question": -1, "segment": -1, "position": p}
+        t = {k: torch.full((n, width), fill, dtype=torch.long) for k, fill in cols.items()}
+        for i, r in enumerate(batch):
+            for k in cols:
+                t[k][i, : len(r.tokens)] = torch.tensor(getattr(r, k))
+        t = {k: v.to(self.device) for k, v in t.items()}
+        q, seg = t["question"], t["segment"]
+        idx = torch.arange(width, device=self.device)
+        # a token sees the prefix, its question's context and its own option, never another
+        block = (idx[None, :] <= idx[:, None]) & (q[:, None, :] == q[:, :, None])
+        block &= (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+        block &= q[:, None, :] >= 0
+        block |= torch.eye(width, dtype=torch.bool, device=self.device)  # padding: no NaN
+        ones = torch.ones(n, width, p, dtype=torch.bool, device=self.device)
+        kwargs = {"attention_mask": torch.cat([ones, block], dim=-1)[:, None]}
+        if kv is not None:
+            kwargs[self.cache_kw] = DynamicCache(
+                [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv]
+            )
+        return self.base(input_ids=t["tokens"], position_ids=t["position"],
+                         **kwargs).last_hidden_state
+
+    def _read_out(self, batch: list[_Row], hidden: torch.Tensor, out: dict) -> None:
         row_ix, col_ix, target_ix = [], [], []
-        for i, (r, _) in enumerate(batch):
-            for option, cols in r.targets:
+        for i, r in enumerate(batch):
+            for _, option, cols in r.targets:
                 row_ix += [i] * len(cols)
                 col_ix += cols
                 target_ix += option
-        logits = self.head(hidden[torch.tensor(row_ix), torch.tensor(col_ix)])
-        logp = F.log_softmax(logits.float(), dim=-1)
-        target = torch.tensor(target_ix, device=logp.device)
-        picked = logp.gather(1, target[:, None])[:, 0].tolist()
-        greedy = (logp.argmax(dim=-1) == target).tolist()
+        dev = hidden.device
+        states = hidden[torch.tensor(row_ix, device=dev), torch.tensor(col_ix, device=dev)]
+        target = torch.tensor(target_ix, device=dev)
+        picked: list[float] = []
+        greedy: list[bool] = []
+        # vocabulary rows in chunks: logsumexp and argmax read each logits chunk while it is
+        # in cache, and no log-softmax copy is written
+        for i in range(0, len(target_ix), READOUT_ROWS):
+            logits = self.head(states[i : i + READOUT_ROWS]).float()
+            tgt = target[i : i + READOUT_ROWS, None]
+            ll = logits.gather(1, tgt)[:, 0] - torch.logsumexp(logits, dim=-1)
+            picked += ll.tolist()
+            greedy += (logits.argmax(dim=-1) == tgt[:, 0]).tolist()
         k = 0
-        for r, q in batch:
-            for option, cols in r.targets:
+        for r in batch:
+            for context, option, cols in r.targets:
                 m = len(cols)
-                out[(q.context, option)] = (float(sum(picked[k : k + m])), all(greedy[k : k + m]))
+                out[(context, option)] = (float(sum(picked[k : k + m])), all(greedy[k : k + m]))
                 k += m

@@ -4,8 +4,10 @@ and `taskladder lm-eval`: lm-eval's own CLI with the `ladder-hf` backend registe
 from __future__ import annotations
 
 import argparse
+from importlib.util import find_spec
 
-from taskladder.harness_ext.runner import BACKENDS
+from taskladder.common.errors import MissingExtraError
+from taskladder.harness_ext.preflight import BACKENDS, DEVICES, DTYPES
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +25,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="evals", metavar="DIR",
                    help="folder for results_<time>.json, or a .json file path (default evals)")
     p.add_argument("--backend", default="ladder-hf", choices=BACKENDS,
-                   help="ladder-hf (shared-prefix reuse, default), hf, or vllm (prefix caching)")
+                   help="ladder-hf (shared-prefix reuse, default), hf, vllm (lm-eval's vllm "
+                   "model) or ladder-vllm (vLLM, each question's context once)")
+    p.add_argument("--device", choices=DEVICES, default=None,
+                   help="hf backends: cpu or cuda (default: cuda when visible)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="weights and activations (default float32; bfloat16 moves bpb/ce slightly)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B",
                    help="batch size of the hf and vllm backends (default 32)")
     p.set_defaults(func=_eval)
@@ -38,16 +45,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     lm.set_defaults(func=_lm_eval)
 
 
+def _require_eval_extra(verb: str) -> None:
+    for module in ("lm_eval", "torch"):
+        if find_spec(module) is None:
+            raise MissingExtraError("eval", verb, module)
+
+
 def _eval(args: argparse.Namespace) -> int:
+    _require_eval_extra("taskladder eval")
     from taskladder.harness_ext.runner import evaluate
 
     path = evaluate(args.model_dir, args.tasks, limit=args.limit, output=args.output,
-                    backend=args.backend, batch_size=args.batch_size)
+                    backend=args.backend, batch_size=args.batch_size, device=args.device,
+                    dtype=args.dtype)
     print(path)
     return 0
 
 
 def _lm_eval(args: argparse.Namespace) -> int:
+    _require_eval_extra("taskladder lm-eval")
     import sys
 
     from lm_eval.__main__ import cli_evaluate

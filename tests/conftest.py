@@ -30,3 +30,12 @@ def shared_dir() -> Path:
 def olmo_ladder_dir(shared_dir: Path) -> Path:
     """The paper's released ladder evaluations (one CSV per run)."""
     return shared_dir / "data" / "olmo-ladder" / "ladder-runs"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random Olmo2 (d64, 2 layers, head_dim 32, 4096-token window) with a 1024-token BPE:
+    the one tiny model every eval test scores (see tests/tiny_model.py)."""
+    from tiny_model import make_tiny_olmo2
+
+    return make_tiny_olmo2(tmp_path_factory.mktemp("tiny-olmo2"))

@@ -42,13 +42,6 @@ def _evaluate(model: str, model_dir, limit: int, tasks=TASKS):
     )
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
-
-    return make_tiny_olmo2(tmp_path_factory.mktemp("tiny"), vocab_size=1024, max_len=4096)
-
-
 @pytest.mark.e2e
 def test_ladder_hf_equals_hf(tiny_model_dir):
     fast, ref = _evaluate("ladder-hf", tiny_model_dir, 6), _evaluate("hf", tiny_model_dir, 6)
@@ -70,9 +63,9 @@ def test_ladder_hf_equals_hf(tiny_model_dir):
 
 @pytest.mark.e2e
 def test_window_overflow_is_counted(tmp_path, caplog):
-    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
+    from tiny_model import make_tiny_olmo2
 
-    short = make_tiny_olmo2(tmp_path / "short", vocab_size=1024, max_len=256)
+    short = make_tiny_olmo2(tmp_path / "short", max_len=256)
     with caplog.at_level(logging.WARNING, logger="taskladder.harness_ext.backend"):
         res = _evaluate("ladder-hf", short, 2, tasks=["ladder_arc_easy_rc"])
     assert "8 of 8 requests exceed the model window of 256 tokens" in caplog.text

@@ -1,4 +1,5 @@
-"""`taskladder eval` and lm-eval's own CLI on the ladder tasks, end to end on a tiny model."""
+"""`taskladder eval`, `evaluate_many` and lm-eval's own CLI on the ladder tasks, end to end on
+the tiny model; bad input (backend, device, model shape, missing extra) as one line, exit 2."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ META = {"run": "tiny-1xC", "size": "tiny", "N": 123456, "D": 2469120, "step": 40
         "flops": 1.83e12, "lm_losses": {"ce_val": 6.5}}
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
+def _with_meta(src: Path, dest: Path, **meta) -> Path:
+    shutil.copytree(src, dest)
+    (dest / "ladder_meta.json").write_text(json.dumps({**META, **meta}))
+    return dest
 
-    path = make_tiny_olmo2(tmp_path_factory.mktemp("tiny"), vocab_size=1024, max_len=4096)
-    (path / "ladder_meta.json").write_text(json.dumps(META))
-    return path
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a ladder_meta.json, as training exports it."""
+    return _with_meta(tiny_model_dir, tmp_path_factory.mktemp("with-meta") / "model")
 
 
 def _error_line(capsys) -> str:
@@ -46,15 +50,50 @@ def test_unknown_task_and_bad_limit(tiny_model_dir, capsys):
     assert "limit must be a positive integer" in _error_line(capsys)
 
 
+def test_backend_that_cannot_run_here(tiny_model_dir, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: a cuda request is valid here")
+    assert main(["eval", "--model-dir", str(tiny_model_dir), "--device", "cuda"]) == 2
+    line = _error_line(capsys)
+    assert "backend ladder-hf: device cuda requested" in line and "--device cpu" in line
+    if "vllm" in sys.modules or __import__("importlib").util.find_spec("vllm"):
+        # inside the vLLM venv: a head size its CPU build cannot run is refused before loading
+        odd = tmp_path / "head48"
+        shutil.copytree(tiny_model_dir, odd)
+        cfg = json.loads((odd / "config.json").read_text())
+        (odd / "config.json").write_text(json.dumps({**cfg, "head_dim": 48}))
+        assert main(["eval", "--model-dir", str(odd), "--backend", "vllm"]) == 2
+        assert "backend vllm: " in (line := _error_line(capsys)) and "head_dim 48" in line
+    else:
+        assert main(["eval", "--model-dir", str(tiny_model_dir), "--backend", "vllm"]) == 2
+        line = _error_line(capsys)
+        assert line.startswith("taskladder: error: backend vllm: vllm is not installed")
+        assert ".ci/vllm-venv.sh" in line
+
+
+def test_missing_eval_extra_names_it(tiny_model_dir, capsys, monkeypatch):
+    from taskladder import cmd_eval
+
+    # a core install: lm_eval cannot be found
+    monkeypatch.setattr(cmd_eval, "find_spec", lambda name: None if name == "lm_eval" else 1)
+    assert main(["eval", "--model-dir", str(tiny_model_dir)]) == 2
+    line = _error_line(capsys)
+    assert "taskladder eval needs the 'eval' extra (lm_eval is not installed)" in line
+    assert "pip install 'taskladder[eval]'" in line
+
+
 @pytest.mark.e2e
-def test_eval_writes_results_with_run_metadata(tiny_model_dir, tmp_path, capsys):
+def test_eval_writes_results_with_run_metadata(model_dir, tmp_path, capsys):
     out = tmp_path / "evals"
-    assert main(["eval", "--model-dir", str(tiny_model_dir), "--tasks", "arc_easy,ladder_mmlu_rc",
+    assert main(["eval", "--model-dir", str(model_dir), "--tasks", "arc_easy,ladder_mmlu_rc",
                  "--limit", "2", "--output", str(out)]) == 0
     path = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert path.parent == out and path.name.startswith("results_")
     data = json.loads(path.read_text())
     assert data["taskladder"] == META
+    assert data["config"]["model"] == "ladder-hf" and data["config"]["limit"] == 2
     for task in ("ladder_arc_easy_rc", "ladder_mmlu_rc"):
         res = data["results"][task]
         assert 0 < res["bpb,none"] < 50 and 0 <= res["acc_norm,none"] <= 1
@@ -67,16 +106,47 @@ def test_eval_writes_results_with_run_metadata(tiny_model_dir, tmp_path, capsys)
 
 
 @pytest.mark.e2e
+def test_evaluate_many_equals_evaluate_and_skips_done(tiny_model_dir, tmp_path):
+    from tiny_model import make_tiny_olmo2
+
+    from taskladder.harness_ext.runner import evaluate, evaluate_many
+
+    other = make_tiny_olmo2(tmp_path / "seed1", seed=1)
+    dirs = [_with_meta(tiny_model_dir, tmp_path / "a", step=10),
+            _with_meta(other, tmp_path / "b", step=20)]
+    tasks = ["arc_easy", "hellaswag"]
+    lines: list[str] = []
+    paths = evaluate_many(dirs, tasks, 3, tmp_path / "many", echo=lines.append)
+    assert [p.parent for p in paths] == [tmp_path / "many" / "tiny-1xC" / f"step{s:07d}"
+                                         for s in (10, 20)]
+    assert "2 models scored with ladder-hf: 48 requests" in lines[-1], lines
+    for model, path in zip(dirs, paths, strict=True):
+        many = json.loads(path.read_text())
+        one = json.loads(evaluate(model, tasks, 3, tmp_path / "one.json").read_text())
+        assert many["taskladder"] == one["taskladder"]
+        assert many["results"] == one["results"] and many["configs"] == one["configs"]
+        assert set(many) == set(one)
+    # the two models differ, so a mix-up between them would show
+    first, second = (json.loads(p.read_text())["results"] for p in paths)
+    assert first["ladder_arc_easy_rc"]["bpb,none"] != second["ladder_arc_easy_rc"]["bpb,none"]
+    # a second call finds both results files and scores nothing
+    lines.clear()
+    assert evaluate_many(dirs, tasks, 3, tmp_path / "many", echo=lines.append) == paths
+    assert lines == []
+
+
+@pytest.mark.e2e
 def test_lm_eval_cli_with_wildcard(tiny_model_dir, tmp_path):
     out = tmp_path / "lm_eval_out"
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     cmd = [sys.executable, "-m", "taskladder.harness_ext", "--model", "ladder-hf",
-           "--model_args", f"pretrained={tiny_model_dir}", "--device", "cpu", "--include_path", "tasks",
-           "--tasks", "ladder_arc_*", "--limit", "2", "--output_path", str(out)]
+           "--model_args", f"pretrained={tiny_model_dir}", "--device", "cpu",
+           "--include_path", "tasks", "--tasks", "ladder_arc_*", "--limit", "2",
+           "--output_path", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (results,) = out.rglob("results_*.json")
     data = json.loads(results.read_text())
-    assert set(data["results"]) == {f"ladder_arc_{k}_{f}" for k in ("easy", "challenge") for f in ("rc", "mc")}
+    want = {f"ladder_arc_{k}_{f}" for k in ("easy", "challenge") for f in ("rc", "mc")}
+    assert set(data["results"]) == want
     assert all(r["bpb,none"] > 0 for r in data["results"].values())
-    shutil.rmtree(out)

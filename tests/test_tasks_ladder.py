@@ -12,7 +12,7 @@ from taskladder.common.errors import InputError
 from taskladder.common.facts import MMLU_WEIGHTS
 from taskladder.harness_ext import olmes
 from taskladder.harness_ext.metrics import question_metrics, weighted_group_mean
-from taskladder.harness_ext.runner import resolve_tasks, task_manager
+from taskladder.harness_ext.runner import TASKS_DIR, resolve_tasks, task_manager
 
 KEYS = [*olmes.OLMES_TASKS, "mmlu", *(f"mmlu_{g}" for g in olmes.MMLU_GROUPS)]
 ALL_TASKS = {f"ladder_{k}_{fmt}" for k in KEYS for fmt in ("rc", "mc")}
@@ -27,18 +27,29 @@ def test_wildcard_selects_every_ladder_task(manager):
     matched = set(manager.match_tasks(["ladder_*"]))
     assert ALL_TASKS <= matched
     assert {"ladder_core", "ladder_rc", "ladder_mc", "ladder_all"} <= matched
-    assert len(ALL_TASKS) == 28
+    yaml_tasks = {f.stem for f in TASKS_DIR.glob("ladder_*.yaml")}
+    assert yaml_tasks == ALL_TASKS  # no task file without its documents, and none missing
+
+
+def test_yaml_metrics_are_the_computed_ones(manager):
+    """Every metric the YAML aggregates is computed per question, and nothing else is."""
+    for task in ("ladder_arc_easy_rc", "ladder_mmlu_rc"):
+        config = manager.load([task])["tasks"][task].config
+        listed = {m["metric"] for m in config.metric_list}
+        assert listed == set(question_metrics([-1.0, -2.0], [" a", " bb"], 0, "none")), task
 
 
 def test_tags_name_the_paper_tasks(manager):
-    paper = ["mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "socialiqa", "openbookqa"]
+    paper = ["mmlu", "hellaswag", "arc_challenge", "arc_easy", "piqa", "csqa", "socialiqa",
+             "openbookqa"]
     assert manager.task_index["ladder_core"].tags == {f"ladder_{k}_rc" for k in paper}
     assert manager.task_index["ladder_all"].tags == ALL_TASKS
 
 
 def test_task_keys_and_unknown_names(manager):
     known = list(manager.all_tasks)
-    assert resolve_tasks("arc_easy,ladder_piqa_mc", known) == ["ladder_arc_easy_rc", "ladder_piqa_mc"]
+    got = resolve_tasks("arc_easy,ladder_piqa_mc", known)
+    assert got == ["ladder_arc_easy_rc", "ladder_piqa_mc"]
     with pytest.raises(InputError, match="'arc_medium' is not a ladder task"):
         resolve_tasks(["arc_medium"], known)
 
@@ -73,7 +84,8 @@ def test_mmlu_prompt_is_olmo_five_shot():
     doc = olmes.mmlu_docs("stem", "rc")[0]
     ctx = doc["context"]
     subject = olmes.mmlu_subjects("stem")[0].replace("_", " ")
-    assert ctx.startswith(f"The following are multiple choice questions (with answers) about {subject}:\n\nQuestion: ")
+    head = f"The following are multiple choice questions (with answers) about {subject}:"
+    assert ctx.startswith(head + "\n\nQuestion: ")
     assert ctx.count("\nAnswer:") == 6 and ctx.endswith("\nAnswer:")
     assert all(c.startswith(" ") for c in doc["continuations"]) and len(doc["continuations"]) == 4
     mc = olmes.mmlu_docs("stem", "mc")[0]
@@ -103,7 +115,8 @@ def test_question_metrics_by_hand():
 def test_weighted_group_mean_renormalises():
     items = [("stem", 1.0), ("stem", 3.0), ("other", 4.0)]
     w = MMLU_WEIGHTS
-    assert weighted_group_mean(items, w) == pytest.approx((w["stem"] * 2 + w["other"] * 4) / (w["stem"] + w["other"]))
+    want = (w["stem"] * 2 + w["other"] * 4) / (w["stem"] + w["other"])
+    assert weighted_group_mean(items, w) == pytest.approx(want)
 
 
 def test_bad_data_settings(monkeypatch, tmp_path):

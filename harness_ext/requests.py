@@ -1,0 +1,23 @@
+"""The token requests lm-eval hands a model's `_loglikelihood_tokens`, and their answers put
+back in request order (shared by the `ladder-hf` and `ladder-vllm` backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Request = tuple[tuple[str, str], list[int], list[int]]  # ((context, continuation), ids, ids)
+Key = tuple[tuple[int, ...], tuple[int, ...]]
+Answer = tuple[float, bool]  # (log-likelihood, continuation is the greedy decode)
+
+
+def in_order(requests: Sequence[Request], fits: Sequence[bool], scored: dict[Key, Answer],
+             long_answers: Sequence[Answer], cache_hook) -> list[Answer]:
+    """A fitting request's answer from `scored` (by its tokens), an over-long one's from
+    `long_answers` in turn; each also handed to lm-eval's cache hook."""
+    long = iter(long_answers)
+    results = []
+    for (pair, ctx, cont), ok in zip(requests, fits, strict=True):
+        answer = scored[(tuple(ctx), tuple(cont))] if ok else next(long)
+        cache_hook.add_partial("loglikelihood", pair, answer)
+        results.append(answer)
+    return results
