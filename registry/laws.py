@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -256,34 +254,16 @@ def set_alias(store: Store, task: str, alias: str, version: int) -> None:
 
 def load_law(task: str, ref: str | int = DEFAULT_ALIAS, *, tracking_uri: str | None = None,
              store: Store | None = None):
-    """The pyfunc model of a law version (checked first, so a wrong name is one clear line)."""
+    """The pyfunc model of a law version (checked first, so a wrong name is one clear line).
+
+    The version's files are fetched with the store's own client and loaded from disk, so
+    MLflow's global tracking and registry URIs are neither read nor changed.
+    """
     import mlflow
 
     store = store or open_store(tracking_uri, create=False)
     version = resolve_version(store, task, ref)
-    with _registry(store.uri):
-        return mlflow.pyfunc.load_model(f"models:/{model_name(task)}/{version}")
-
-
-@contextmanager
-def _registry(uri: str):
-    """pyfunc.load_model reads MLflow's global registry and tracking URIs (MLflow 3 also looks
-    the logged model up in the tracking store): point both at `uri`, then restore them exactly,
-    environment variables included (the setters export them)."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    raw = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_registry_uri(uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = raw
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    mv = store.call("get_model_version", model_name(task), str(version))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = store.call("download_artifacts", mv.run_id, "model", tmp)
+        return mlflow.pyfunc.load_model(local)
