@@ -20,7 +20,8 @@ def store(tmp_path):
 def _metric_rows(store, ladder: str) -> int:
     exp = store.client.get_experiment_by_name(experiment_name(ladder))
     runs = store.client.search_runs([exp.experiment_id])
-    return sum(len(store.client.get_metric_history(r.info.run_id, k)) for r in runs for k in r.data.metrics)
+    return sum(len(store.client.get_metric_history(r.info.run_id, k))
+               for r in runs for k in r.data.metrics)
 
 
 def test_one_run_per_ladder_run_with_params_and_curves(store):
@@ -59,7 +60,8 @@ def test_a_changed_param_is_refused_before_any_metric(store):
         read_ladder(store, "absent")
 
 
-def test_the_papers_released_ladder_registers_through_the_law_engines_reader(store, olmo_ladder_dir, capsys):
+def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
+        store, olmo_ladder_dir, capsys):
     assert main(["register", "ladder", str(olmo_ladder_dir), "--ladder", "olmo-paper",
                  "--runs", "190M-1xC,1B-10xC", "--tracking-uri", store.uri]) == 0
     assert "2 ladder runs registered" in capsys.readouterr().out
@@ -67,6 +69,7 @@ def test_the_papers_released_ladder_registers_through_the_law_engines_reader(sto
     back = read_ladder(store, "olmo-paper")
     assert back.content_hash() == source.content_hash()
     exp = store.client.get_experiment_by_name(experiment_name("olmo-paper"))
-    big = store.client.search_runs([exp.experiment_id], filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
+    big = store.client.search_runs([exp.experiment_id],
+                                   filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
     assert big.data.params["multiplier"] == "10" and big.data.params["size"] == "1B"
     assert {"arc_easy/acc_norm", "arc_easy/bpb", "mmlu/bpb", "lm/ce_c4_en"} <= set(big.data.metrics)
