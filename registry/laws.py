@@ -2,9 +2,11 @@
 
 Each version is the models-from-code file `law_model.py` plus the fit's `to_dict()` as
 `fit.json`, logged from a run in the experiment `taskladder-laws` that also holds the plots.
-Tags carry the lineage (method, ladder runs, observation hash) and the fit's health (errors,
-degenerate flag). A fit is identified by the hash of its JSON: registering it again returns
-the existing version. An alias (default `current`) marks the chosen version.
+Tags carry the lineage (method, ladder runs, observation hash), the fit's health (errors,
+degenerate flag) and, once a prediction report is registered, its status (ok, caution or
+unpredictable, with reasons), which the version's description spells out with the prediction.
+A fit is identified by the hash of its JSON: registering it again returns the existing
+version. An alias (default `current`) marks the chosen version.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def register_fit(
     """
     fits = _as_list(fits)
     runs = {f.task: _runs_used(f, observations) for f in fits}
-    plot_map = _plots_by_task([f.task for f in fits], plots)
+    plot_map = plots_by_task([f.task for f in fits], plots)
     if alias is not None:
         _check_alias(alias)
     store = store or open_store(tracking_uri)
@@ -107,11 +109,14 @@ def _runs_used(fit: ChainedFit, obs: Observations | None) -> list[str]:
     rows = obs.where(task=[fit.task, fit.x_task])
     if fit.data_hash and rows.content_hash() != fit.data_hash:
         raise InputError(f"fit of {fit.task!r}: the observations given are not the ones it was "
-                         f"fitted on (data hash {fit.data_hash[:12]} != {rows.content_hash()[:12]})")
+                         f"fitted on (data hash {fit.data_hash[:12]} != "
+                         f"{rows.content_hash()[:12]})")
     return sorted(rows.unique("run"))
 
 
-def _plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
+def plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
+    """{task: plot files}: a mapping as given, or a list split by the task key in each file
+    name (a file naming no task goes with every task); every file must exist."""
     if isinstance(plots, Mapping):
         out = {t: [Path(p) for p in plots.get(t, ())] for t in tasks}
     else:
@@ -128,10 +133,12 @@ def _plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
 def _check_alias(alias: str) -> None:
     """MLflow's alias rules, checked before anything is written."""
     if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
-        raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' (not 'latest' or v<number>)")
+        raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' "
+                         "(not 'latest' or v<number>)")
 
 
-def _version_tags(fit: ChainedFit, fhash: str, runs: list[str], ladder: str | None) -> dict[str, str]:
+def _version_tags(fit: ChainedFit, fhash: str, runs: list[str],
+                  ladder: str | None) -> dict[str, str]:
     d = fit.to_dict()
     tags = {
         "task": fit.task, "method": fit.method, "acc_metric": fit.acc_metric,
@@ -164,6 +171,9 @@ def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | 
                 version = _create_version(store, fit, fhash, runs, ladder, plots)
     if existing is not None:
         version = int(existing.version)
+        if plots and not store.call("list_artifacts", existing.run_id, "plots"):
+            for plot in plots:  # registered before without plots: add them now
+                store.call("log_artifact", existing.run_id, str(plot), "plots")
     if alias is not None:
         store.call("set_registered_model_alias", name, alias, str(version))
     return LawVersion(fit.task, name, version, created=existing is None)
@@ -225,7 +235,21 @@ def _signature():
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "taskladder")]
+    packages = ("mlflow", "numpy", "pandas", "scipy", "taskladder")
+    return [f"{pkg}=={version(pkg)}" for pkg in packages]
+
+
+def describe_version(store: Store, version: LawVersion, prediction: str, status: str,
+                     reasons: Iterable[str] = ()) -> None:
+    """Tag a law version with the status of its latest prediction, and describe that prediction
+    in the version's description (what the MLflow UI shows on the version's page)."""
+    reasons = list(reasons)
+    name, number = version.name, str(version.version)
+    store.call("set_model_version_tag", name, number, "status", status)
+    store.call("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    store.call("update_model_version", name, number,
+               description=f"Latest prediction: {prediction}. Status: {status}{why}.")
 
 
 def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
 import sqlite3
@@ -42,21 +43,44 @@ def synthetic_ladder(seed: int = 0, runs: tuple[str, ...] | None = None) -> Obse
                 for task in TASKS:
                     bpb = 20.0 / N**0.2 + 100.0 / D**0.25 + 0.5 + rng.normal(0, 0.003)
                     c = _CHANCE[task]
-                    acc = (c - 1.0) / (1.0 + np.exp(-6.0 * (bpb - 1.3))) + 1.0 + rng.normal(0, 0.004)
+                    acc = (c - 1.0) / (1.0 + np.exp(-6.0 * (bpb - 1.3))) + 1.0
+                    acc += rng.normal(0, 0.004)
                     recs.append({**row, "task": task, "metric": "bpb", "value": bpb})
                     recs.append({**row, "task": task, "metric": "acc_norm", "value": acc})
     obs = Observations.from_records(recs)
     return obs if runs is None else obs.where(run=list(runs))  # same noise whatever the subset
 
 
-def target_eval_csv(path: Path, acc: dict[str, float], tasks=TASKS) -> Path:
-    """A one-row evaluation of the target in the observation-table CSV format."""
+def target_eval_csv(path: Path, acc: dict[str, float], tasks=TASKS,
+                    bpb: dict[str, float] | None = None) -> Path:
+    """One checkpoint's evaluation of the target in the observation-table CSV format: the
+    accuracy of each task and, when given, its bits per byte (the task loss the laws predict)."""
     t = TARGET
     lines = ["run,size,N,D,step,flops,task,metric,value"]
+    head = f"{t['name']},big,{t['N']!r},{t['D']!r},1000,{6 * t['N'] * t['D']!r}"
     for task in tasks:
-        lines.append(f"{t['name']},big,{t['N']!r},{t['D']!r},1000,{6 * t['N'] * t['D']!r},"
-                     f"{task},acc_norm,{acc[task]!r}")
+        lines.append(f"{head},{task},acc_norm,{acc[task]!r}")
+        if bpb is not None:
+            lines.append(f"{head},{task},bpb,{bpb[task]!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def target_eval_lm_eval(folder: Path, acc: dict[str, float],
+                        bpb: dict[str, float] | None = None) -> Path:
+    """The target's evaluation as an lm-eval results folder (what `taskladder eval` writes)."""
+    t = TARGET
+    results = {f"ladder_{task}_rc": {"acc_norm,none": acc[task],
+                                     **({"bpb,none": bpb[task]} if bpb else {})}
+               for task in acc}
+    meta = {"run": t["name"], "size": "big", "N": t["N"], "D": t["D"], "step": 1000,
+            "flops": 6 * t["N"] * t["D"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("results_*.json"):
+        old.unlink()
+    path = folder / "results_2026-01-01T00-00-00.json"
+    path.write_text(json.dumps({"results": results, "taskladder": meta}))
     return path
 
 
