@@ -93,7 +93,7 @@ def copy_db(src: Path, dst: Path) -> str:
     return f"sqlite:///{dst}"
 
 
-def _scratch() -> Path:
+def scratch() -> Path:
     d = Path(tempfile.mkdtemp(prefix="taskladder-registry-"))
     atexit.register(shutil.rmtree, d, True)
     return d
@@ -113,7 +113,7 @@ def empty_template() -> Path:
     """A new, empty store, made once per test process."""
     from taskladder.registry.store import open_store
 
-    path = _scratch() / "mlflow.db"
+    path = scratch() / "mlflow.db"
     open_store(f"sqlite:///{path}")
     return path
 
@@ -126,7 +126,7 @@ def registered_template() -> Path:
     from taskladder.registry.predictions import predict_from_registry
     from taskladder.registry.store import open_store
 
-    path = _scratch() / "mlflow.db"
+    path = scratch() / "mlflow.db"
     store = open_store(copy_db(empty_template(), path))
     obs = synthetic_ladder()
     log_ladder(store, obs, "synthetic")

@@ -73,3 +73,23 @@ def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
                                    filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
     assert big.data.params["multiplier"] == "10" and big.data.params["size"] == "1B"
     assert {"arc_easy/acc_norm", "arc_easy/bpb", "mmlu/bpb", "lm/ce_c4_en"} <= set(big.data.metrics)
+
+
+def test_tokenizer_and_corpus_hash_come_from_the_caller_never_a_placeholder(store):
+    """A ladder first logged without them (an import) gets them when the caller knows them
+    (the pipeline passes the training tokenizer and corpus hash)."""
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    (run_id,) = log_ladder(store, obs, "syn").values()
+    params = store.client.get_run(run_id).data.params
+    assert "tokenizer" not in params and "corpus_hash" not in params
+    log_ladder(store, obs, "syn", tokenizer="allenai/dolma2-tokenizer", corpus_hash="c0ffee")
+    params = store.client.get_run(run_id).data.params
+    assert (params["tokenizer"], params["corpus_hash"]) == ("allenai/dolma2-tokenizer", "c0ffee")
+    other = synthetic_ladder(runs=("200M-1xC",))
+    path = store.db_path.parent / "other.csv"
+    other.to_csv(path)
+    assert main(["register", "ladder", str(path), "--ladder", "cli", "--tracking-uri", store.uri,
+                 "--tokenizer", "gpt2", "--corpus-hash", "abc"]) == 0
+    exp = store.client.get_experiment_by_name(experiment_name("cli"))
+    (run,) = store.client.search_runs([exp.experiment_id])
+    assert (run.data.params["tokenizer"], run.data.params["corpus_hash"]) == ("gpt2", "abc")
