@@ -125,7 +125,7 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
 
 def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
              params: dict[str, str]) -> str:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
@@ -147,7 +147,9 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
     values = list(metrics.values())
     for start in range(0, len(values), _BATCH):
         store.call("log_batch", run_id, metrics=values[start:start + _BATCH])
-    store.call("set_tag", run_id, ROWS_TAG, rows_hash)
+    # Every writer of a shared run sets this tag. `set_tag` is read-then-insert, so two writers
+    # at once collide on the tag's unique key (seen under load); log_batch's tag path retries.
+    store.call("log_batch", run_id, tags=[RunTag(ROWS_TAG, rows_hash)])
     store.call("set_terminated", run_id, "FINISHED")
     return run_id
 

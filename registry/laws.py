@@ -245,8 +245,8 @@ def describe_version(store: Store, version: LawVersion, prediction: str, status:
     in the version's description (what the MLflow UI shows on the version's page)."""
     reasons = list(reasons)
     name, number = version.name, str(version.version)
-    store.call("set_model_version_tag", name, number, "status", status)
-    store.call("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
+    store.upsert("set_model_version_tag", name, number, "status", status)
+    store.upsert("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
     why = f" ({'; '.join(reasons)})" if reasons else ""
     store.call("update_model_version", name, number,
                description=f"Latest prediction: {prediction}. Status: {status}{why}.")

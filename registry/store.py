@@ -32,6 +32,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV_VARS = ("TASKLADDER_TRACKING_URI", "MLFLOW_TRACKING_URI")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LOCKED_MARKERS = ("database is locked", "database table is locked", "sqlite_busy", "deadlock")
+_CONFLICT_MARKERS = ("unique constraint failed", "duplicate key value violates unique constraint")
 _RETRY_SECONDS = 120.0
 CLAIM_PREFIX = "taskladder-claim-"  # soft-deleted experiments: hidden, their names stay taken
 
@@ -118,6 +119,23 @@ class Store:
     def call(self, method: str, *args, **kwargs):
         """`client.<method>(...)`, retried while the database is locked."""
         return retrying(getattr(self.client, method), *args, **kwargs)
+
+    def upsert(self, method: str, *args, **kwargs):
+        """A model-version tag write (`set_model_version_tag`) that several writers may race on.
+
+        MLflow writes it as read-then-insert (SQLAlchemy `merge`): two writers setting the same
+        tag at once both insert, and the later one fails on the unique key (SQLite and
+        PostgreSQL alike; the window widens when the machine is loaded). Once the row exists
+        the write is an update, so the loser writes again. (Run tags go through `log_batch`,
+        whose tag path MLflow already retries; model versions have no such call.)
+        """
+        for attempt in range(3):
+            try:
+                return self.call(method, *args, **kwargs)
+            except Exception as exc:
+                conflict = any(m in str(exc).lower() for m in _CONFLICT_MARKERS)
+                if not conflict or attempt == 2:
+                    raise
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""Shared pieces of the registry tests: a synthetic ladder, fits made from it, store copies.
+"""Shared pieces of the registry tests: a synthetic ladder, fits made from it, store copies,
+an `mlflow server` and the PostgreSQL behind it.
 
 A new MLflow SQLite store costs seconds (schema migrations), so one is made per session and
 copied (sqlite backup) for each test; likewise the fits and their registration.
@@ -11,11 +12,20 @@ import functools
 import json
 import os
 import shutil
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from taskladder.laws.observations import Observations
 
@@ -118,20 +128,25 @@ def empty_template() -> Path:
     return path
 
 
-@functools.cache
-def registered_template() -> Path:
-    """A store holding the synthetic ladder, its fits (@current) and the target's prediction."""
+def register_all(store) -> None:
+    """The synthetic ladder, its fits (@current) and the target's prediction, into `store`."""
     from taskladder.registry.ladder_runs import log_ladder
     from taskladder.registry.laws import register_fit
     from taskladder.registry.predictions import predict_from_registry
-    from taskladder.registry.store import open_store
 
-    path = scratch() / "mlflow.db"
-    store = open_store(copy_db(empty_template(), path))
     obs = synthetic_ladder()
     log_ladder(store, obs, "synthetic")
     register_fit(fits(), store=store, observations=obs, ladder="synthetic")
     predict_from_registry(TARGET, list(TASKS), store=store)
+
+
+@functools.cache
+def registered_template() -> Path:
+    """A store holding what `register_all` writes."""
+    from taskladder.registry.store import open_store
+
+    path = scratch() / "mlflow.db"
+    register_all(open_store(copy_db(empty_template(), path)))
     return path
 
 
@@ -140,3 +155,70 @@ def store_copy(template: Path, folder: Path):
     from taskladder.registry.store import open_store
 
     return open_store(copy_db(template, folder / "mlflow.db"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, folder: Path, seconds: float = 180) -> Iterator[str]:
+    """An `mlflow server` on `backend_uri` (artifacts served from `folder`); yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = folder / "mlflow-server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+             backend_uri, "--artifacts-destination", str(folder / "mlartifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            if server.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                pytest.fail(f"mlflow server exited with {server.returncode}: {' | '.join(tail)}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server not healthy after {seconds} s")
+                time.sleep(0.3)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+@functools.cache
+def postgres_cluster() -> Path:
+    """A private PostgreSQL cluster on localhost, started by ci/postgres.sh (which installs
+    Debian's postgresql when missing and run as root); stopped when the tests end. Skips only
+    where it cannot be installed (not root, not installed)."""
+    script = Path(__file__).resolve().parent.parent / "ci" / "postgres.sh"
+    folder = Path(tempfile.mkdtemp(prefix="taskladder-pg-"))  # under /tmp: the postgres user
+    done = subprocess.run(["bash", str(script), "start", str(folder), str(free_port())],
+                          capture_output=True, text=True)
+    if done.returncode == 3:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    atexit.register(shutil.rmtree, folder, True)
+    atexit.register(subprocess.run, ["bash", str(script), "stop", str(folder)])
+    return folder
+
+
+def postgres_database(name: str) -> str:
+    """A new, empty database in the cluster; returns its SQLAlchemy URI."""
+    port = (postgres_cluster() / "postmaster.pid").read_text().splitlines()[3].strip()
+    base = f"postgresql://postgres@127.0.0.1:{port}"
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
+                   check=True, capture_output=True)
+    return f"{base.replace('postgresql:', 'postgresql+psycopg2:')}/{name}"
