@@ -163,20 +163,30 @@ def _find_version(store: Store, name: str, fhash: str):
 def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | None,
                   plots: list[Path], alias: str | None) -> LawVersion:
     name, fhash = model_name(fit.task), fit_hash(fit)
-    existing = _find_version(store, name, fhash)
-    if existing is None:
+    created = False
+    found = _find_version(store, name, fhash)
+    if found is None:
         with store.exclusive():
-            existing = _find_version(store, name, fhash)
-            if existing is None:
-                version = _create_version(store, fit, fhash, runs, ladder, plots)
-    if existing is not None:
-        version = int(existing.version)
-        if plots and not store.call("list_artifacts", existing.run_id, "plots"):
+            found = _find_version(store, name, fhash)
+            if found is None:
+                version, created = _create_version(store, fit, fhash, runs, ladder, plots), True
+    if found is not None:
+        version = int(found.version)
+    kept = int(store.canonical(f"law-version\x1f{name}\x1f{fhash}", str(version)))
+    if kept != version and created:  # a writer of a shared server registered this fit first
+        mine = store.call("get_model_version", name, str(version))
+        store.call("delete_model_version", name, str(version))
+        store.call("delete_run", mine.run_id)
+        created = False
+    version = kept
+    if plots and not created:
+        run_id = store.call("get_model_version", name, str(version)).run_id
+        if not store.call("list_artifacts", run_id, "plots"):
             for plot in plots:  # registered before without plots: add them now
-                store.call("log_artifact", existing.run_id, str(plot), "plots")
+                store.call("log_artifact", run_id, str(plot), "plots")
     if alias is not None:
         store.call("set_registered_model_alias", name, alias, str(version))
-    return LawVersion(fit.task, name, version, created=existing is None)
+    return LawVersion(fit.task, name, version, created=created)
 
 
 def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
+
 import pytest
 from registry_support import (
     TARGET,
@@ -16,7 +18,7 @@ from registry_support import (
 
 from taskladder.cli import main
 from taskladder.registry.ladder_runs import read_ladder
-from taskladder.registry.laws import load_law, model_name
+from taskladder.registry.laws import load_law, model_name, register_fit
 from taskladder.registry.predictions import registered_predictions
 from taskladder.registry.store import CLAIM_PREFIX, open_store
 
@@ -51,3 +53,30 @@ def test_register_predict_and_gate_through_a_postgres_backed_server(server, tmp_
         assert len(store.client.search_model_versions(f"name = '{model_name(task)}'")) == 1
     names = [e.name for e in store.client.search_experiments()]
     assert not [n for n in names if n.startswith(CLAIM_PREFIX)]
+
+
+def _registrar(url: str, barrier, queue) -> None:
+    try:
+        ready = fits()  # fitted before the start, so that the registrations overlap
+        barrier.wait(timeout=600)
+        versions = register_fit(ready, store=open_store(url))
+        queue.put({t: v.version for t, v in versions.items()})
+    except BaseException as exc:  # reported to the parent, which fails the test
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_writers_registering_the_same_fit_at_once_make_one_version(server):
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["registry_support", "taskladder.registry.laws"])
+    queue, barrier = ctx.Queue(), ctx.Barrier(4)
+    procs = [ctx.Process(target=_registrar, args=(server, barrier, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=1800) for _ in procs]  # a guard against a hang only
+    for p in procs:
+        p.join(timeout=60)
+    store = open_store(server)
+    versions = {t: store.client.search_model_versions(f"name = '{model_name(t)}'")
+                for t in TASKS}
+    assert {t: len(v) for t, v in versions.items()} == {t: 1 for t in TASKS}
+    assert results == [{t: int(v[0].version) for t, v in versions.items()}] * 4
