@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 
-from .store import Store, open_store
+from .store import Store, is_conflict, open_store
 
 if TYPE_CHECKING:  # scipy behind it: the gate and the readers of the registry do without
     from taskladder.laws.chained import ChainedFit
@@ -185,7 +185,7 @@ def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | 
             for plot in plots:  # registered before without plots: add them now
                 store.call("log_artifact", run_id, str(plot), "plots")
     if alias is not None:
-        store.call("set_registered_model_alias", name, alias, str(version))
+        store.upsert("set_registered_model_alias", name, alias, str(version))
     return LawVersion(fit.task, name, version, created=created)
 
 
@@ -224,8 +224,8 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
     try:
         store.call("create_registered_model", name, tags={"task": fit.task},
                    description=f"Chained task scaling law for {fit.task} (taskladder).")
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+    except MlflowException as exc:  # made meanwhile (a server may report the unique key)
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" and not is_conflict(exc):
             raise
     mv = store.call("create_model_version", name, f"{run.info.artifact_uri}/model",
                     run_id=run_id, tags=tags)
@@ -283,7 +283,7 @@ def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> 
 def set_alias(store: Store, task: str, alias: str, version: int) -> None:
     _check_alias(alias)
     resolve_version(store, task, version)
-    store.call("set_registered_model_alias", model_name(task), alias, str(version))
+    store.upsert("set_registered_model_alias", model_name(task), alias, str(version))
 
 
 def load_law(task: str, ref: str | int = DEFAULT_ALIAS, *, tracking_uri: str | None = None,

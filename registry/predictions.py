@@ -188,7 +188,7 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
     with store.exclusive():
         latest = latest_runs(store, name, task, eid=eid, max_results=1)
         if latest and latest[0].data.tags.get("prediction_key") == key:
-            return Prediction.from_run(latest[0])
+            return Prediction.from_run(_settle(store, latest[0], mine=False))
         tags = {"target": name, "task": task, "acc_metric": law_tags.get("acc_metric", "acc"),
                 "law_uri": law_uri, "law_model": model_name(task), "law_version": str(version),
                 "prediction_key": key, "status": trust.status,
@@ -208,7 +208,22 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
         for plot in plots:
             store.call("log_artifact", run.info.run_id, str(plot), "plots")
         store.call("set_terminated", run.info.run_id, "FINISHED")
-        return Prediction.from_run(store.call("get_run", run.info.run_id))
+        mine = store.call("get_run", run.info.run_id)
+        return Prediction.from_run(_settle(store, mine, mine=True))
+
+
+def _settle(store: Store, run, mine: bool):
+    """The one run of a prediction that writers of a shared server recorded at once (the same
+    prediction after the same predecessor); this writer's own losing run is deleted."""
+    t = run.data.tags
+    key = "\x1f".join(("prediction", t["target"], t["task"], t.get("previous_prediction", ""),
+                       t["prediction_key"]))
+    kept = store.canonical(key, run.info.run_id)
+    if kept == run.info.run_id:
+        return run
+    if mine:
+        store.call("delete_run", run.info.run_id)
+    return store.call("get_run", kept)
 
 
 def _shifts(before: Mapping[str, float], now: Mapping[str, float]) -> dict[str, float]:
@@ -221,13 +236,15 @@ def _shifts(before: Mapping[str, float], now: Mapping[str, float]) -> dict[str, 
 
 def latest_runs(store: Store, target: str, task: str | None = None, *, eid: str | None = None,
                 max_results: int = 1000) -> list:
-    """Prediction runs of `target` (one task or all), newest first."""
+    """Finished prediction runs of `target` (one task or all), newest first."""
     if eid is None:
         exp = store.call("get_experiment_by_name", EXPERIMENT)
         if exp is None:
             return []
         eid = exp.experiment_id
-    query = f"tags.target = '{target}'" + (f" and tags.task = '{task}'" if task else "")
+    # Only finished runs: one still being written (params not yet logged) is no prediction yet.
+    query = (f"tags.target = '{target}' and attributes.status = 'FINISHED'"
+             + (f" and tags.task = '{task}'" if task else ""))
     return store.call("search_runs", [eid], filter_string=query, max_results=max_results,
                       order_by=["attributes.start_time DESC"])
 

@@ -59,6 +59,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """Did two writers insert the same key at once (the database's unique constraint)?"""
+    text = str(exc).lower()
+    return any(m in text for m in _CONFLICT_MARKERS)
+
+
 def _is_locked_error(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(m in text for m in _LOCKED_MARKERS)
@@ -121,20 +127,20 @@ class Store:
         return retrying(getattr(self.client, method), *args, **kwargs)
 
     def upsert(self, method: str, *args, **kwargs):
-        """A model-version tag write (`set_model_version_tag`) that several writers may race on.
+        """A registry write that several writers may race on (`set_model_version_tag`,
+        `set_registered_model_alias`).
 
-        MLflow writes it as read-then-insert (SQLAlchemy `merge`): two writers setting the same
-        tag at once both insert, and the later one fails on the unique key (SQLite and
+        MLflow writes these as read-then-insert (SQLAlchemy `merge`): two writers setting the
+        same key at once both insert, and the later one fails on the unique key (SQLite and
         PostgreSQL alike; the window widens when the machine is loaded). Once the row exists
         the write is an update, so the loser writes again. (Run tags go through `log_batch`,
-        whose tag path MLflow already retries; model versions have no such call.)
+        whose tag path MLflow already retries; the model registry has no such call.)
         """
         for attempt in range(3):
             try:
                 return self.call(method, *args, **kwargs)
             except Exception as exc:
-                conflict = any(m in str(exc).lower() for m in _CONFLICT_MARKERS)
-                if not conflict or attempt == 2:
+                if not is_conflict(exc) or attempt == 2:
                     raise
 
     @contextmanager
