@@ -2,7 +2,7 @@
 
 The store is `--tracking-uri`, else $TASKLADDER_TRACKING_URI / $MLFLOW_TRACKING_URI, else
 sqlite:///mlflow.db in the working directory. `gate` exits 0 (every task within tolerance),
-1 (drift or a moved prediction) or 2 (usage error).
+1 (drift, a moved prediction, or with --strict an untrusted task) or 2 (usage error).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from taskladder.errors import UsageError
 
 
 def add_parsers(sub) -> None:
-    reg = sub.add_parser("register", help="version ladder results, fitted laws and predictions in MLflow")
+    reg = sub.add_parser("register", help="version ladder results, fitted laws and predictions "
+                                          "in MLflow")
     kinds = reg.add_subparsers(dest="kind")
     _ladder(kinds)
     _fit(kinds)
@@ -23,30 +24,34 @@ def add_parsers(sub) -> None:
     _alias(kinds)
     reg.set_defaults(func=lambda a: _usage(reg))
 
-    chk = sub.add_parser("check-target", help="record a real evaluation of the target and compare it "
-                                              "with the registered prediction")
+    chk = sub.add_parser("check-target", help="record a real evaluation of the target and "
+                                              "compare it with the registered prediction")
     _uri(chk)
     _target_results(chk, required=True)
-    chk.add_argument("--tasks", help="comma-separated tasks to check (default: every predicted task)")
-    chk.add_argument("--tolerance", default=None, help="accuracy points or 'interval' for the "
-                     "status column (default 5)")
+    chk.add_argument("--tasks", help="comma-separated tasks to check (default: every predicted "
+                     "task)")
+    _rule(chk)
     chk.set_defaults(func=_check_target)
 
-    gate = sub.add_parser("gate", help="exit 0 if every task of the target(s) is within tolerance, "
-                                       "1 on drift, 2 on usage errors")
+    gate = sub.add_parser("gate", help="exit 0 if every task of the target(s) is within "
+                                       "tolerance, 1 on drift, 2 on usage errors")
     _uri(gate)
-    gate.add_argument("--target", action="append", help="target name (repeatable; default: every "
-                      "target with a recorded evaluation)")
-    gate.add_argument("--results", type=Path, help="record this evaluation first (as check-target)")
-    gate.add_argument("--format", help="format of --results (olmo-csv, lm-eval, table; default: detect)")
+    gate.add_argument("--target", action="append", help="target name (repeatable; default: "
+                      "every target with a recorded evaluation)")
+    gate.add_argument("--results", type=Path, help="record this evaluation first (as "
+                      "check-target) and gate it")
+    gate.add_argument("--format", help="format of --results (olmo-csv, lm-eval, table; "
+                      "default: detect)")
     gate.add_argument("--run", help="the run in --results, if it holds several")
-    gate.add_argument("--tolerance", default=None, help="accuracy points, or 'interval' = inside "
-                      "the prediction interval (default 5 points)")
-    gate.add_argument("--max-shift", type=float, default=None, help="fail when a re-fit moved a "
-                      "registered prediction by more than this many points (default 2)")
-    gate.add_argument("--no-shift-check", action="store_true", help="do not check moved predictions")
-    gate.add_argument("--predictions-only", action="store_true", help="check only moved predictions "
-                      "(before the target has been evaluated)")
+    _rule(gate)
+    gate.add_argument("--max-shift", default=None, help="fail when a re-fit moved a registered "
+                      "prediction by more than this (acc: points, default 2; loss: e.g. 2%%)")
+    gate.add_argument("--no-shift-check", action="store_true", help="do not check moved "
+                      "predictions")
+    gate.add_argument("--strict", action="store_true", help="an untrusted row (a task the law "
+                      "engine marked unpredictable) fails the gate")
+    gate.add_argument("--predictions-only", action="store_true", help="check only moved "
+                      "predictions (before the target has been evaluated)")
     gate.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict as JSON")
     gate.set_defaults(func=_gate)
 
@@ -57,8 +62,16 @@ def _uri(p) -> None:
                    "$TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)")
 
 
+def _rule(p) -> None:
+    p.add_argument("--metric", default="acc", help="acc: accuracy, tolerance in points; loss: "
+                   "the predicted task loss (e.g. bits per byte), relative tolerance")
+    p.add_argument("--tolerance", default=None, help="acc: points (default 5); loss: percent "
+                   "(default 5%%); or 'interval' = inside the prediction interval")
+
+
 def _target_results(p, required: bool) -> None:
-    p.add_argument("--target", required=required, help="target name, as registered with the prediction")
+    p.add_argument("--target", required=required, help="target name, as registered with the "
+                   "prediction")
     p.add_argument("--results", type=Path, required=required,
                    help="the target's evaluation: lm-eval results (file or folder) or a CSV")
     p.add_argument("--format", help="olmo-csv, lm-eval or table (default: detect)")
@@ -69,11 +82,14 @@ def _ladder(kinds) -> None:
     p = kinds.add_parser("ladder", help="one MLflow run per ladder run (metrics by step)")
     _uri(p)
     p.add_argument("path", type=Path, help="ladder evaluations (any format the law engine reads)")
-    p.add_argument("--ladder", required=True, help="ladder name (the experiment is taskladder-ladder-<name>)")
+    p.add_argument("--ladder", required=True, help="ladder name (the experiment is "
+                   "taskladder-ladder-<name>)")
     p.add_argument("--format", help="olmo-csv, lm-eval or table (default: detect)")
     p.add_argument("--runs", help="comma-separated run globs to keep, e.g. '*-1xC,*-2xC'")
-    p.add_argument("--tokenizer", default="unknown", help="tokenizer id (a param of every run)")
-    p.add_argument("--corpus-hash", default="unknown", help="corpus hash (a param of every run)")
+    p.add_argument("--tokenizer", help="tokenizer the ladder was trained with (a param of "
+                   "every run; left out when not given)")
+    p.add_argument("--corpus-hash", help="hash of the training corpus (a param of every run; "
+                   "left out when not given)")
     p.set_defaults(func=_register_ladder)
 
 
@@ -93,7 +109,8 @@ def _fit(kinds) -> None:
 
 
 def _prediction(kinds) -> None:
-    p = kinds.add_parser("prediction", help="predict a target with the registered laws and record it")
+    p = kinds.add_parser("prediction", help="predict a target with the registered laws and "
+                                             "record it")
     _uri(p)
     p.add_argument("--target", required=True, help="target name")
     p.add_argument("--N", type=float, required=True, dest="N", help="target parameters")
@@ -137,20 +154,20 @@ def registry_store(args):
 
 def register_laws(args, store, inputs, fits: dict, report: dict | None, plots) -> None:
     """Register the fits (and the report's prediction) with their ladder and plots."""
-    from taskladder.registry.gate import DEFAULT_MAX_SHIFT
     from taskladder.registry.laws import register_fit
     from taskladder.registry.predictions import register_report
+    from taskladder.registry.rule import DEFAULTS
 
     if report is None:
         versions = register_fit(fits, store=store, observations=inputs.obs, plots=plots,
                                 alias=args.alias)
         for v in versions.values():
-            print(f"{v.name} version {v.version}: {'registered' if v.created else 'already registered'}",
-                  file=sys.stderr)
+            note = "registered" if v.created else "already registered"
+            print(f"{v.name} version {v.version}: {note}", file=sys.stderr)
         return
     preds = register_report(report, fits, observations=inputs.obs, plots=plots,
                             alias=args.alias, store=store)
-    print_predictions(preds, DEFAULT_MAX_SHIFT, file=sys.stderr)
+    print_predictions(preds, DEFAULTS["acc"][1], file=sys.stderr)
 
 
 # handlers -----------------------------------------------------------------------------------
@@ -190,7 +207,8 @@ def load_fits(path: Path) -> list:
     try:
         return [ChainedFit.from_dict(d) for d in items]
     except (KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"fits file {str(path)!r}: not a chained fit ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"fits file {str(path)!r}: not a chained fit "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _register_fit(args) -> int:
@@ -212,13 +230,13 @@ def _register_fit(args) -> int:
 
 def _register_prediction(args) -> int:
     from taskladder.laws.tasks import parse_tasks
-    from taskladder.registry.gate import DEFAULT_MAX_SHIFT
     from taskladder.registry.predictions import predict_from_registry
+    from taskladder.registry.rule import DEFAULTS
 
     preds = predict_from_registry({"name": args.target, "N": args.N, "D": args.D},
                                   parse_tasks(args.tasks), alias=args.alias,
                                   tracking_uri=args.tracking_uri)
-    print_predictions(preds, DEFAULT_MAX_SHIFT)
+    print_predictions(preds, DEFAULTS["acc"][1])
     return 0
 
 
@@ -227,10 +245,12 @@ def print_predictions(preds: dict, max_shift: float, file=None) -> None:
     for task, p in preds.items():
         v = p.values
         shift = "" if p.shift is None else f", moved {p.shift:+.2f} points"
-        warn = "  <- re-fit moved the prediction" if p.shift is not None and abs(p.shift) > max_shift else ""
+        moved = p.shift is not None and abs(p.shift) > max_shift
+        warn = "  <- re-fit moved the prediction" if moved else ""
+        trust = "" if p.assessment.status == "ok" else f"  [{p.assessment.describe()}]"
         print(f"{p.target} {task}: {p.acc_metric} {100 * v['acc']:.2f} "
-              f"[{100 * v['acc_low']:.2f}, {100 * v['acc_high']:.2f}] from {p.law_uri}{shift}{warn}",
-              file=file)
+              f"[{100 * v['acc_low']:.2f}, {100 * v['acc_high']:.2f}] from {p.law_uri}"
+              f"{shift}{warn}{trust}", file=file)
 
 
 def _set_alias(args) -> int:
@@ -249,46 +269,40 @@ def _tasks(spec: str | None):
 
 
 def _check_target(args) -> int:
-    from taskladder.registry.gate import (
-        DEFAULT_TOLERANCE,
-        check_target,
-        format_table,
-        parse_tolerance,
-        row_status,
-    )
+    from taskladder.registry.gate import check_target, format_table
+    from taskladder.registry.rule import GateRule
 
-    tolerance = parse_tolerance(args.tolerance or DEFAULT_TOLERANCE)
+    GateRule.parse(args.metric, args.tolerance, None)  # a bad form fails before any work
     result = check_target(args.results, args.format, target=args.target, tasks=_tasks(args.tasks),
-                          run=args.run, tracking_uri=args.tracking_uri)
-    for row in result["rows"]:
-        row["status"] = row_status(row, tolerance, None, False)
+                          run=args.run, metric=args.metric, tolerance=args.tolerance,
+                          tracking_uri=args.tracking_uri)
     print(f"evaluation of {args.target} recorded (run {result['eval_run']})")
     print(format_table(result))
     return 0
 
 
 def _gate(args) -> int:
-    from taskladder.pipeline import write_json
-    from taskladder.registry.gate import (
-        DEFAULT_MAX_SHIFT,
-        DEFAULT_TOLERANCE,
-        check_target,
-        format_table,
-        run_gate,
-    )
+    from taskladder.common.io import write_json
+    from taskladder.registry.gate import check_target, format_table, run_gate
+    from taskladder.registry.rule import DEFAULT, GateRule
     from taskladder.registry.store import open_store
 
     if args.no_shift_check and args.max_shift is not None:
         raise UsageError("--max-shift and --no-shift-check exclude each other")
     max_shift = None if args.no_shift_check else (
-        DEFAULT_MAX_SHIFT if args.max_shift is None else args.max_shift)
+        DEFAULT if args.max_shift is None else args.max_shift)
+    rule = dict(metric=args.metric, tolerance=args.tolerance, max_shift=max_shift,
+                strict=args.strict)
+    GateRule.parse(**rule)  # a bad form fails before the store is opened
+    if args.results is not None and (not args.target or len(args.target) != 1):
+        raise UsageError("--results needs exactly one --target")
     store = open_store(args.tracking_uri, create=False)
-    if args.results is not None:
-        if not args.target or len(args.target) != 1:
-            raise UsageError("--results needs exactly one --target")
-        check_target(args.results, args.format, target=args.target[0], run=args.run, store=store)
-    verdict = run_gate(args.target, tolerance=args.tolerance or DEFAULT_TOLERANCE,
-                       max_shift=max_shift, predictions_only=args.predictions_only, store=store)
+    evaluation = None
+    if args.results is not None:  # gate this evaluation, whatever was checked before
+        evaluation = check_target(args.results, args.format, target=args.target[0],
+                                  run=args.run, store=store)["eval_run"]
+    verdict = run_gate(args.target, **rule, evaluation=evaluation,
+                       predictions_only=args.predictions_only, store=store)
     print(format_table(verdict))
     if args.json:
         write_json(args.json, verdict)

@@ -1,8 +1,9 @@
 """Ladder results in MLflow: one run per ladder run, one experiment per ladder, curves by step.
 
 Params: size, N, D (planned tokens: 20 x multiplier x N for a "<m>xC" run, else the tokens
-seen), multiplier, tokenizer, corpus_hash; they are fixed at a run's first logging so that a
-run still training can log checkpoint by checkpoint. Metrics are keyed `<task>/<metric>`
+seen), multiplier, and where the caller knows them tokenizer and corpus_hash. A param is fixed
+once logged (a run still training logs checkpoint by checkpoint; a param not known at first can
+be added later, a different value is refused). Metrics are keyed `<task>/<metric>`
 (e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and `flops`, logged at each checkpoint step
 with a fixed timestamp per run. Only (metric, step) pairs not yet in the run are sent, and a run
 whose rows were logged already is skipped: logging the same observations again (a retry, a
@@ -50,7 +51,8 @@ def _planned(run: str, N: float, D_seen: float) -> tuple[str, float]:
 
 def _one(values: list, column: str, run: str):
     if len(values) != 1:
-        raise InputError(f"ladder run {run!r}: {len(values)} different {column} values {values[:3]}")
+        raise InputError(f"ladder run {run!r}: {len(values)} different {column} values "
+                         f"{values[:3]}")
     return values[0]
 
 
@@ -68,20 +70,23 @@ def log_ladder(
     obs: Observations,
     ladder: str,
     *,
-    tokenizer: str = "unknown",
-    corpus_hash: str = "unknown",
+    tokenizer: str | None = None,
+    corpus_hash: str | None = None,
     run_params: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
     """Log every ladder run of `obs` (idempotent); returns {ladder run: MLflow run id}.
 
-    `run_params` adds or overrides params per ladder run (e.g. the planned D of a run that is
-    still training and has no "<m>xC" name). A param that differs from the one already
-    registered is an InputError.
+    `tokenizer` and `corpus_hash` (what the ladder was trained with) are params of every run;
+    when not given they are left out rather than logged as a placeholder, so that a later
+    logging with the real values adds them. `run_params` adds or overrides params per ladder
+    run (e.g. the planned D of a run that is still training and has no "<m>xC" name). A param
+    that differs from the one already registered is an InputError.
     """
     if len(obs) == 0:
         raise InputError(f"ladder {ladder!r}: no observations to register")
     runs = [r for r in obs.unique("run")]
-    common = {"tokenizer": tokenizer, "corpus_hash": corpus_hash}
+    given = {"tokenizer": tokenizer, "corpus_hash": corpus_hash}
+    common = {k: v for k, v in given.items() if v is not None}
     per_run = {r: obs.where(run=r) for r in runs}
     params = {r: _run_params(per_run[r], r, {**common, **(run_params or {}).get(r, {})})
               for r in runs}  # validate every run before writing anything
@@ -96,16 +101,22 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
 
     query = f"tags.`{RUN_TAG}` = '{run}'"
     with store.exclusive():
-        found = store.call("search_runs", [eid], filter_string=query, max_results=1)
-        if found:
-            mlrun = found[0]
-        else:
-            mlrun = store.call("create_run", eid, run_name=run, tags={RUN_TAG: run, LADDER_TAG: ladder})
+        found = store.call("search_runs", [eid], filter_string=query, max_results=1,
+                           order_by=["attributes.start_time ASC"])
+        made = None if found else store.call("create_run", eid, run_name=run,
+                                             tags={RUN_TAG: run, LADDER_TAG: ladder})
+        mlrun = found[0] if found else made
+        chosen = store.canonical(f"ladder-run\x1f{eid}\x1f{run}", mlrun.info.run_id)
+        if chosen != mlrun.info.run_id:  # another writer of a shared server bound the run first
+            if made is not None:
+                store.call("delete_run", made.info.run_id)
+            mlrun = store.call("get_run", chosen)
         old = mlrun.data.params
         clash = {k: (old[k], v) for k, v in params.items() if k in old and old[k] != v}
         if clash:
             k, (was, now) = next(iter(clash.items()))
-            raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, got {now!r}")
+            raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, "
+                             f"got {now!r}")
         new = [Param(k, v) for k, v in params.items() if k not in old]
         if new:
             store.call("log_batch", mlrun.info.run_id, params=new)
@@ -114,7 +125,7 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
 
 def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
              params: dict[str, str]) -> str:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
@@ -136,7 +147,9 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
     values = list(metrics.values())
     for start in range(0, len(values), _BATCH):
         store.call("log_batch", run_id, metrics=values[start:start + _BATCH])
-    store.call("set_tag", run_id, ROWS_TAG, rows_hash)
+    # Every writer of a shared run sets this tag. `set_tag` is read-then-insert, so two writers
+    # at once collide on the tag's unique key (seen under load); log_batch's tag path retries.
+    store.call("log_batch", run_id, tags=[RunTag(ROWS_TAG, rows_hash)])
     store.call("set_terminated", run_id, "FINISHED")
     return run_id
 
@@ -152,7 +165,8 @@ def read_ladder(store: Store, ladder: str) -> Observations:
         if run is None:
             continue
         p = mlrun.data.params
-        history = {k: {m.step: m.value for m in store.call("get_metric_history", mlrun.info.run_id, k)}
+        run_id = mlrun.info.run_id
+        history = {k: {m.step: m.value for m in store.call("get_metric_history", run_id, k)}
                    for k in mlrun.data.metrics}
         D, flops = history.pop("D", {}), history.pop("flops", {})
         for key, by_step in history.items():

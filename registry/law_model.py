@@ -27,7 +27,8 @@ class LawModel(PythonModel):
         missing = [c for c in ("N", "D") if c not in table.columns]
         if missing:
             raise ValueError(f"law input: missing column(s) {', '.join(missing)}; expected N and D")
-        out = self.fit.predict(np.asarray(table["N"], dtype=float), np.asarray(table["D"], dtype=float))
+        N, D = (np.asarray(table[c], dtype=float) for c in ("N", "D"))
+        out = self.fit.predict(N, D)
         return pd.DataFrame({c: out[c] for c in OUTPUT_COLUMNS}, index=table.index)
 
 

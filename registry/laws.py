@@ -2,20 +2,20 @@
 
 Each version is the models-from-code file `law_model.py` plus the fit's `to_dict()` as
 `fit.json`, logged from a run in the experiment `taskladder-laws` that also holds the plots.
-Tags carry the lineage (method, ladder runs, observation hash) and the fit's health (errors,
-degenerate flag). A fit is identified by the hash of its JSON: registering it again returns
-the existing version. An alias (default `current`) marks the chosen version.
+Tags carry the lineage (method, ladder runs, observation hash), the fit's health (errors,
+degenerate flag) and, once a prediction report is registered, its status (ok, caution or
+unpredictable, with reasons), which the version's description spells out with the prediction.
+A fit is identified by the hash of its JSON: registering it again returns the existing
+version. An alias (default `current`) marks the chosen version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 
-from .store import Store, open_store
+from .store import Store, is_conflict, open_store
 
 if TYPE_CHECKING:  # scipy behind it: the gate and the readers of the registry do without
     from taskladder.laws.chained import ChainedFit
@@ -78,7 +78,7 @@ def register_fit(
     """
     fits = _as_list(fits)
     runs = {f.task: _runs_used(f, observations) for f in fits}
-    plot_map = _plots_by_task([f.task for f in fits], plots)
+    plot_map = plots_by_task([f.task for f in fits], plots)
     if alias is not None:
         _check_alias(alias)
     store = store or open_store(tracking_uri)
@@ -109,11 +109,14 @@ def _runs_used(fit: ChainedFit, obs: Observations | None) -> list[str]:
     rows = obs.where(task=[fit.task, fit.x_task])
     if fit.data_hash and rows.content_hash() != fit.data_hash:
         raise InputError(f"fit of {fit.task!r}: the observations given are not the ones it was "
-                         f"fitted on (data hash {fit.data_hash[:12]} != {rows.content_hash()[:12]})")
+                         f"fitted on (data hash {fit.data_hash[:12]} != "
+                         f"{rows.content_hash()[:12]})")
     return sorted(rows.unique("run"))
 
 
-def _plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
+def plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
+    """{task: plot files}: a mapping as given, or a list split by the task key in each file
+    name (a file naming no task goes with every task); every file must exist."""
     if isinstance(plots, Mapping):
         out = {t: [Path(p) for p in plots.get(t, ())] for t in tasks}
     else:
@@ -130,10 +133,12 @@ def _plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
 def _check_alias(alias: str) -> None:
     """MLflow's alias rules, checked before anything is written."""
     if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
-        raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' (not 'latest' or v<number>)")
+        raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' "
+                         "(not 'latest' or v<number>)")
 
 
-def _version_tags(fit: ChainedFit, fhash: str, runs: list[str], ladder: str | None) -> dict[str, str]:
+def _version_tags(fit: ChainedFit, fhash: str, runs: list[str],
+                  ladder: str | None) -> dict[str, str]:
     d = fit.to_dict()
     tags = {
         "task": fit.task, "method": fit.method, "acc_metric": fit.acc_metric,
@@ -158,17 +163,30 @@ def _find_version(store: Store, name: str, fhash: str):
 def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | None,
                   plots: list[Path], alias: str | None) -> LawVersion:
     name, fhash = model_name(fit.task), fit_hash(fit)
-    existing = _find_version(store, name, fhash)
-    if existing is None:
+    created = False
+    found = _find_version(store, name, fhash)
+    if found is None:
         with store.exclusive():
-            existing = _find_version(store, name, fhash)
-            if existing is None:
-                version = _create_version(store, fit, fhash, runs, ladder, plots)
-    if existing is not None:
-        version = int(existing.version)
+            found = _find_version(store, name, fhash)
+            if found is None:
+                version, created = _create_version(store, fit, fhash, runs, ladder, plots), True
+    if found is not None:
+        version = int(found.version)
+    kept = int(store.canonical(f"law-version\x1f{name}\x1f{fhash}", str(version)))
+    if kept != version and created:  # a writer of a shared server registered this fit first
+        mine = store.call("get_model_version", name, str(version))
+        store.call("delete_model_version", name, str(version))
+        store.call("delete_run", mine.run_id)
+        created = False
+    version = kept
+    if plots and not created:
+        run_id = store.call("get_model_version", name, str(version)).run_id
+        if not store.call("list_artifacts", run_id, "plots"):
+            for plot in plots:  # registered before without plots: add them now
+                store.call("log_artifact", run_id, str(plot), "plots")
     if alias is not None:
-        store.call("set_registered_model_alias", name, alias, str(version))
-    return LawVersion(fit.task, name, version, created=existing is None)
+        store.upsert("set_registered_model_alias", name, alias, str(version))
+    return LawVersion(fit.task, name, version, created=created)
 
 
 def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
@@ -206,8 +224,8 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
     try:
         store.call("create_registered_model", name, tags={"task": fit.task},
                    description=f"Chained task scaling law for {fit.task} (taskladder).")
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+    except MlflowException as exc:  # made meanwhile (a server may report the unique key)
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" and not is_conflict(exc):
             raise
     mv = store.call("create_model_version", name, f"{run.info.artifact_uri}/model",
                     run_id=run_id, tags=tags)
@@ -227,7 +245,21 @@ def _signature():
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "numpy", "pandas", "scipy", "taskladder")]
+    packages = ("mlflow", "numpy", "pandas", "scipy", "taskladder")
+    return [f"{pkg}=={version(pkg)}" for pkg in packages]
+
+
+def describe_version(store: Store, version: LawVersion, prediction: str, status: str,
+                     reasons: Iterable[str] = ()) -> None:
+    """Tag a law version with the status of its latest prediction, and describe that prediction
+    in the version's description (what the MLflow UI shows on the version's page)."""
+    reasons = list(reasons)
+    name, number = version.name, str(version.version)
+    store.upsert("set_model_version_tag", name, number, "status", status)
+    store.upsert("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    store.call("update_model_version", name, number,
+               description=f"Latest prediction: {prediction}. Status: {status}{why}.")
 
 
 def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> int:
@@ -251,39 +283,21 @@ def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> 
 def set_alias(store: Store, task: str, alias: str, version: int) -> None:
     _check_alias(alias)
     resolve_version(store, task, version)
-    store.call("set_registered_model_alias", model_name(task), alias, str(version))
+    store.upsert("set_registered_model_alias", model_name(task), alias, str(version))
 
 
 def load_law(task: str, ref: str | int = DEFAULT_ALIAS, *, tracking_uri: str | None = None,
              store: Store | None = None):
-    """The pyfunc model of a law version (checked first, so a wrong name is one clear line)."""
+    """The pyfunc model of a law version (checked first, so a wrong name is one clear line).
+
+    The version's files are fetched with the store's own client and loaded from disk, so
+    MLflow's global tracking and registry URIs are neither read nor changed.
+    """
     import mlflow
 
     store = store or open_store(tracking_uri, create=False)
     version = resolve_version(store, task, ref)
-    with _registry(store.uri):
-        return mlflow.pyfunc.load_model(f"models:/{model_name(task)}/{version}")
-
-
-@contextmanager
-def _registry(uri: str):
-    """pyfunc.load_model reads MLflow's global registry and tracking URIs (MLflow 3 also looks
-    the logged model up in the tracking store): point both at `uri`, then restore them exactly,
-    environment variables included (the setters export them)."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    raw = tracking_utils._tracking_uri, registry_utils._registry_uri
-    mlflow.set_registry_uri(uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = raw
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    mv = store.call("get_model_version", model_name(task), str(version))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = store.call("download_artifacts", mv.run_id, "model", tmp)
+        return mlflow.pyfunc.load_model(local)

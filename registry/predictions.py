@@ -2,9 +2,12 @@
 
 One MLflow run per (target, task) prediction in the experiment `taskladder-predictions`: params
 target, N, D, task; metrics loss/acc with their intervals; tags naming the law version used
-(`law_uri` = models:/taskladder-law-<task>/<version>). The latest run of a (target, task) is its
-registered prediction. A new, different prediction (a re-fit on new ladder data) records how far
-it moved from the one before (`shift`, in accuracy points); the same prediction again adds nothing.
+(`law_uri` = models:/taskladder-law-<task>/<version>), the loss the law predicts (`loss_metric`,
+its step-1 feature, e.g. arc_easy/bpb) and how far the prediction can be trusted (`status`:
+ok, caution or unpredictable, with `reasons`); the plots as artifacts. The latest run of a
+(target, task) is its registered prediction. A new, different prediction (a re-fit on new ladder
+data) records how far it moved from the one before (`shift` in accuracy points, `loss_shift` in
+percent); the same prediction again adds nothing.
 """
 
 from __future__ import annotations
@@ -13,20 +16,55 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from taskladder.common.errors import InputError
 from taskladder.common.facts import TASKS
 
-from .laws import DEFAULT_ALIAS, LawVersion, load_law, model_name, register_fit, resolve_version
+from .laws import (
+    DEFAULT_ALIAS,
+    LawVersion,
+    describe_version,
+    load_law,
+    model_name,
+    plots_by_task,
+    register_fit,
+    resolve_version,
+)
 from .store import Store, open_store
 
 EXPERIMENT = "taskladder-predictions"
 VALUES = ("acc", "acc_low", "acc_high", "loss", "loss_low", "loss_high")
-REPORT_SCHEMA = "taskladder.prediction/2"  # the law engine's predict report (laws/report.py)
+REPORT_SCHEMA = "taskladder.prediction/"  # the law engine's predict report, any version
+STATUSES = ("ok", "caution", "unpredictable")
 _TARGET_RE = re.compile(r"^[^'\"\\\s][^'\"\\\n]{0,99}$")
 _ALIASES = {"low": "acc_low", "high": "acc_high"}  # short names some reports use
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """How far a task's prediction can be trusted (the law engine's verdict in its report)."""
+
+    status: str = "ok"
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, task: str, entry: Mapping) -> Assessment:
+        """From a report entry; an older report without `status` means ok."""
+        status = entry.get("status") or "ok"
+        if status not in STATUSES:
+            raise InputError(f"prediction of {task!r}: status {status!r}, expected one of "
+                             f"{', '.join(STATUSES)}")
+        reasons = entry.get("reasons") or []
+        if isinstance(reasons, str) or not all(isinstance(r, str) for r in reasons):
+            raise InputError(f"prediction of {task!r}: reasons must be a list of strings, "
+                             f"got {reasons!r}")
+        return cls(status, tuple(reasons))
+
+    def describe(self) -> str:
+        return self.status + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
 
 @dataclass(frozen=True)
@@ -42,13 +80,20 @@ class Prediction:
     law_uri: str
     run_id: str
     shift: float | None  # points moved from the previous prediction, None for the first
+    loss_metric: str | None = None  # `<task>/<metric>` of the predicted loss (the law's feature)
+    loss_shift: float | None = None  # percent the predicted loss moved
+    assessment: Assessment = Assessment()
 
     @classmethod
     def from_run(cls, run) -> Prediction:
         p, t, m = run.data.params, run.data.tags, run.data.metrics
+        reasons = tuple(json.loads(t["reasons"])) if t.get("reasons") else ()
         return cls(target=p["target"], N=float(p["N"]), D=float(p["D"]), task=p["task"],
-                   acc_metric=t.get("acc_metric", "acc"), values={k: m[k] for k in VALUES if k in m},
-                   law_uri=t.get("law_uri", ""), run_id=run.info.run_id, shift=m.get("shift"))
+                   acc_metric=t.get("acc_metric", "acc"),
+                   values={k: m[k] for k in VALUES if k in m},
+                   law_uri=t.get("law_uri", ""), run_id=run.info.run_id, shift=m.get("shift"),
+                   loss_metric=t.get("loss_metric"), loss_shift=m.get("loss_shift"),
+                   assessment=Assessment(t.get("status") or "ok", reasons))
 
 
 def check_target_name(name: str) -> str:
@@ -68,7 +113,8 @@ def check_target(target: Mapping) -> tuple[str, float, float]:
     try:
         N, D = float(target["N"]), float(target["D"])
     except (TypeError, ValueError):
-        raise InputError(f"target {name!r}: N and D must be numbers, got {target['N']!r}, {target['D']!r}") from None
+        raise InputError(f"target {name!r}: N and D must be numbers, got {target['N']!r}, "
+                         f"{target['D']!r}") from None
     if not (math.isfinite(N) and math.isfinite(D) and N > 0 and D > 0):
         raise InputError(f"target {name!r}: N and D must be finite and > 0, got {N}, {D}")
     return name, N, D
@@ -95,13 +141,17 @@ def register_prediction(
     *,
     target: Mapping,
     versions: Mapping[str, LawVersion | int | str],
+    assessments: Mapping[str, Assessment] | None = None,
+    plots: Iterable[str | Path] | Mapping[str, Iterable[str | Path]] = (),
     tracking_uri: str | None = None,
     store: Store | None = None,
 ) -> dict[str, Prediction]:
     """Record `prediction` ({task: {acc, acc_low, acc_high, loss, ...}}) for `target`.
 
     `versions` names the law version behind each task (a LawVersion, a version number or an
-    alias); every task needs one. Returns {task: the registered Prediction}.
+    alias); every task needs one. `assessments` gives each task's status (default ok); `plots`
+    are logged with each new prediction run (matched to tasks as in `register_fit`).
+    Returns {task: the registered Prediction}.
     """
     name, N, D = check_target(target)
     values = {task: _values(task, entry) for task, entry in prediction.items()}
@@ -110,55 +160,91 @@ def register_prediction(
     missing = [t for t in values if t not in versions]
     if missing:
         raise InputError(f"target {name!r}: no law version given for task(s) {', '.join(missing)}")
+    plot_map = plots_by_task(list(values), plots)
+    trust = {t: (assessments or {}).get(t, Assessment()) for t in values}
     store = store or open_store(tracking_uri)
     laws = {t: _law(store, t, versions[t]) for t in values}  # every link checked before writing
     eid = store.experiment_id(EXPERIMENT)
-    return {t: _record(store, eid, name, N, D, t, values[t], *laws[t]) for t in values}
+    return {t: _record(store, eid, (name, N, D), t, values[t], laws[t], trust[t], plot_map[t])
+            for t in values}
 
 
-def _law(store: Store, task: str, ref) -> tuple[int, str]:
+def _law(store: Store, task: str, ref) -> tuple[int, dict[str, str]]:
     version = ref.version if isinstance(ref, LawVersion) else resolve_version(store, task, ref)
     mv = store.call("get_model_version", model_name(task), str(version))
-    return int(version), mv.tags.get("acc_metric", "acc")
+    return int(version), mv.tags
 
 
-def _record(store: Store, eid: str, target: str, N: float, D: float, task: str,
-            values: dict[str, float], version: int, acc_metric: str) -> Prediction:
+def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
+            values: dict[str, float], law: tuple[int, dict[str, str]], trust: Assessment,
+            plots: list[Path]) -> Prediction:
     from mlflow.entities import Metric, Param
 
+    (name, N, D), (version, law_tags) = target, law
     law_uri = f"models:/{model_name(task)}/{version}"
-    key = hashlib.sha256(json.dumps([target, repr(N), repr(D), task, law_uri, values],
+    key = hashlib.sha256(json.dumps([name, repr(N), repr(D), task, law_uri, values,
+                                     trust.status, trust.reasons],
                                     sort_keys=True).encode()).hexdigest()
     with store.exclusive():
-        latest = latest_runs(store, target, task, eid=eid, max_results=1)
+        latest = latest_runs(store, name, task, eid=eid, max_results=1)
         if latest and latest[0].data.tags.get("prediction_key") == key:
-            return Prediction.from_run(latest[0])
-        tags = {"target": target, "task": task, "acc_metric": acc_metric, "law_uri": law_uri,
-                "law_model": model_name(task), "law_version": str(version), "prediction_key": key}
+            return Prediction.from_run(_settle(store, latest[0], mine=False))
+        tags = {"target": name, "task": task, "acc_metric": law_tags.get("acc_metric", "acc"),
+                "law_uri": law_uri, "law_model": model_name(task), "law_version": str(version),
+                "prediction_key": key, "status": trust.status,
+                "reasons": json.dumps(list(trust.reasons))}
+        if "feature" in law_tags:
+            tags["loss_metric"] = law_tags["feature"]
         metrics = dict(values)
         if latest:
-            before = latest[0].data.metrics["acc"]
-            metrics["shift"] = 100.0 * (values["acc"] - before)
+            metrics.update(_shifts(latest[0].data.metrics, values))
             tags["previous_prediction"] = latest[0].info.run_id
-        run = store.call("create_run", eid, run_name=f"{target}-{task}", tags=tags)
+        run = store.call("create_run", eid, run_name=f"{name}-{task}", tags=tags)
         ts = run.info.start_time
         store.call("log_batch", run.info.run_id,
                    metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
-                   params=[Param("target", target), Param("N", repr(N)), Param("D", repr(D)),
+                   params=[Param("target", name), Param("N", repr(N)), Param("D", repr(D)),
                            Param("task", task)])
+        for plot in plots:
+            store.call("log_artifact", run.info.run_id, str(plot), "plots")
         store.call("set_terminated", run.info.run_id, "FINISHED")
-        return Prediction.from_run(store.call("get_run", run.info.run_id))
+        mine = store.call("get_run", run.info.run_id)
+        return Prediction.from_run(_settle(store, mine, mine=True))
+
+
+def _settle(store: Store, run, mine: bool):
+    """The one run of a prediction that writers of a shared server recorded at once (the same
+    prediction after the same predecessor); this writer's own losing run is deleted."""
+    t = run.data.tags
+    key = "\x1f".join(("prediction", t["target"], t["task"], t.get("previous_prediction", ""),
+                       t["prediction_key"]))
+    kept = store.canonical(key, run.info.run_id)
+    if kept == run.info.run_id:
+        return run
+    if mine:
+        store.call("delete_run", run.info.run_id)
+    return store.call("get_run", kept)
+
+
+def _shifts(before: Mapping[str, float], now: Mapping[str, float]) -> dict[str, float]:
+    """How far a new prediction moved: accuracy in points, loss in percent (where both have it)."""
+    out = {"shift": 100.0 * (now["acc"] - before["acc"])}
+    if before.get("loss") and "loss" in now:
+        out["loss_shift"] = 100.0 * (now["loss"] - before["loss"]) / before["loss"]
+    return out
 
 
 def latest_runs(store: Store, target: str, task: str | None = None, *, eid: str | None = None,
                 max_results: int = 1000) -> list:
-    """Prediction runs of `target` (one task or all), newest first."""
+    """Finished prediction runs of `target` (one task or all), newest first."""
     if eid is None:
         exp = store.call("get_experiment_by_name", EXPERIMENT)
         if exp is None:
             return []
         eid = exp.experiment_id
-    query = f"tags.target = '{target}'" + (f" and tags.task = '{task}'" if task else "")
+    # Only finished runs: one still being written (params not yet logged) is no prediction yet.
+    query = (f"tags.target = '{target}' and attributes.status = 'FINISHED'"
+             + (f" and tags.task = '{task}'" if task else ""))
     return store.call("search_runs", [eid], filter_string=query, max_results=max_results,
                       order_by=["attributes.start_time DESC"])
 
@@ -202,21 +288,38 @@ def register_report(
     tracking_uri: str | None = None,
     store: Store | None = None,
 ) -> dict[str, Prediction]:
-    """`taskladder predict --register`: the fits become law versions, then the report's
-    prediction of each task is recorded with a link to its version. The report (schema
-    taskladder.prediction/2) and target are validated before anything is written."""
-    if report.get("schema") != REPORT_SCHEMA:
-        raise InputError(f"prediction report: schema {report.get('schema')!r}, expected {REPORT_SCHEMA}")
+    """Register a prediction report (laws/report.py): the fits become law versions, each
+    tagged and described with this prediction and its status; then each task's prediction is
+    recorded with a link to its version. Plots go with both. The report (schema
+    taskladder.prediction/<n>) and target are validated before anything is written."""
+    schema = str(report.get("schema"))
+    if not schema.startswith(REPORT_SCHEMA):
+        raise InputError(f"prediction report: schema {report.get('schema')!r}, expected "
+                         f"{REPORT_SCHEMA}<version>")
     target = report.get("target") or {}
-    check_target(target)
+    name, N, D = check_target(target)
     tasks = report.get("tasks") or {}
     prediction = {t: e.get("predicted", {}) for t, e in tasks.items()}
-    for task, entry in prediction.items():
-        _values(task, entry)
+    values = {task: _values(task, entry) for task, entry in prediction.items()}
+    trust = {t: Assessment.of(t, e) for t, e in tasks.items()}
     missing = [t for t in prediction if t not in fits]
     if missing or not prediction:
         raise InputError(f"prediction report: no fit for task(s) {', '.join(missing) or '(none)'}")
     store = store or open_store(tracking_uri)
-    versions = register_fit({t: fits[t] for t in prediction}, store=store, observations=observations,
-                            ladder=ladder, plots=plots, alias=alias)
-    return register_prediction(prediction, target=target, versions=versions, store=store)
+    versions = register_fit({t: fits[t] for t in prediction}, store=store,
+                            observations=observations, ladder=ladder, plots=plots, alias=alias)
+    for task, version in versions.items():
+        describe_version(store, version, _summary(name, N, D, fits[task], values[task]),
+                         trust[task].status, trust[task].reasons)
+    return register_prediction(prediction, target={"name": name, "N": N, "D": D},
+                               versions=versions, assessments=trust, plots=plots, store=store)
+
+
+def _summary(name: str, N: float, D: float, fit, v: dict[str, float]) -> str:
+    """One readable line: the target and the predicted accuracy and loss with intervals."""
+    text = (f"{name} (N={N:.3g}, D={D:.3g}): {fit.acc_metric} {100 * v['acc']:.2f}% "
+            f"[{100 * v['acc_low']:.2f}, {100 * v['acc_high']:.2f}]")
+    if "loss" in v:
+        low, high = v.get("loss_low", v["loss"]), v.get("loss_high", v["loss"])
+        text += (f"; {fit.x_task}/{fit.x_metric} {v['loss']:.4f} [{low:.4f}, {high:.4f}]")
+    return text

@@ -4,13 +4,18 @@ SQLite allows one writer at a time. MLflow already waits 20 s for the lock, but 
 processes creating the schema of a new file at once, or find-then-create races (an experiment,
 a ladder run, a model version), still fail or duplicate. So: schema creation and every
 find-or-create run under an exclusive `flock` on the database's folder, and every MLflow call is
-retried with backoff when the database reports it is locked. A server URI gets the retries only
-(the server serialises its own database).
+retried with backoff when the database reports it is locked.
+
+A tracking server (or a database URI) is shared by machines, where no file lock reaches. There a
+find-or-create settles on one record through `Store.canonical`: the first writer to create a
+claim experiment (names are unique in MLflow's database, so exactly one creation succeeds)
+binds the key to its record; the others adopt that record and delete their own.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import random
 import sqlite3
@@ -27,7 +32,9 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV_VARS = ("TASKLADDER_TRACKING_URI", "MLFLOW_TRACKING_URI")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _LOCKED_MARKERS = ("database is locked", "database table is locked", "sqlite_busy", "deadlock")
+_CONFLICT_MARKERS = ("unique constraint failed", "duplicate key value violates unique constraint")
 _RETRY_SECONDS = 120.0
+CLAIM_PREFIX = "taskladder-claim-"  # soft-deleted experiments: hidden, their names stay taken
 
 T = TypeVar("T")
 
@@ -47,8 +54,15 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:"):
         return None
     if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
-        raise InputError(f"tracking URI {uri!r}: only file databases sqlite:///<path> are supported")
+        raise InputError(f"tracking URI {uri!r}: only file databases sqlite:///<path> "
+                         "are supported")
     return Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Did two writers insert the same key at once (the database's unique constraint)?"""
+    text = str(exc).lower()
+    return any(m in text for m in _CONFLICT_MARKERS)
 
 
 def _is_locked_error(exc: BaseException) -> bool:
@@ -81,7 +95,8 @@ def _check_sqlite_file(path: Path) -> bool:
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            query = "SELECT name FROM sqlite_master WHERE type='table'"
+            tables = {r[0] for r in con.execute(query)}
             ok = con.execute("PRAGMA quick_check").fetchone()[0]
         finally:
             con.close()
@@ -101,6 +116,7 @@ class Store:
     uri: str
     client: object  # mlflow.MlflowClient; typed loosely so that importing this stays cheap
     _held: int = field(default=0, repr=False)  # re-entrant depth of `exclusive`
+    _claims: dict[str, str] = field(default_factory=dict, repr=False)  # settled, immutable
 
     @property
     def db_path(self) -> Path | None:
@@ -109,6 +125,23 @@ class Store:
     def call(self, method: str, *args, **kwargs):
         """`client.<method>(...)`, retried while the database is locked."""
         return retrying(getattr(self.client, method), *args, **kwargs)
+
+    def upsert(self, method: str, *args, **kwargs):
+        """A registry write that several writers may race on (`set_model_version_tag`,
+        `set_registered_model_alias`).
+
+        MLflow writes these as read-then-insert (SQLAlchemy `merge`): two writers setting the
+        same key at once both insert, and the later one fails on the unique key (SQLite and
+        PostgreSQL alike; the window widens when the machine is loaded). Once the row exists
+        the write is an update, so the loser writes again. (Run tags go through `log_batch`,
+        whose tag path MLflow already retries; the model registry has no such call.)
+        """
+        for attempt in range(3):
+            try:
+                return self.call(method, *args, **kwargs)
+            except Exception as exc:
+                if not is_conflict(exc) or attempt == 2:
+                    raise
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -122,8 +155,36 @@ class Store:
             finally:
                 self._held -= 1
 
+    def canonical(self, key: str, candidate: str) -> str:
+        """The record id that `key` is bound to, binding it to `candidate` if still free.
+
+        On SQLite the caller's `exclusive` section already makes the candidate the only one.
+        Elsewhere the binding is a claim experiment named after the key, created with the id as
+        a tag in one transaction and then soft-deleted so that it stays out of the UI's lists.
+        MLflow has no compare-and-set or named lock in its public API; a unique name is the one
+        atomic primitive it offers.
+        """
+        if self.db_path is not None:
+            return candidate
+        if key not in self._claims:
+            from mlflow.exceptions import MlflowException
+
+            name = CLAIM_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:40]
+            try:
+                eid = self.call("create_experiment", name,
+                                tags={"taskladder.claim": key, "record": candidate})
+                self.call("delete_experiment", eid)
+                self._claims[key] = candidate
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                self._claims[key] = self.call("get_experiment_by_name", name).tags["record"]
+        return self._claims[key]
+
     def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Id of the experiment `name`, created (with artifacts beside the database) if absent."""
+        from mlflow.exceptions import MlflowException
+
         exp = self.call("get_experiment_by_name", name)
         if exp is not None:
             return exp.experiment_id
@@ -134,7 +195,12 @@ class Store:
             location = None
             if self.db_path is not None:
                 location = (self.db_path.parent / "mlartifacts" / name).as_uri()
-            return self.call("create_experiment", name, artifact_location=location, tags=tags)
+            try:
+                return self.call("create_experiment", name, artifact_location=location, tags=tags)
+            except MlflowException as exc:  # another writer of a shared server was first
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            return self.call("get_experiment_by_name", name).experiment_id
 
 
 @contextmanager
@@ -181,8 +247,9 @@ def _client(uri: str):
 
     try:
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        retrying(lambda: client._tracking_client.store)  # build both stores now
-        retrying(lambda: client._get_registry_client().store)
+        # One cheap read of each store opens both now (so a bad URI fails here, in one line).
+        retrying(client.search_experiments, max_results=1)
+        retrying(client.search_registered_models, max_results=1)
     except mlflow.exceptions.MlflowException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"tracking store {uri}: cannot be opened ({first})") from None

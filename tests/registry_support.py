@@ -1,4 +1,5 @@
-"""Shared pieces of the registry tests: a synthetic ladder, fits made from it, store copies.
+"""Shared pieces of the registry tests: a synthetic ladder, fits made from it, store copies,
+an `mlflow server` and the PostgreSQL behind it.
 
 A new MLflow SQLite store costs seconds (schema migrations), so one is made per session and
 copied (sqlite backup) for each test; likewise the fits and their registration.
@@ -8,13 +9,23 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from taskladder.laws.observations import Observations
 
@@ -42,21 +53,44 @@ def synthetic_ladder(seed: int = 0, runs: tuple[str, ...] | None = None) -> Obse
                 for task in TASKS:
                     bpb = 20.0 / N**0.2 + 100.0 / D**0.25 + 0.5 + rng.normal(0, 0.003)
                     c = _CHANCE[task]
-                    acc = (c - 1.0) / (1.0 + np.exp(-6.0 * (bpb - 1.3))) + 1.0 + rng.normal(0, 0.004)
+                    acc = (c - 1.0) / (1.0 + np.exp(-6.0 * (bpb - 1.3))) + 1.0
+                    acc += rng.normal(0, 0.004)
                     recs.append({**row, "task": task, "metric": "bpb", "value": bpb})
                     recs.append({**row, "task": task, "metric": "acc_norm", "value": acc})
     obs = Observations.from_records(recs)
     return obs if runs is None else obs.where(run=list(runs))  # same noise whatever the subset
 
 
-def target_eval_csv(path: Path, acc: dict[str, float], tasks=TASKS) -> Path:
-    """A one-row evaluation of the target in the observation-table CSV format."""
+def target_eval_csv(path: Path, acc: dict[str, float], tasks=TASKS,
+                    bpb: dict[str, float] | None = None) -> Path:
+    """One checkpoint's evaluation of the target in the observation-table CSV format: the
+    accuracy of each task and, when given, its bits per byte (the task loss the laws predict)."""
     t = TARGET
     lines = ["run,size,N,D,step,flops,task,metric,value"]
+    head = f"{t['name']},big,{t['N']!r},{t['D']!r},1000,{6 * t['N'] * t['D']!r}"
     for task in tasks:
-        lines.append(f"{t['name']},big,{t['N']!r},{t['D']!r},1000,{6 * t['N'] * t['D']!r},"
-                     f"{task},acc_norm,{acc[task]!r}")
+        lines.append(f"{head},{task},acc_norm,{acc[task]!r}")
+        if bpb is not None:
+            lines.append(f"{head},{task},bpb,{bpb[task]!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def target_eval_lm_eval(folder: Path, acc: dict[str, float],
+                        bpb: dict[str, float] | None = None) -> Path:
+    """The target's evaluation as an lm-eval results folder (what `taskladder eval` writes)."""
+    t = TARGET
+    results = {f"ladder_{task}_rc": {"acc_norm,none": acc[task],
+                                     **({"bpb,none": bpb[task]} if bpb else {})}
+               for task in acc}
+    meta = {"run": t["name"], "size": "big", "N": t["N"], "D": t["D"], "step": 1000,
+            "flops": 6 * t["N"] * t["D"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("results_*.json"):
+        old.unlink()
+    path = folder / "results_2026-01-01T00-00-00.json"
+    path.write_text(json.dumps({"results": results, "taskladder": meta}))
     return path
 
 
@@ -69,7 +103,7 @@ def copy_db(src: Path, dst: Path) -> str:
     return f"sqlite:///{dst}"
 
 
-def _scratch() -> Path:
+def scratch() -> Path:
     d = Path(tempfile.mkdtemp(prefix="taskladder-registry-"))
     atexit.register(shutil.rmtree, d, True)
     return d
@@ -89,25 +123,30 @@ def empty_template() -> Path:
     """A new, empty store, made once per test process."""
     from taskladder.registry.store import open_store
 
-    path = _scratch() / "mlflow.db"
+    path = scratch() / "mlflow.db"
     open_store(f"sqlite:///{path}")
     return path
 
 
-@functools.cache
-def registered_template() -> Path:
-    """A store holding the synthetic ladder, its fits (@current) and the target's prediction."""
+def register_all(store) -> None:
+    """The synthetic ladder, its fits (@current) and the target's prediction, into `store`."""
     from taskladder.registry.ladder_runs import log_ladder
     from taskladder.registry.laws import register_fit
     from taskladder.registry.predictions import predict_from_registry
-    from taskladder.registry.store import open_store
 
-    path = _scratch() / "mlflow.db"
-    store = open_store(copy_db(empty_template(), path))
     obs = synthetic_ladder()
     log_ladder(store, obs, "synthetic")
     register_fit(fits(), store=store, observations=obs, ladder="synthetic")
     predict_from_registry(TARGET, list(TASKS), store=store)
+
+
+@functools.cache
+def registered_template() -> Path:
+    """A store holding what `register_all` writes."""
+    from taskladder.registry.store import open_store
+
+    path = scratch() / "mlflow.db"
+    register_all(open_store(copy_db(empty_template(), path)))
     return path
 
 
@@ -116,3 +155,70 @@ def store_copy(template: Path, folder: Path):
     from taskladder.registry.store import open_store
 
     return open_store(copy_db(template, folder / "mlflow.db"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, folder: Path, seconds: float = 180) -> Iterator[str]:
+    """An `mlflow server` on `backend_uri` (artifacts served from `folder`); yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = folder / "mlflow-server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+             backend_uri, "--artifacts-destination", str(folder / "mlartifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            if server.poll() is not None:
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                pytest.fail(f"mlflow server exited with {server.returncode}: {' | '.join(tail)}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server not healthy after {seconds} s")
+                time.sleep(0.3)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+@functools.cache
+def postgres_cluster() -> Path:
+    """A private PostgreSQL cluster on localhost, started by ci/postgres.sh (which installs
+    Debian's postgresql when missing and run as root); stopped when the tests end. Skips only
+    where it cannot be installed (not root, not installed)."""
+    script = Path(__file__).resolve().parent.parent / "ci" / "postgres.sh"
+    folder = Path(tempfile.mkdtemp(prefix="taskladder-pg-"))  # under /tmp: the postgres user
+    done = subprocess.run(["bash", str(script), "start", str(folder), str(free_port())],
+                          capture_output=True, text=True)
+    if done.returncode == 3:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    atexit.register(shutil.rmtree, folder, True)
+    atexit.register(subprocess.run, ["bash", str(script), "stop", str(folder)])
+    return folder
+
+
+def postgres_database(name: str) -> str:
+    """A new, empty database in the cluster; returns its SQLAlchemy URI."""
+    port = (postgres_cluster() / "postmaster.pid").read_text().splitlines()[3].strip()
+    base = f"postgresql://postgres@127.0.0.1:{port}"
+    subprocess.run(["psql", f"{base}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
+                   check=True, capture_output=True)
+    return f"{base.replace('postgresql:', 'postgresql+psycopg2:')}/{name}"

@@ -44,7 +44,8 @@ def test_fit_register_and_a_bad_store_fails_before_any_work(tmp_path, ladder_csv
     assert main(["fit", *_law_args(ladder_csv), "--register", "--tracking-uri", store.uri,
                  "--alias", "candidate"]) == 0
     for task in TASKS:
-        assert store.client.get_model_version_by_alias(model_name(task), "candidate").version in (1, "1")
+        mv = store.client.get_model_version_by_alias(model_name(task), "candidate")
+        assert mv.version in (1, "1")
     capsys.readouterr()
     out = tmp_path / "fits.json"
     bad = tmp_path / "missing" / "mlflow.db"

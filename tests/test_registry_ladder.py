@@ -20,7 +20,8 @@ def store(tmp_path):
 def _metric_rows(store, ladder: str) -> int:
     exp = store.client.get_experiment_by_name(experiment_name(ladder))
     runs = store.client.search_runs([exp.experiment_id])
-    return sum(len(store.client.get_metric_history(r.info.run_id, k)) for r in runs for k in r.data.metrics)
+    return sum(len(store.client.get_metric_history(r.info.run_id, k))
+               for r in runs for k in r.data.metrics)
 
 
 def test_one_run_per_ladder_run_with_params_and_curves(store):
@@ -59,7 +60,8 @@ def test_a_changed_param_is_refused_before_any_metric(store):
         read_ladder(store, "absent")
 
 
-def test_the_papers_released_ladder_registers_through_the_law_engines_reader(store, olmo_ladder_dir, capsys):
+def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
+        store, olmo_ladder_dir, capsys):
     assert main(["register", "ladder", str(olmo_ladder_dir), "--ladder", "olmo-paper",
                  "--runs", "190M-1xC,1B-10xC", "--tracking-uri", store.uri]) == 0
     assert "2 ladder runs registered" in capsys.readouterr().out
@@ -67,6 +69,27 @@ def test_the_papers_released_ladder_registers_through_the_law_engines_reader(sto
     back = read_ladder(store, "olmo-paper")
     assert back.content_hash() == source.content_hash()
     exp = store.client.get_experiment_by_name(experiment_name("olmo-paper"))
-    big = store.client.search_runs([exp.experiment_id], filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
+    big = store.client.search_runs([exp.experiment_id],
+                                   filter_string="tags.`taskladder.run` = '1B-10xC'")[0]
     assert big.data.params["multiplier"] == "10" and big.data.params["size"] == "1B"
     assert {"arc_easy/acc_norm", "arc_easy/bpb", "mmlu/bpb", "lm/ce_c4_en"} <= set(big.data.metrics)
+
+
+def test_tokenizer_and_corpus_hash_come_from_the_caller_never_a_placeholder(store):
+    """A ladder first logged without them (an import) gets them when the caller knows them
+    (the pipeline passes the training tokenizer and corpus hash)."""
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    (run_id,) = log_ladder(store, obs, "syn").values()
+    params = store.client.get_run(run_id).data.params
+    assert "tokenizer" not in params and "corpus_hash" not in params
+    log_ladder(store, obs, "syn", tokenizer="allenai/dolma2-tokenizer", corpus_hash="c0ffee")
+    params = store.client.get_run(run_id).data.params
+    assert (params["tokenizer"], params["corpus_hash"]) == ("allenai/dolma2-tokenizer", "c0ffee")
+    other = synthetic_ladder(runs=("200M-1xC",))
+    path = store.db_path.parent / "other.csv"
+    other.to_csv(path)
+    assert main(["register", "ladder", str(path), "--ladder", "cli", "--tracking-uri", store.uri,
+                 "--tokenizer", "gpt2", "--corpus-hash", "abc"]) == 0
+    exp = store.client.get_experiment_by_name(experiment_name("cli"))
+    (run,) = store.client.search_runs([exp.experiment_id])
+    assert (run.data.params["tokenizer"], run.data.params["corpus_hash"]) == ("gpt2", "abc")

@@ -55,7 +55,8 @@ def test_tags_carry_method_lineage_and_fit_health(store):
         errors = json.loads(mv.tags["fit_errors"])
         assert errors["step1"]["mean_abs_rel"] == fit.step1.errors["mean_abs_rel"]
         run = store.client.get_run(mv.run_id)
-        assert run.data.params["step1.alpha"] == repr(fit.step1.params[fit.step1.names.index("alpha")])
+        alpha = fit.step1.params[fit.step1.names.index("alpha")]
+        assert run.data.params["step1.alpha"] == repr(alpha)
 
 
 def test_same_fit_twice_adds_no_version_and_a_refit_moves_the_alias(store, tmp_path):
@@ -67,11 +68,14 @@ def test_same_fit_twice_adds_no_version_and_a_refit_moves_the_alias(store, tmp_p
     refit = ChainedFitter("paper", n_bootstrap=10, seed=1).fit(synthetic_ladder(), "arc_easy")
     new = register_fit(refit, store=store, plots=[plot])["arc_easy"]
     assert (new.version, new.created) == (2, True)
-    assert store.client.get_model_version_by_alias(model_name("arc_easy"), "current").version in (2, "2")
+    current = store.client.get_model_version_by_alias(model_name("arc_easy"), "current")
+    assert current.version in (2, "2")
     run_id = store.client.get_model_version(model_name("arc_easy"), "2").run_id
-    assert [a.path for a in store.client.list_artifacts(run_id, "plots")] == ["plots/arc_easy_step1.png"]
-    assert load_law("arc_easy", 1, store=store).predict(pd.DataFrame({"N": [1e9], "D": [1e11]}))["acc"][0] \
-        == pytest.approx(float(fits()["arc_easy"].predict(1e9, 1e11)["acc"]), abs=0)
+    plots = [a.path for a in store.client.list_artifacts(run_id, "plots")]
+    assert plots == ["plots/arc_easy_step1.png"]
+    first = load_law("arc_easy", 1, store=store).predict(pd.DataFrame({"N": [1e9], "D": [1e11]}))
+    assert first["acc"][0] == pytest.approx(float(fits()["arc_easy"].predict(1e9, 1e11)["acc"]),
+                                            abs=0)
 
 
 def test_observations_that_are_not_the_fits_input_are_refused(store):
@@ -90,7 +94,8 @@ def test_unknown_model_or_alias_is_one_line(store, capsys):
     code = main(["register", "alias", "--tracking-uri", store.uri, "--task", "piqa",
                  "--version", "9", "--alias", "prod"])
     err = capsys.readouterr().err
-    assert code == 2 and err == "taskladder: error: registered model 'taskladder-law-piqa' has no version '9'\n"
+    assert code == 2
+    assert err == "taskladder: error: registered model 'taskladder-law-piqa' has no version '9'\n"
     with pytest.raises(InputError, match="alias 'latest'"):
         register_fit(fits()["piqa"], store=store, alias="latest")
 
@@ -99,11 +104,13 @@ def test_cli_registers_a_fits_file_and_sets_aliases(store, tmp_path, capsys):
     path = tmp_path / "fits.json"
     refit = ChainedFitter("paper", n_bootstrap=4, seed=2).fit(synthetic_ladder(), "piqa")
     path.write_text(json.dumps({"piqa": refit.to_dict()}))
-    assert main(["register", "fit", str(path), "--tracking-uri", store.uri, "--alias", "candidate"]) == 0
+    assert main(["register", "fit", str(path), "--tracking-uri", store.uri,
+                 "--alias", "candidate"]) == 0
     assert "taskladder-law-piqa version 2 @candidate: registered" in capsys.readouterr().out
     assert main(["register", "alias", "--tracking-uri", store.uri, "--task", "piqa",
                  "--version", "2", "--alias", "current"]) == 0
-    assert store.client.get_model_version_by_alias(model_name("piqa"), "current").version in (2, "2")
+    current = store.client.get_model_version_by_alias(model_name("piqa"), "current")
+    assert current.version in (2, "2")
     path.write_text('{"schema": "nope"}')
     assert main(["register", "fit", str(path), "--tracking-uri", store.uri]) == 2
     assert "unknown schema" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import multiprocessing as mp
 import sqlite3
 
 import pytest
-from registry_support import synthetic_ladder
+from registry_support import mlflow_server, postgres_database, synthetic_ladder
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
@@ -57,41 +57,57 @@ def test_readers_do_not_create_a_store(tmp_path, capsys):
     assert not db.exists()
 
 
-def _writer(uri: str, i: int, runs: list[str], queue) -> None:
-    """One ladder run in three increments, then the run that every writer shares."""
+def _writer(uri: str, i: int, runs: list[str], barrier, queue) -> None:
+    """Writers start together: each opens the store and logs the run they all share (so all
+    race to create the store, the experiment and that run), then its own run in three
+    increments."""
     try:
+        barrier.wait(timeout=600)
         store = open_store(uri)
         obs = synthetic_ladder(runs=(runs[i], runs[-1]))
+        log_ladder(store, obs.where(run=runs[-1]), "concurrent")
         mine = obs.where(run=runs[i])
         for lo in (0, 400, 800):
             log_ladder(store, mine.where((mine.step > lo) & (mine.step <= lo + 400)), "concurrent",
                        run_params={runs[i]: {"D": repr(float(mine.D.max()))}})
-        log_ladder(store, obs.where(run=runs[-1]), "concurrent")
         queue.put((i, "ok"))
     except BaseException as exc:  # reported to the parent, which fails the test
         queue.put((i, f"{type(exc).__name__}: {exc}"))
 
 
-def test_eight_concurrent_writers_on_a_new_store_lose_nothing(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres-server", marks=pytest.mark.e2e)])
+def new_store_uri(request, tmp_path) -> str:
+    """A tracking URI with nothing behind it yet: a new SQLite file, or an `mlflow server` on a
+    new PostgreSQL database (what a team shares)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mlflow.db'}"
+        return
+    database = postgres_database(f"writers_{tmp_path.name[-40:].lower()}")
+    with mlflow_server(database, tmp_path) as url:
+        yield url
+
+
+def test_eight_concurrent_writers_on_a_new_store_lose_nothing(new_store_uri):
     """8 processes create the store, the experiment and a shared run at once: all succeed, no
     record is lost or duplicated (the store reads back to exactly the ladder written)."""
     ladder = synthetic_ladder()
     runs = ladder.unique("run")
     assert len(runs) == 9
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["mlflow.store.tracking.sqlalchemy_store", "registry_support",
                                 "mlflow.store.model_registry.sqlalchemy_store",
                                 "taskladder.registry.ladder_runs"])
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(uri, i, runs, queue)) for i in range(8)]
+    queue, barrier = ctx.Queue(), ctx.Barrier(8)
+    procs = [ctx.Process(target=_writer, args=(new_store_uri, i, runs, barrier, queue))
+             for i in range(8)]
     for p in procs:
         p.start()
-    results = dict(queue.get(timeout=240) for _ in procs)
+    # A guard against a hung writer only (no speed target): a loaded machine takes minutes.
+    results = dict(queue.get(timeout=1800) for _ in procs)
     for p in procs:
         p.join(timeout=60)
     assert results == {i: "ok" for i in range(8)}
-    store = open_store(uri, create=False)
+    store = open_store(new_store_uri, create=False)
     exp = store.client.get_experiment_by_name(experiment_name("concurrent"))
     assert len(store.client.search_runs([exp.experiment_id])) == 9
     assert read_ladder(store, "concurrent").content_hash() == ladder.content_hash()

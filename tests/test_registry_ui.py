@@ -3,19 +3,20 @@ the same server works as a tracking URI."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from registry_support import TARGET, TASKS, registered_template, store_copy, synthetic_ladder
+from registry_support import (
+    TARGET,
+    TASKS,
+    mlflow_server,
+    registered_template,
+    store_copy,
+    synthetic_ladder,
+)
 
 from taskladder.registry.ladder_runs import log_ladder, read_ladder
 from taskladder.registry.laws import set_alias
@@ -24,26 +25,6 @@ from taskladder.registry.store import open_store
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"mlflow server not healthy after {seconds} s")
 
 
 def _rows(dom: str) -> list[str]:
@@ -66,17 +47,7 @@ def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
     store = store_copy(registered_template(), tmp_path)
     set_alias(store, "piqa", "candidate", 1)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", store.uri,
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_healthy(url, server, 120)
+    with mlflow_server(store.uri, tmp_path) as url:
         models = _dump_dom(browser, tmp_path, f"{url}/#/models")
         piqa = _dump_dom(browser, tmp_path, f"{url}/#/models/taskladder-law-piqa")
         # the server URI works like the file: the same predictions, and writes go through it
@@ -86,9 +57,6 @@ def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
         obs = synthetic_ladder(runs=("100M-1xC",))
         log_ladder(remote, obs, "via-server")
         assert read_ladder(store, "via-server").content_hash() == obs.content_hash()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     rows = {t: [r for r in _rows(models) if f">taskladder-law-{t}<" in r] for t in TASKS}
     for task in TASKS:  # the list shows each law with its first alias (and "+1" for more)
         assert len(rows[task]) == 1, f"no table row for taskladder-law-{task}"
