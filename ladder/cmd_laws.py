@@ -1,18 +1,17 @@
 """`taskladder fit` and `taskladder predict`: the two-step task scaling laws on a ladder.
 
-Each handler validates everything first, then builds its document (`fit_command`,
-`predict_command` return fits + report without printing or writing), then prints a table
-and writes files atomically. A registry hook only needs the built objects.
+Each handler validates everything first, then calls the one fit-and-predict path
+(taskladder.predict, shared with the pipeline), then prints a table and writes files
+atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from taskladder.cmd_registry import add_register_flags, register_laws, registry_store
+from taskladder.cmd_registry import add_register_flags, registry_store
 from taskladder.errors import UsageError
 
 
@@ -55,20 +54,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", metavar="DIR", help="write the paper's figures (PNG) here")
 
 
-@dataclass
-class LawInputs:
-    obs: object
-    ladder: dict
-    tasks: list[str]
-    fitter: object
-
-
-def load_inputs(args: argparse.Namespace) -> LawInputs:
-    """Read and validate the ladder, tasks and method (raises on bad input, writes nothing)."""
+def load_inputs(args: argparse.Namespace):
+    """Read the ladder and check tasks and method (raises on bad input, writes nothing)."""
     from taskladder.common.facts import PAPER_LADDER
-    from taskladder.laws.chained import ChainedFitter
     from taskladder.laws.readers import detect_format, read_ladder, select_runs
     from taskladder.laws.tasks import parse_tasks
+    from taskladder.predict import law_inputs
 
     tasks = parse_tasks(args.tasks)
     path = Path(args.ladder)
@@ -78,21 +69,10 @@ def load_inputs(args: argparse.Namespace) -> LawInputs:
     obs = read_ladder(path, fmt)
     runs = args.runs or (",".join(PAPER_LADDER) if fmt == "olmo-csv" else "*")
     obs = select_runs(obs, runs, where="--runs")
-    overrides = {"seed": args.seed}
+    settings = {"seed": args.seed}
     if args.bootstrap is not None:
-        if args.bootstrap < 0:
-            raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
-        overrides["n_bootstrap"] = args.bootstrap
-    fitter = ChainedFitter(args.method, **overrides)
-    for task in tasks:
-        if len(obs.where(task=task)) == 0:
-            raise UsageError(f"--tasks: task {task!r} has no observations in {args.ladder}")
-    ladder = {"source": str(path), "format": fmt, "runs": obs.unique("run"), "data_hash": obs.content_hash()}
-    return LawInputs(obs, ladder, tasks, fitter)
-
-
-def fit_all(inputs: LawInputs) -> dict:
-    return {task: inputs.fitter.fit(inputs.obs, task) for task in inputs.tasks}
+        settings["n_bootstrap"] = args.bootstrap
+    return law_inputs(obs, path, fmt, tasks, args.method, **settings)
 
 
 def _ensure_writable(*paths: str | None) -> None:
@@ -101,55 +81,19 @@ def _ensure_writable(*paths: str | None) -> None:
             raise UsageError(f"cannot write {p!r}: its folder does not exist")
 
 
-def fit_command(args: argparse.Namespace) -> tuple[LawInputs, dict, dict]:
-    """Inputs, fits and the fits document of `taskladder fit` (nothing printed or written)."""
-    from taskladder.laws.report import fits_document
-
-    _ensure_writable(args.json)
-    inputs = load_inputs(args)
-    fits = fit_all(inputs)
-    return inputs, fits, fits_document(fits, inputs.ladder)
-
-
 def _fit(args: argparse.Namespace) -> int:
     from taskladder.laws.report import format_fit_table
+    from taskladder.predict import fit_and_predict
 
     store = registry_store(args)  # --register: the store is checked before any work
-    inputs, fits, doc = fit_command(args)
-    print(format_fit_table(fits))
-    plots = _write_outputs(args, doc, inputs, fits, None)
-    if store is not None:
-        register_laws(args, store, inputs, fits, None, plots)
+    _ensure_writable(args.json)
+    out = fit_and_predict(load_inputs(args), plots_dir=args.plots, store=store,
+                          alias=args.alias)
+    print(format_fit_table(out.fits))
+    for task, uri in out.laws.items():
+        print(f"law of {task}: {uri}", file=sys.stderr)
+    _write_outputs(args, out)
     return 0
-
-
-def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
-    """The target (name, N, D, flops) from --target / --target-n/-d/-flops / the actual run."""
-    import numpy as np
-
-    from taskladder.common.facts import TARGETS
-
-    name, n, d = args.target, args.target_n, args.target_d
-    if name:
-        if name not in TARGETS:
-            raise UsageError(f"--target: unknown target {name!r} (known: {', '.join(TARGETS)})")
-        n0, d0 = TARGETS[name]
-        n, d = n or n0, d or d0
-    if actual_obs is not None:
-        n = n or float(actual_obs.N.max())
-        d = d or float(actual_obs.D.max())
-    for flag, v in (("--target-n", n), ("--target-d", d), ("--target-flops", args.target_flops)):
-        if v is not None and (not np.isfinite(v) or v <= 0):
-            raise UsageError(f"{flag} must be a positive number, got {v!r}")
-    if d is None and args.target_flops and n:
-        d = args.target_flops / (6.0 * n)
-    if n is None or d is None:
-        raise UsageError("predict: give the target as --target NAME, --target-n and --target-d (or --target-flops), or --actual")
-    N_max, D_max = float(ladder_obs.N.max()), float(ladder_obs.D.max())
-    if n <= N_max and d <= D_max:  # extrapolating in N or in D is what the laws are for
-        raise UsageError(f"target N={n:.4g}, D={d:.4g} is smaller than the ladder (largest N={N_max:.4g}, D={D_max:.4g}): nothing to predict")
-    return {"name": name or f"N={n:.3g},D={d:.3g}", "N": float(n), "D": float(d),
-            "flops": float(args.target_flops or 6.0 * n * d)}
 
 
 def _read_actual(args: argparse.Namespace):
@@ -160,47 +104,41 @@ def _read_actual(args: argparse.Namespace):
         return None
     obs = read_ladder(args.actual, args.actual_format)
     runs = obs.unique("run")
-    run = args.actual_run or (runs[0] if len(runs) == 1 else PAPER_TARGET_RUN if PAPER_TARGET_RUN in runs else None)
+    run = args.actual_run or (runs[0] if len(runs) == 1 else
+                              PAPER_TARGET_RUN if PAPER_TARGET_RUN in runs else None)
     if run is None or run not in runs:
-        raise UsageError(f"--actual: {args.actual} holds runs {', '.join(runs[:6])}{'...' if len(runs) > 6 else ''}; pick one with --actual-run")
+        more = "..." if len(runs) > 6 else ""
+        raise UsageError(f"--actual: {args.actual} holds runs {', '.join(runs[:6])}{more}; "
+                         "pick one with --actual-run")
     return obs.where(run=run)
 
 
-def predict_command(args: argparse.Namespace) -> tuple[LawInputs, dict, dict]:
-    """Inputs, fits and the prediction report of `taskladder predict` (nothing printed or written)."""
-    from taskladder.laws.report import build_report
+def _predict(args: argparse.Namespace) -> int:
+    from taskladder.cmd_registry import print_predictions
+    from taskladder.laws.report import format_prediction_table
+    from taskladder.predict import check_target, fit_and_predict, resolve_target
+    from taskladder.registry.gate import DEFAULT_MAX_SHIFT
 
+    store = registry_store(args)  # --register: the store is checked before any work
     _ensure_writable(args.json)
     inputs = load_inputs(args)
     actual = _read_actual(args)
-    target = resolve_target(args, inputs.obs, actual)
-    fits = fit_all(inputs)
-    return inputs, fits, build_report(fits, target, inputs.ladder, actual)
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from taskladder.laws.report import format_prediction_table
-
-    store = registry_store(args)  # --register: the store is checked before any work
-    inputs, fits, report = predict_command(args)
-    print(format_prediction_table(report))
-    plots = _write_outputs(args, report, inputs, fits, report["target"])
-    if store is not None:
-        register_laws(args, store, inputs, fits, report, plots)
+    target = resolve_target(args.target, args.target_n, args.target_d, args.target_flops, actual)
+    check_target(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
+    out = fit_and_predict(inputs, target, actual, plots_dir=args.plots, store=store,
+                          alias=args.alias)
+    print(format_prediction_table(out.document))
+    if out.predictions:
+        print_predictions(out.predictions, DEFAULT_MAX_SHIFT, file=sys.stderr)
+    _write_outputs(args, out)
     return 0
 
 
-def _write_outputs(args, doc: dict, inputs: LawInputs, fits: dict, target: dict | None) -> list[Path]:
-    from taskladder.laws.report import write_json
+def _write_outputs(args: argparse.Namespace, out) -> None:
+    from taskladder.common.io import write_json
 
-    paths: list[Path] = []
-    if args.plots:
-        from taskladder.laws.plots import write_plots
-
-        report = doc if target else None
-        paths = write_plots(args.plots, fits, inputs.obs, target, report)
-        print(f"wrote {len(paths)} plots to {args.plots}", file=sys.stderr)
+    if out.plots:
+        print(f"wrote {len(out.plots)} plots to {args.plots}", file=sys.stderr)
     if args.json:
-        write_json(doc, args.json)
+        write_json(args.json, out.document, indent=1, default=None, allow_nan=False)
         print(f"wrote {args.json}", file=sys.stderr)
-    return paths

@@ -117,7 +117,7 @@ def _usage(parser) -> int:
     return 2
 
 
-# `taskladder fit --register` / `predict --register` (hooks called by cmd_laws) ---------------
+# `taskladder fit --register` / `predict --register` (flags and store used by cmd_laws) --------
 def add_register_flags(parser) -> None:
     parser.add_argument("--register", action="store_true",
                         help="version the fits (and the prediction) in the MLflow registry")
@@ -133,24 +133,6 @@ def registry_store(args):
     from taskladder.registry.store import open_store
 
     return open_store(args.tracking_uri)
-
-
-def register_laws(args, store, inputs, fits: dict, report: dict | None, plots) -> None:
-    """Register the fits (and the report's prediction) with their ladder and plots."""
-    from taskladder.registry.gate import DEFAULT_MAX_SHIFT
-    from taskladder.registry.laws import register_fit
-    from taskladder.registry.predictions import register_report
-
-    if report is None:
-        versions = register_fit(fits, store=store, observations=inputs.obs, plots=plots,
-                                alias=args.alias)
-        for v in versions.values():
-            print(f"{v.name} version {v.version}: {'registered' if v.created else 'already registered'}",
-                  file=sys.stderr)
-        return
-    preds = register_report(report, fits, observations=inputs.obs, plots=plots,
-                            alias=args.alias, store=store)
-    print_predictions(preds, DEFAULT_MAX_SHIFT, file=sys.stderr)
 
 
 # handlers -----------------------------------------------------------------------------------
@@ -268,7 +250,7 @@ def _check_target(args) -> int:
 
 
 def _gate(args) -> int:
-    from taskladder.pipeline import write_json
+    from taskladder.common.io import write_json
     from taskladder.registry.gate import (
         DEFAULT_MAX_SHIFT,
         DEFAULT_TOLERANCE,

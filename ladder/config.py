@@ -69,7 +69,13 @@ class EvalSpec(_Model):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalSpec:
+        from taskladder.harness_ext.runner import BACKEND_ALIASES, BACKENDS
+
         _check_tasks(self.tasks, "eval.tasks")
+        known = (*BACKEND_ALIASES, *BACKENDS)
+        if self.backend not in known:
+            raise ValueError(f"eval.backend: unknown backend {self.backend!r} "
+                             f"(known: {', '.join(known)})")
         return self
 
 
@@ -116,18 +122,50 @@ class TargetSpec(_Model):
 
 
 class GateSpec(_Model):
-    """Drift gate: compare the target's real evaluation with the registered prediction."""
+    """Drift gate: compare the target's real evaluation with the registered prediction.
+
+    `metric: acc` compares accuracy, `tolerance` in absolute points (a number); `metric: loss`
+    compares the task loss (bpb), `tolerance` relative ("5%"). Either takes "interval" (the
+    prediction's own interval). `max_shift` bounds how far a re-fit may move a registered
+    prediction (as `taskladder gate --max-shift`; None: the gate's default).
+    """
 
     enabled: bool = False
-    tolerance: float | Literal["interval"] = Field(
-        default=5.0, description="absolute accuracy points, or 'interval' (the prediction's)"
-    )
+    metric: Literal["acc", "loss"] = "acc"
+    tolerance: float | str = Field(default=5.0, description="points, 'N%' or 'interval'")
+    max_shift: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _positive(self) -> GateSpec:
-        if isinstance(self.tolerance, float) and self.tolerance <= 0:
-            raise ValueError(f"gate.tolerance must be > 0 points, got {self.tolerance}")
+    def _tolerance_form(self) -> GateSpec:
+        tol = self.tolerance
+        if isinstance(tol, str) and tol.strip() == "interval":
+            return self
+        if self.metric == "loss":
+            if not (isinstance(tol, str) and _percent(tol) is not None):
+                raise ValueError(f"gate.tolerance: loss mode takes a relative tolerance like "
+                                 f"'5%' or 'interval', got {tol!r}")
+        elif isinstance(tol, str) or not tol > 0:
+            raise ValueError(f"gate.tolerance: accuracy mode takes points > 0 or 'interval', "
+                             f"got {tol!r}")
         return self
+
+    def describe(self) -> str:
+        tol = self.tolerance
+        unit = "" if tol == "interval" or isinstance(tol, str) else " points"
+        what = "task loss (bpb)" if self.metric == "loss" else "accuracy"
+        return f"{what}, tolerance {tol}{unit}"
+
+
+def _percent(text: str) -> float | None:
+    """5 for "5%" (a positive percentage), else None."""
+    body = text.strip()
+    if not body.endswith("%"):
+        return None
+    try:
+        value = float(body[:-1])
+    except ValueError:
+        return None
+    return value if 0 < value < 100 else None
 
 
 class PipelineSpec(_Model):
