@@ -320,8 +320,8 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 # before any work: validate, then plan ----------------------------------------------------------
 def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
-    """Everything that can be checked before compute: the extras the spec needs are installed,
-    training specs build, the target lies beyond the ladder, paths exist, and (unless only
+    """Everything that can be checked before compute: the extras the spec needs are installed
+    (unless only planning), training specs build, the target lies beyond the ladder, paths exist, and (unless only
     planning) the corpus and tokenizer that training will read are there."""
     from importlib.util import find_spec
 
@@ -332,7 +332,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
         needs.append(("eval", "lm_eval", "evaluating checkpoints"))
         if spec.eval.backend == "vllm":
             needs.append(("vllm", "vllm", "eval.backend 'vllm'"))
-    for extra, module, what in needs:
+    for extra, module, what in needs if not dry_run else ():
         if find_spec(module) is None:
             raise MissingExtraError(extra, what, module)
     if spec.ladder.trained:
