@@ -16,40 +16,50 @@ from taskladder.errors import UsageError
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    fit = subparsers.add_parser("fit", help="fit the chained task scaling laws on a ladder",
-                                description="Fit step 1 and step 2 per task and print their parameters.")
+    fit = subparsers.add_parser(
+        "fit", help="fit the chained task scaling laws on a ladder",
+        description="Fit step 1 and step 2 per task and print their parameters.")
     _common(fit)
-    fit.add_argument("--json", metavar="OUT", help="write the fits (ChainedFit.to_dict per task) here")
+    fit.add_argument("--json", metavar="OUT",
+                     help="write the fits (ChainedFit.to_dict per task) here")
     add_register_flags(fit)
     fit.set_defaults(func=_fit)
 
-    pred = subparsers.add_parser("predict", help="predict a target model's accuracy from a ladder",
-                                 description="Fit the laws on a ladder and predict each task's accuracy "
-                                 "(with an interval) for a target model of N parameters and D tokens.")
+    pred = subparsers.add_parser(
+        "predict", help="predict a target model's accuracy from a ladder",
+        description="Fit the laws on a ladder and predict each task's accuracy (with an "
+        "interval) for a target model of N parameters and D tokens.")
     _common(pred)
     pred.add_argument("--target", metavar="NAME", help="a named target: 7B-4T or 13B-5T")
-    pred.add_argument("--target-n", type=float, metavar="N", help="target parameters (non-embedding)")
+    pred.add_argument("--target-n", type=float, metavar="N",
+                      help="target parameters (non-embedding)")
     pred.add_argument("--target-d", type=float, metavar="D", help="target training tokens")
     pred.add_argument("--target-flops", type=float, metavar="C",
                       help="target training compute; gives D = C / (6 N) when --target-d is absent")
-    pred.add_argument("--actual", metavar="PATH", help="the target's real evaluation (any ladder format)")
+    pred.add_argument("--actual", metavar="PATH",
+                      help="the target's real evaluation (any ladder format)")
     pred.add_argument("--actual-format", choices=("olmo-csv", "lm-eval", "table"))
     pred.add_argument("--actual-run", metavar="RUN", help="which run of --actual is the target")
-    pred.add_argument("--json", metavar="OUT", help="write the prediction report (schema in taskladder.laws.report)")
+    pred.add_argument("--json", metavar="OUT",
+                      help="write the prediction report (schema in taskladder.laws.report)")
     add_register_flags(pred)
     pred.set_defaults(func=_predict)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ladder", required=True, metavar="PATH",
-                   help="ladder evaluations: an OLMo-ladder CSV folder, lm-eval results, or a table file")
-    p.add_argument("--format", choices=("olmo-csv", "lm-eval", "table"), help="ladder format (default: detected)")
+                   help="ladder evaluations: an OLMo-ladder CSV folder, lm-eval results, or a "
+                   "table file")
+    p.add_argument("--format", choices=("olmo-csv", "lm-eval", "table"),
+                   help="ladder format (default: detected)")
     p.add_argument("--runs", metavar="GLOBS",
-                   help="comma-separated run globs forming the ladder (olmo-csv default: the paper's "
-                   "*-1xC,*-2xC,*-5xC,*-10xC; otherwise all runs)")
-    p.add_argument("--tasks", metavar="LIST", help="comma-separated task keys, or 'all' (default: the paper's 8)")
+                   help="comma-separated run globs forming the ladder (olmo-csv default: the "
+                   "paper's *-1xC,*-2xC,*-5xC,*-10xC; otherwise all runs)")
+    p.add_argument("--tasks", metavar="LIST",
+                   help="comma-separated task keys, or 'all' (default: the paper's 8)")
     p.add_argument("--method", choices=("paper", "default"), default="default")
-    p.add_argument("--bootstrap", type=int, metavar="B", help="bootstrap draws for intervals (paper: 0, default: 1000)")
+    p.add_argument("--bootstrap", type=int, metavar="B",
+                   help="bootstrap draws for intervals (paper: 0, default: 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", metavar="DIR", help="write the paper's figures (PNG) here")
 

@@ -267,10 +267,10 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
     path, fmt = _actual_source(ctx)
     g, name = ctx.spec.gate, ctx.spec.target.name
     recorded = check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
-    options = {"max_shift": g.max_shift} if g.max_shift is not None else {}
-    if g.metric != "acc":  # the loss mode of the registry's gate
-        options["metric"] = g.metric
-    verdict = run_gate(name, tolerance=g.tolerance, store=ctx.store, **options)
+    rule = {"metric": g.metric, "tolerance": g.tolerance}
+    if g.max_shift is not None:
+        rule["max_shift"] = g.max_shift
+    verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store, **rule)
     path = write_json(ctx.out / "gate.json", verdict)
     return Gated(str(path), bool(verdict["passed"]), recorded["eval_run"])
 
@@ -315,14 +315,13 @@ STAGES = [
            "target"),
     _stage("gate", gate_inputs, gate, Gated, lambda s: s.gate.enabled),
 ]
-STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 # before any work: validate, then plan ----------------------------------------------------------
 def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
-    """Everything that can be checked before compute: the extras the spec needs are installed
-    (unless only planning), training specs build, the target lies beyond the ladder, paths exist, and (unless only
-    planning) the corpus and tokenizer that training will read are there."""
+    """Everything that can be checked before compute: training specs build, the target lies
+    beyond the ladder, paths exist, and (unless only planning) the extras the spec needs are
+    installed and the corpus and tokenizer that training will read are there."""
     from importlib.util import find_spec
 
     from taskladder.common.errors import MissingExtraError
