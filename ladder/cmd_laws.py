@@ -106,6 +106,16 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
+    """The target of --target / --target-n/-d/-flops / --actual, checked against the ladder."""
+    from taskladder.predict import check_target
+    from taskladder.predict import resolve_target as target_of
+
+    target = target_of(args.target, args.target_n, args.target_d, args.target_flops, actual_obs)
+    check_target(target, float(ladder_obs.N.max()), float(ladder_obs.D.max()))
+    return target
+
+
 def _read_actual(args: argparse.Namespace):
     from taskladder.common.facts import PAPER_TARGET_RUN
     from taskladder.laws.readers import read_ladder
@@ -126,15 +136,14 @@ def _read_actual(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> int:
     from taskladder.cmd_registry import print_predictions
     from taskladder.laws.report import format_prediction_table
-    from taskladder.predict import check_target, fit_and_predict, resolve_target
+    from taskladder.predict import fit_and_predict
     from taskladder.registry.gate import DEFAULT_MAX_SHIFT
 
     store = registry_store(args)  # --register: the store is checked before any work
     _ensure_writable(args.json)
     inputs = load_inputs(args)
     actual = _read_actual(args)
-    target = resolve_target(args.target, args.target_n, args.target_d, args.target_flops, actual)
-    check_target(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
+    target = resolve_target(args, inputs.obs, actual)
     out = fit_and_predict(inputs, target, actual, plots_dir=args.plots, store=store,
                           alias=args.alias)
     print(format_prediction_table(out.document))

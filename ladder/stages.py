@@ -36,7 +36,7 @@ from taskladder.outputs import (
     Trained,
     file_sha,
 )
-from taskladder.pipeline import RunContext, Stage, code_version
+from taskladder.pipeline import RunContext, Stage, code_version, digest
 
 
 # training -----------------------------------------------------------------------------------
@@ -60,17 +60,22 @@ def target_spec(spec: PipelineSpec, folder: Path | None = None):
 
 def _train(ctx: RunContext, training_spec) -> Trained:
     """Train (finished runs in this folder are reused, killed ones resume); the checkpoints."""
-    from taskladder.training.corpus import prepare_tokens
-    from taskladder.training.ladder import cache_dir, train_ladder
+    from taskladder.training.ladder import train_ladder
 
     results = train_ladder(training_spec, log=ctx.echo)
     models = tuple(Model(c.hf_dir, _meta(c)) for r in results for c in r.checkpoints)
-    data = prepare_tokens(training_spec.corpus, training_spec.tokenizer, training_spec.seed,
-                          cache_dir())  # cached: one read and one hash
+    return Trained(str(training_spec.out_dir()), models, *_data_ids(training_spec, models[-1]))
+
+
+def _data_ids(training_spec, model: Model) -> tuple[str, str]:
+    """(tokenizer, corpus hash) of a trained ladder, for its registry runs: the tokenizer the
+    spec names with a hash of the tokenizer.json every export carries; the corpus as the spec
+    defines it (kind, files, split, seed)."""
     tok = training_spec.tokenizer
-    tokenizer = tok.path if tok.kind == "path" else data.tokenizer_dir.name
-    return Trained(str(training_spec.out_dir()), models, tokenizer,
-                   data.train_path.parent.name.removeprefix("tokens-"))
+    name = tok.path if tok.kind == "path" else f"{tok.kind}-{tok.vocab_size}"
+    corpus = training_spec.corpus.model_dump(mode="json")
+    return (f"{name}@{file_sha(Path(model.dir) / 'tokenizer.json')}",
+            digest({"corpus": corpus, "seed": training_spec.seed}))
 
 
 def _meta(checkpoint) -> LadderMeta:

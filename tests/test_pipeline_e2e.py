@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -77,11 +79,13 @@ def test_tiny_ladder_end_to_end(tiny):
     target = ctx.outputs["target"]
     assert isinstance(target, TargetScored)
     acc, _ = measured(target.result, "piqa", "acc_norm")
-    row = json.loads((out / "gate.json").read_text())["rows"][0]
+    verdict = json.loads((out / "gate.json").read_text())
+    row = verdict["rows"][0]
     assert row["actual"] == pytest.approx(acc)
     assert row["predicted"] == pytest.approx(piqa["acc"])
-    assert (row["status"] == "ok") == (abs(row["error"]) <= 10)
-    assert exit_code(ctx) == (0 if row["status"] == "ok" else 1)
+    if row["status"] != "untrusted":  # an unpredictable task is neither pass nor drift
+        assert (row["status"] == "ok") == (abs(row["error"]) <= 10)
+    assert exit_code(ctx) == (0 if verdict["passed"] else 1)
     lines = "\n".join(final_lines(ctx, list(reports.values())))
     assert f"mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}" in lines
     assert "Verdict for d96-0.02xC" in lines
@@ -128,14 +132,24 @@ def test_a_lost_evaluation_is_scored_again_and_nothing_else(tiny):
     assert not reports["register"].ran and not reports["fit+predict"].ran
 
 
+def _cli_run(spec) -> dict[str, str]:
+    """`taskladder run SPEC` in a fresh process (no client caches); {stage: its "==" line}."""
+    done = subprocess.run([sys.executable, "-m", "taskladder.cli", "run", spec.source],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    lines = [line[3:] for line in done.stdout.splitlines() if line.startswith("== ")]
+    return dict(line.split(": ", 1) for line in lines)
+
+
 @pytest.mark.e2e
 def test_a_lost_tracking_store_reruns_registration_fits_and_gate(tiny):
     spec, _, _ = tiny
     for p in spec.out_dir().glob("mlflow.db*"):
         p.unlink()
-    _, reports = _run(spec)
-    assert [n for n, r in reports.items() if r.ran] == ["register", "fit+predict", "gate"]
-    assert "not in sqlite:///" in reports["register"].why
+    stages_run = _cli_run(spec)
+    ran = [name for name, line in stages_run.items() if line.startswith("runs")]
+    assert ran == ["register", "fit+predict", "gate"]
+    assert "not in sqlite:///" in stages_run["register"]
     assert json.loads((spec.out_dir() / "gate.json").read_text())["rows"][0]["actual"] is not None
 
 
