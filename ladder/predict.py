@@ -47,6 +47,8 @@ def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
     if settings.get("n_bootstrap", 0) < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {settings['n_bootstrap']}")
     for task in tasks:
+        if len(obs.where(task=task)) == 0:
+            raise UsageError(f"{where}: task {task!r} has no observations in {source}")
         try:
             check_ladder(obs, task)
         except InputError as exc:  # name where the task list came from
@@ -85,8 +87,8 @@ def check_target(target: dict, n_max: float, d_max: float) -> None:
     it in N or in D is an extrapolation, which is what the laws are for."""
     n, d = target["N"], target["D"]
     if n <= n_max and d <= d_max:
-        raise UsageError(f"target {target['name']}: N={n:.4g}, D={d:.4g} is inside the ladder "
-                         f"(largest N={n_max:.4g}, D={d_max:.4g}): nothing to predict")
+        raise UsageError(f"target {target['name']}: N={n:.4g}, D={d:.4g} is smaller than the "
+                         f"ladder (largest N={n_max:.4g}, D={d_max:.4g}): nothing to predict")
 
 
 def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, *,

@@ -112,7 +112,7 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
      ["eval.tasks", "'trivia'"]),
     (("multiplier: 0.06\n      size: {name: d96, d_model: 96, n_layers: 2, n_heads: 3",
       "multiplier: 0.03\n      size: {name: d32, d_model: 32, n_layers: 2, n_heads: 1"),
-     ["target d96-0.06xC", "inside the ladder"]),
+     ["target d96-0.06xC", "smaller than the ladder"]),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, capsys, edit, words):
     assert main(["run", _spec_file(tmp_path, edit), "--dry-run"]) == 2
