@@ -23,6 +23,18 @@ def file_sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+class _Json:
+    """JSON round trip of a flat output; outputs with nested or tuple fields override
+    `from_dict`."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+
 @dataclass(frozen=True)
 class Model:
     """One exported checkpoint: its Hugging Face folder and the LadderMeta training returned."""
@@ -36,16 +48,13 @@ class Model:
 
 
 @dataclass(frozen=True)
-class Trained:
+class Trained(_Json):
     """A trained ladder (or target): its checkpoints and the data they were trained on."""
 
     folder: str
     models: tuple[Model, ...]
     tokenizer: str
     corpus_hash: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Trained:
@@ -57,14 +66,11 @@ class Trained:
 
 
 @dataclass(frozen=True)
-class Scored:
+class Scored(_Json):
     """lm-eval results, one JSON per scored model, in the same order as the models."""
 
     folder: str
     results: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Scored:
@@ -75,7 +81,7 @@ class Scored:
 
 
 @dataclass(frozen=True)
-class Observed:
+class Observed(_Json):
     """The one observation table (CSV) and its content hash; `obs` is kept in memory when the
     stage ran in this process, else read back from the table on first use."""
 
@@ -88,10 +94,6 @@ class Observed:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "obs"}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Observed:
-        return cls(**d)
 
     def missing(self, ctx) -> str | None:
         path = Path(self.table)
@@ -128,24 +130,17 @@ def _registry_missing(store, runs: dict[str, str], versions: dict[str, str]) -> 
 
 
 @dataclass(frozen=True)
-class Registered:
+class Registered(_Json):
     """The ladder's runs in the tracking store (one MLflow run per ladder run)."""
 
     runs: dict[str, str]  # ladder run -> MLflow run id
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Registered:
-        return cls(dict(d["runs"]))
 
     def missing(self, ctx) -> str | None:
         return _registry_missing(ctx.store, self.runs, {})
 
 
 @dataclass(frozen=True)
-class Predicted:
+class Predicted(_Json):
     """Fitted laws (registered versions), the target's prediction report and its plots."""
 
     report: str  # predictions.json
@@ -153,9 +148,6 @@ class Predicted:
     laws: dict[str, str]  # task -> models:/taskladder-law-<task>/<version>
     predictions: dict[str, str]  # task -> MLflow run id of the registered prediction
     plots: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> Predicted:
@@ -174,14 +166,11 @@ class Predicted:
 
 
 @dataclass(frozen=True)
-class TargetScored:
+class TargetScored(_Json):
     """The trained target's final checkpoint and its lm-eval results."""
 
     model: Model
     result: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TargetScored:
@@ -192,19 +181,12 @@ class TargetScored:
 
 
 @dataclass(frozen=True)
-class Gated:
+class Gated(_Json):
     """The drift gate's verdict (gate.json) and the recorded evaluation it judged."""
 
     verdict: str
     passed: bool
     eval_run: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Gated:
-        return cls(**d)
 
     def missing(self, ctx) -> str | None:
         return (_first_absent([self.verdict])
