@@ -67,17 +67,19 @@ def _loss_words(p: dict, loss) -> str:
 
 def verdict_lines(ctx: RunContext) -> list[str]:
     """Per task: the task loss predicted vs measured, the accuracy and whether to trust it;
-    then one sentence for the whole run."""
+    then a few sentences for the whole run."""
     report = ctx.output("fit+predict", Predicted).document()
     gated = ctx.outputs.get("gate")
     rows = {r["task"]: r for r in gated.document()["rows"]} if isinstance(gated, Gated) else {}
     lines = [f"Verdict for {report['target']['name']}:"]
-    errors, untrusted = [], []
+    errors, noises, inside, untrusted = {}, [], 0, []
     for task, e in report["tasks"].items():
         p, label = e["predicted"], LABELS.get(task, task)
         loss, acc = _actuals(ctx, task, e)
         if loss is not None:
-            errors.append(abs(p["loss"] - loss[0]) / loss[0])
+            errors[label] = abs(p["loss"] - loss[0]) / loss[0]
+            noises += [loss[1] / loss[0]] if loss[1] else []
+            inside += p["loss_low"] <= loss[0] <= p["loss_high"] and p["loss_high"] > p["loss_low"]
         gate = f"; gate {rows[task]['status']}" if task in rows else ""
         loss_gate, acc_gate = (gate, "") if ctx.spec.gate.metric == "loss" else ("", gate)
         lines.append(f"  {label}: {_loss_words(p, loss)}{loss_gate}.")
@@ -87,16 +89,22 @@ def verdict_lines(ctx: RunContext) -> list[str]:
             words += f", measured {100 * acc[0]:.1f}%"
         if status != "ok":
             untrusted.append(label)
-        trust = "trusted" if status == "ok" else f"UNTRUSTED ({'; '.join(reasons) or status})"
+        why = "; ".join(reasons)
+        trust = "trusted" if status == "ok" else f"UNTRUSTED ({status}{': ' + why if why else ''})"
         lines.append(f"  {' ' * len(label)}  {words}: {trust}{acc_gate}.")
     summary = []
     if errors:
-        mean = 100 * sum(errors) / len(errors)
-        summary.append(f"the task-loss law came within {100 * max(errors):.1f}% of the measured "
-                       f"target on all {len(errors)} tasks (mean {mean:.1f}%).")
+        worst, mean = max(errors, key=errors.get), 100 * sum(errors.values()) / len(errors)
+        noise = f", against measurement noise of at most {100 * max(noises):.1f}%" if noises else ""
+        summary.append(f"the predicted task loss was off by {mean:.1f}% on average "
+                       f"(worst {100 * errors[worst]:.1f}%, {worst}){noise}; "
+                       f"{inside} of {len(errors)} measured values lie inside the predicted "
+                       f"intervals.")
     if isinstance(gated, Gated):
+        skipped = sum(r["status"] == "untrusted" for r in rows.values())
+        note = f" ({skipped} of {len(rows)} rows untrusted, so not judged)" if skipped else ""
         summary.append(f"The drift gate ({ctx.spec.gate.describe()}) "
-                       f"{'passed' if gated.passed else 'FAILED'}.")
+                       f"{'passed' if gated.passed else 'FAILED'}{note}.")
     summary.append(f"Accuracy predictions untrusted: {', '.join(untrusted)}." if untrusted
                    else "Every accuracy prediction is trusted.")
     return lines + ["In short: " + " ".join(summary)]
