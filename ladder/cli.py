@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import InputError, MissingExtraError
 
 # Each module adds its verbs with `add_parsers(subparsers)`; a verb's handler is stored as
 # `func` and receives the parsed namespace. Modules keep heavy imports inside handlers so
@@ -19,6 +19,24 @@ COMMAND_MODULES = (
     "taskladder.cmd_registry",  # register, check-target, gate, ...
     "taskladder.cmd_run",  # run
 )
+
+
+# A verb that imports an engine the core install lacks names the extra that brings it.
+ENGINE_EXTRAS = {"olmo_core": "train", "lm_eval": "eval", "hf_olmo": "eval", "vllm": "vllm"}
+SHARED_ENGINES = ("torch", "transformers", "tokenizers", "datasets", "accelerate")
+VERB_EXTRAS = {"train": "train", "eval": "eval", "lm-eval": "eval"}  # others: all
+
+
+def missing_extra(verb: str, exc: ModuleNotFoundError) -> MissingExtraError | None:
+    """The MissingExtraError for an engine that is not installed; None for any other module."""
+    root = (exc.name or "").split(".")[0]
+    if root in ENGINE_EXTRAS:
+        extra = ENGINE_EXTRAS[root]
+    elif root in SHARED_ENGINES:
+        extra = VERB_EXTRAS.get(verb, "all")
+    else:
+        return None
+    return MissingExtraError(extra, f"taskladder {verb}", root)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # bare `taskladder` runs the embedded default
         args = parser.parse_args(["run"])
     try:
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        except ModuleNotFoundError as exc:
+            raise missing_extra(args.command, exc) or exc from None
     except InputError as exc:
         print(f"taskladder: error: {exc}", file=sys.stderr)
         return 2

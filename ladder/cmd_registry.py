@@ -134,7 +134,7 @@ def _usage(parser) -> int:
     return 2
 
 
-# `taskladder fit --register` / `predict --register` (hooks called by cmd_laws) ---------------
+# `taskladder fit --register` / `predict --register` (flags and store used by cmd_laws) --------
 def add_register_flags(parser) -> None:
     parser.add_argument("--register", action="store_true",
                         help="version the fits (and the prediction) in the MLflow registry")
@@ -150,24 +150,6 @@ def registry_store(args):
     from taskladder.registry.store import open_store
 
     return open_store(args.tracking_uri)
-
-
-def register_laws(args, store, inputs, fits: dict, report: dict | None, plots) -> None:
-    """Register the fits (and the report's prediction) with their ladder and plots."""
-    from taskladder.registry.laws import register_fit
-    from taskladder.registry.predictions import register_report
-    from taskladder.registry.rule import DEFAULTS
-
-    if report is None:
-        versions = register_fit(fits, store=store, observations=inputs.obs, plots=plots,
-                                alias=args.alias)
-        for v in versions.values():
-            note = "registered" if v.created else "already registered"
-            print(f"{v.name} version {v.version}: {note}", file=sys.stderr)
-        return
-    preds = register_report(report, fits, observations=inputs.obs, plots=plots,
-                            alias=args.alias, store=store)
-    print_predictions(preds, DEFAULTS["acc"][1], file=sys.stderr)
 
 
 # handlers -----------------------------------------------------------------------------------

@@ -22,12 +22,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="for an imported ladder: where its evaluations are (overrides the spec)")
     p.add_argument("--method", choices=("paper", "default"),
                    help="law method (overrides the spec's fit.method)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="run STAGE even when its outputs verify (repeatable): train, evaluate, "
+                   "observe, register, fit+predict, target, gate")
     p.add_argument("--list-specs", action="store_true", help="list the bundled specs and exit")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from taskladder.config import bundled_specs, load_spec
+    from taskladder.errors import UsageError
 
     if args.list_specs:
         for name in bundled_specs():
@@ -44,17 +48,23 @@ def _run(args: argparse.Namespace) -> int:
 
     from taskladder import stages
 
+    applying = [s.name for s in stages.STAGES if s.applies(spec)]
+    for name in args.force:
+        if name not in applying:
+            raise UsageError(f"--force: unknown stage {name!r} (stages of spec {spec.name}: "
+                             f"{', '.join(applying)})")
     stages.preflight(spec, dry_run=args.dry_run)
     if args.dry_run:
         for line in stages.plan_lines(spec):
             print(line)
         return 0
     from taskladder.pipeline import run_pipeline
+    from taskladder.verdict import exit_code, final_lines
 
-    ctx, reports = run_pipeline(spec, stages.STAGES)
-    for line in stages.final_lines(ctx, reports):
+    ctx, reports = run_pipeline(spec, stages.STAGES, force=tuple(args.force))
+    for line in final_lines(ctx, reports):
         print(line)
-    return stages.exit_code(ctx)
+    return exit_code(ctx)
 
 
 def _absolute(path: str | None) -> str | None:

@@ -69,7 +69,13 @@ class EvalSpec(_Model):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalSpec:
+        from taskladder.harness_ext.runner import BACKEND_ALIASES, BACKENDS
+
         _check_tasks(self.tasks, "eval.tasks")
+        known = (*BACKEND_ALIASES, *BACKENDS)
+        if self.backend not in known:
+            raise ValueError(f"eval.backend: unknown backend {self.backend!r} "
+                             f"(known: {', '.join(known)})")
         return self
 
 
@@ -116,18 +122,52 @@ class TargetSpec(_Model):
 
 
 class GateSpec(_Model):
-    """Drift gate: compare the target's real evaluation with the registered prediction."""
+    """Drift gate: compare the target's real evaluation with the registered prediction.
+
+    `metric: acc` compares accuracy, `tolerance` in absolute points (a number); `metric: loss`
+    compares the task loss (bpb), `tolerance` relative ("5%"). Either takes "interval" (the
+    prediction's own interval). `max_shift` bounds how far a re-fit may move a registered
+    prediction (as `taskladder gate --max-shift`; None: the gate's default).
+    """
 
     enabled: bool = False
-    tolerance: float | Literal["interval"] = Field(
-        default=5.0, description="absolute accuracy points, or 'interval' (the prediction's)"
-    )
+    metric: Literal["acc", "loss"] = "acc"
+    tolerance: float | str = Field(default=5.0, description="points, 'N%' or 'interval'")
+    max_shift: float | str | None = None
 
     @model_validator(mode="after")
-    def _positive(self) -> GateSpec:
-        if isinstance(self.tolerance, float) and self.tolerance <= 0:
-            raise ValueError(f"gate.tolerance must be > 0 points, got {self.tolerance}")
+    def _amounts(self) -> GateSpec:
+        _check_amount("tolerance", self.tolerance, self.metric, interval=True)
+        if self.max_shift is not None:
+            _check_amount("max_shift", self.max_shift, self.metric, interval=False)
         return self
+
+    def describe(self) -> str:
+        tol = self.tolerance
+        unit = "" if tol == "interval" or isinstance(tol, str) else " points"
+        what = "task loss (bpb)" if self.metric == "loss" else "accuracy"
+        return f"{what}, tolerance {tol}{unit}"
+
+
+def _check_amount(name: str, value: float | str, metric: str, interval: bool) -> None:
+    """Accuracy points (a number > 0) for `acc`, a percentage ("5%") for `loss`; "interval"
+    where allowed (the rule of the registry's gate)."""
+    if interval and value == "interval":
+        return
+    forms = "points > 0" if metric == "acc" else "a relative amount like '5%'"
+    ok = isinstance(value, float) and value > 0 if metric == "acc" else _percent(value)
+    if not ok:
+        more = " or 'interval'" if interval else ""
+        raise ValueError(f"gate.{name}: {metric} mode takes {forms}{more}, got {value!r}")
+
+
+def _percent(value: float | str) -> bool:
+    """A positive percentage below 100, written "5%"."""
+    body = value.strip() if isinstance(value, str) else ""
+    try:
+        return body.endswith("%") and 0 < float(body[:-1]) < 100
+    except ValueError:
+        return False
 
 
 class PipelineSpec(_Model):
@@ -156,7 +196,8 @@ class PipelineSpec(_Model):
         if self.target.train and self.eval is None:
             raise ValueError("target.train needs an eval section to score the target")
         if self.gate.enabled and not (self.target.train or self.target.actual):
-            raise ValueError("gate.enabled needs the target's real evaluation: target.train or target.actual")
+            raise ValueError("gate.enabled needs the target's real evaluation: target.train or "
+                             "target.actual")
         return self
 
     # derived values ------------------------------------------------------------------------
@@ -172,7 +213,8 @@ class PipelineSpec(_Model):
         spec file (bundled specs: to the working directory)."""
         if "{ladder}" in value:
             ladder = self.resolve_path(self.ladder.import_ or ".")
-            value = value.replace("{ladder}", str(ladder if not ladder.is_file() else ladder.parent))
+            folder = ladder if not ladder.is_file() else ladder.parent
+            value = value.replace("{ladder}", str(folder))
         shared = os.environ.get("TASKLADDER_SHARED", "../shared")
         path = Path(os.path.expanduser(value.replace("{shared}", shared)))
         if path.is_absolute() or self.source is None or self.source.startswith("bundled:"):
@@ -183,7 +225,8 @@ class PipelineSpec(_Model):
         return Path(self.output_dir or Path("taskladder-out") / self.name).expanduser().resolve()
 
     def tracking(self) -> str:
-        """Spec value, else TASKLADDER_TRACKING_URI / MLFLOW_TRACKING_URI, else SQLite in out_dir."""
+        """Spec value, else TASKLADDER_TRACKING_URI / MLFLOW_TRACKING_URI, else SQLite in
+        out_dir."""
         from taskladder.registry.store import resolve_uri
 
         return resolve_uri(self.tracking_uri, default=f"sqlite:///{self.out_dir() / 'mlflow.db'}")
@@ -216,10 +259,12 @@ def load_spec(name_or_path: str | None = None) -> PipelineSpec:
     path = Path(os.path.expanduser(name))
     if path.suffix in (".yaml", ".yml", ".toml", ".json") or path.exists():
         if not path.is_file():
-            raise UsageError(f"spec file {name!r} not found (bundled specs: {', '.join(bundled_specs())})")
+            raise UsageError(f"spec file {name!r} not found (bundled specs: "
+                             f"{', '.join(bundled_specs())})")
         return _validate(read_mapping(path), str(path.resolve()))
     if name not in bundled_specs():
-        raise UsageError(f"spec {name!r} is neither a file nor a bundled spec ({', '.join(bundled_specs())})")
+        raise UsageError(f"spec {name!r} is neither a file nor a bundled spec "
+                         f"({', '.join(bundled_specs())})")
     text = (resources.files("taskladder") / "specs" / f"{name}.yaml").read_text()
     return _validate(parse_mapping(text, ".yaml", f"bundled spec {name}"), f"bundled:{name}")
 

@@ -1,247 +1,347 @@
-"""The stages of `taskladder run` and the plan `--dry-run` prints.
+"""The stages of `taskladder run`, the checks before any work, and the plan `--dry-run` prints.
 
-Each stage calls one area through its public API (training, harness_ext, laws, registry) and
-keeps its output on disk under the run's folder:
+Each stage calls one area through its public API (training, harness_ext, laws, registry),
+declares what it depends on (see taskladder.pipeline) and returns a typed output
+(taskladder.outputs). On disk, under the run's folder:
 
-  ladder/               training output: runs, checkpoints, HF exports (with ladder_meta.json);
-                        the target trains here too (same tokenizer and data)
-  evals/<key>/<run>/<step>/  lm-eval results JSON per checkpoint (skipped when present);
-                        <key> names the eval settings (tasks, limit), so changing them re-scores
-  target-eval/<key>/    the target's final checkpoint, scored the same way
-  observations.csv      the tidy table every later stage reads
-  fits.json, plots/     fitted laws and their plots
-  predictions.json      the target's predicted accuracy per task, with intervals and law versions
+  ladder/<key>/         the ladder's training runs, checkpoints and HF exports
+  evals/<key>/          lm-eval results, one folder per checkpoint
+  target/<key>/         the target's training run and its final checkpoint's results
+  observations.csv      the tidy table the fit reads
+  fits.json, predictions.json, plots/   fitted laws, the prediction report, its figures
   gate.json             the drift gate's verdict
-  state.json, timings.json   what finished on which input; seconds per stage
+  state.json            per stage: the inputs it finished on and its output (the one record)
+  timings.json          seconds per stage, ran or skipped, and why
+
+<key> names the stage's inputs (spec section, upstream outputs, code version), so changing
+any of them (the eval backend included) never reuses work done for other inputs.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from taskladder.common.meta import META_FILE
+from taskladder.common.io import write_json
+from taskladder.common.meta import LadderMeta
 from taskladder.config import PipelineSpec
 from taskladder.errors import UsageError
-from taskladder.pipeline import RunContext, Stage, StageReport, digest, write_json
+from taskladder.outputs import (
+    Gated,
+    Model,
+    Observed,
+    Predicted,
+    Registered,
+    Scored,
+    TargetScored,
+    Trained,
+    file_sha,
+)
+from taskladder.pipeline import RunContext, Stage, code_version, digest
 
 
 # training -----------------------------------------------------------------------------------
-def ladder_spec(spec: PipelineSpec):
-    """The training area's spec for the ladder, writing under the run's folder."""
+def ladder_spec(spec: PipelineSpec, folder: Path | None = None):
+    """The training area's spec for the ladder (writing under `folder` when given)."""
     from taskladder.training.spec import load_ladder_spec
 
-    overrides = {**spec.ladder.overrides, "output_dir": str(spec.out_dir() / "ladder")}
+    overrides = {**spec.ladder.overrides, "output_dir": str(folder or spec.out_dir() / "ladder")}
     return load_ladder_spec(spec.ladder.train, overrides)
 
 
-def target_spec(spec: PipelineSpec):
-    """The target's training spec; `ladder` = the ladder spec's own target (same data folder)."""
+def target_spec(spec: PipelineSpec, folder: Path | None = None):
+    """The target's training spec; `ladder` = the ladder spec's own target (same data)."""
     if spec.target.spec == "ladder":
-        return ladder_spec(spec).target_spec()
+        return ladder_spec(spec, folder).target_spec()
     from taskladder.training.spec import load_ladder_spec
 
-    return load_ladder_spec(spec.target.spec, {"output_dir": str(spec.out_dir() / "ladder")})
+    out = str(folder or spec.out_dir() / "target")
+    return load_ladder_spec(spec.target.spec, {"output_dir": out})
 
 
-def _train(ctx: RunContext, training_spec) -> list[Path]:
-    """Train (finished runs are reused, killed ones resume); the exported checkpoint dirs."""
+def _train(ctx: RunContext, training_spec) -> Trained:
+    """Train (finished runs in this folder are reused, killed ones resume); the checkpoints."""
     from taskladder.training.ladder import train_ladder
 
     results = train_ladder(training_spec, log=ctx.echo)
-    return [Path(c.hf_dir) for r in results for c in r.checkpoints]
+    models = tuple(Model(c.hf_dir, _meta(c)) for r in results for c in r.checkpoints)
+    return Trained(str(training_spec.out_dir()), models, *_data_ids(training_spec, models[-1]))
 
 
-def _meta(model_dir: Path) -> dict:
-    return json.loads((model_dir / META_FILE).read_text())
+def _data_ids(training_spec, model: Model) -> tuple[str, str]:
+    """(tokenizer, corpus hash) of a trained ladder, for its registry runs: the tokenizer the
+    spec names with a hash of the tokenizer.json every export carries; the corpus as the spec
+    defines it (kind, files, split, seed)."""
+    tok = training_spec.tokenizer
+    name = tok.path if tok.kind == "path" else f"{tok.kind}-{tok.vocab_size}"
+    corpus = training_spec.corpus.model_dump(mode="json")
+    return (f"{name}@{file_sha(Path(model.dir) / 'tokenizer.json')}",
+            digest({"corpus": corpus, "seed": training_spec.seed}))
 
 
-def train_ladder(ctx: RunContext) -> str:
-    exports = _train(ctx, ladder_spec(ctx.spec))
-    ctx.values["checkpoints"] = exports
-    runs = {_meta(d)["run"] for d in exports}
-    return f"{len(runs)} runs, {len(exports)} exported checkpoints"
+def _meta(checkpoint) -> LadderMeta:
+    """The checkpoint's LadderMeta (from the export until training's results carry it)."""
+    return LadderMeta.read(checkpoint.hf_dir)
+
+
+def train_inputs(ctx: RunContext) -> dict:
+    spec = ladder_spec(ctx.spec)
+    return {"ladder": spec.model_dump(mode="json", exclude={"output_dir"}),
+            "code": code_version("training")}
+
+
+def train_ladder(ctx: RunContext, folder: Path) -> Trained:
+    return _train(ctx, ladder_spec(ctx.spec, folder))
 
 
 # evaluation ---------------------------------------------------------------------------------
-def _eval_one(spec: PipelineSpec, model_dir: Path, dest: Path) -> bool:
-    """Score one checkpoint unless its results are on disk; True when it ran."""
-    if any(dest.glob("results_*.json")):
-        return False
+def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
+    """One lm-eval results JSON per model under `root`; models already scored are skipped.
+
+    Scores each checkpoint with the harness's `evaluate` in turn; the harness's
+    `evaluate_many` does the same in one process (tasks built once) and is a one-line switch.
+    """
+    import time
+
     from taskladder.harness_ext.runner import evaluate
 
-    evaluate(model_dir, tasks=spec.eval.tasks, limit=spec.eval.limit, output=dest,
-             backend=spec.eval.backend, batch_size=spec.eval.batch_size)
-    return True
+    e, paths = ctx.spec.eval, []
+    for i, m in enumerate(models, 1):
+        dest = root / m.meta.run / f"step{m.meta.step:07d}"
+        done = sorted(dest.glob("results_*.json"))
+        if done:
+            paths.append(done[-1])
+            continue
+        t0 = time.perf_counter()
+        paths.append(evaluate(m.dir, tasks=e.tasks, limit=e.limit, output=dest,
+                              backend=e.backend, batch_size=e.batch_size))
+        ctx.echo(f"   [{i}/{len(models)}] scored {m.meta.run} step {m.meta.step} "
+                 f"({time.perf_counter() - t0:.1f} s)")
+    return paths
 
 
-def _evals_dir(ctx: RunContext, kind: str) -> Path:
-    """Results of one eval setting: the backend is left out (backends give identical metrics)."""
-    settings = {"tasks": ctx.spec.eval.tasks, "limit": ctx.spec.eval.limit}
-    folder = ctx.out / kind / digest(settings)[:10]
-    if not (folder / "eval.json").is_file():
-        write_json(folder / "eval.json", settings)
-    return folder
+def _eval_settings(spec: PipelineSpec) -> dict:
+    """What changes the scores: tasks, documents and backend (not the batch size)."""
+    return {"tasks": spec.eval.tasks, "limit": spec.eval.limit, "backend": spec.eval.backend}
 
 
-def evaluate_ladder(ctx: RunContext) -> str:
-    exports = ctx.values["checkpoints"]
-    ran = 0
-    for i, model_dir in enumerate(exports, 1):
-        meta = _meta(model_dir)
-        dest = _evals_dir(ctx, "evals") / meta["run"] / f"step{int(meta['step']):07d}"
-        if _eval_one(ctx.spec, model_dir, dest):
-            ran += 1
-            ctx.echo(f"   [{i}/{len(exports)}] evaluated {meta['run']} step {meta['step']}")
-    return f"{ran} checkpoints evaluated, {len(exports) - ran} already done"
+def eval_inputs(ctx: RunContext) -> dict:
+    trained = ctx.output("train", Trained)
+    return {"eval": _eval_settings(ctx.spec), "models": [m.dir for m in trained.models],
+            "code": code_version("harness_ext", "tasks")}
+
+
+def evaluate_ladder(ctx: RunContext, folder: Path) -> Scored:
+    models = list(ctx.output("train", Trained).models)
+    return Scored(str(folder), tuple(str(p) for p in _score(ctx, models, folder)))
 
 
 # observations -------------------------------------------------------------------------------
-def observe(ctx: RunContext) -> str:
-    """Read the ladder into the one observation table (and keep it as observations.csv)."""
+def _import_fingerprint(path: Path) -> list:
+    """Names, sizes and times of an imported ladder's files: a changed file re-reads it."""
+    files = sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def observe_inputs(ctx: RunContext) -> dict:
+    spec = ctx.spec
+    if spec.ladder.trained:
+        source = list(ctx.output("evaluate", Scored).results)
+    else:
+        source = _import_fingerprint(spec.resolve_path(spec.ladder.import_))
+    return {"ladder": spec.ladder.model_dump(mode="json", by_alias=True), "source": source,
+            "code": code_version("laws")}
+
+
+def observe(ctx: RunContext, folder: Path) -> Observed:
+    """Read the ladder into the one observation table (kept as observations.csv)."""
     from taskladder.laws.readers import read_ladder, select_runs
 
     spec = ctx.spec
     if spec.ladder.trained:
-        obs = read_ladder(_evals_dir(ctx, "evals"), "lm-eval")
+        obs = read_ladder(ctx.output("evaluate", Scored).folder, "lm-eval")
     else:
         obs = read_ladder(spec.resolve_path(spec.ladder.import_), spec.ladder.format)
         if spec.ladder.runs:
             obs = select_runs(obs, spec.ladder.runs, where="ladder.runs")
-    obs.to_csv(ctx.out / "observations.csv")
-    ctx.values["observations"] = obs
-    ctx.values["obs_hash"] = obs.content_hash()
-    return f"{len(obs)} observations from {len(obs.unique('run'))} runs"
+    table = ctx.out / "observations.csv"
+    obs.to_csv(table)
+    return Observed(str(table), obs.content_hash(), file_sha(table), len(obs.unique("run")),
+                    len(obs), obs)
 
 
-def register_ladder(ctx: RunContext) -> str:
-    key = digest(ctx.values["obs_hash"], ctx.tracking_uri)
-    if ctx.finished("register", key):
-        return "ladder already registered"
+def _data_identity(ctx: RunContext) -> dict:
+    """The tokenizer and corpus the ladder was trained on ("unknown" for an import)."""
+    trained = ctx.outputs.get("train")
+    if isinstance(trained, Trained):
+        return {"tokenizer": trained.tokenizer, "corpus_hash": trained.corpus_hash}
+    return {"tokenizer": "unknown", "corpus_hash": "unknown"}
+
+
+def register_inputs(ctx: RunContext) -> dict:
+    return {"observations": ctx.output("observe", Observed).data_hash, "ladder": ctx.spec.name,
+            "tracking_uri": ctx.tracking_uri, **_data_identity(ctx),
+            "code": code_version("registry")}
+
+
+def register_ladder(ctx: RunContext, folder: Path) -> Registered:
     from taskladder.registry.ladder_runs import log_ladder
 
-    runs = log_ladder(_store(ctx), ctx.values["observations"], ctx.spec.name)
-    ctx.mark("register", key)
-    return f"{len(runs)} ladder runs logged to {ctx.tracking_uri}"
-
-
-def _store(ctx: RunContext):
-    if "store" not in ctx.values:
-        from taskladder.registry.store import open_store
-
-        ctx.values["store"] = open_store(ctx.tracking_uri)
-    return ctx.values["store"]
+    obs = ctx.output("observe", Observed).observations()
+    return Registered(log_ladder(ctx.store, obs, ctx.spec.name, **_data_identity(ctx)))
 
 
 # laws ---------------------------------------------------------------------------------------
-def fit_and_predict(ctx: RunContext) -> str:
-    """Fit the chained law per task, predict the target, plot, register laws and prediction.
-
-    Skipped when the observations, the fit settings and the target are unchanged. When the
-    target's real evaluation is already known (an imported target), the report and the plots
-    carry it too.
-    """
-    spec, target = ctx.spec, _target_size(ctx.spec)
-    obs = ctx.values["observations"]
-    key = digest(ctx.values["obs_hash"], spec.fit.model_dump(), spec.fit_tasks, target,
-                 ctx.tracking_uri)
-    pred_path = ctx.out / "predictions.json"
-    if ctx.finished("fit", key) and pred_path.is_file():
-        ctx.values["predictions"] = json.loads(pred_path.read_text())
-        return "laws and prediction unchanged"
-    from taskladder.laws.chained import ChainedFitter
-    from taskladder.laws.plots import write_plots
-    from taskladder.laws.report import build_report, fits_document
-
-    fitter = ChainedFitter(spec.fit.method)
-    fits = {task: fitter.fit(obs, task) for task in spec.fit_tasks}
-    ladder = {"source": str(_ladder_source(ctx)), "format": spec.ladder.format or "lm-eval",
-              "runs": obs.unique("run"), "data_hash": ctx.values["obs_hash"]}
-    actual = None
-    if spec.target.actual is not None:
-        from taskladder.laws.readers import read_ladder
-
-        actual = read_ladder(*_actual_path(ctx))
-    report = build_report(fits, target, ladder, actual)
-    write_json(ctx.out / "fits.json", fits_document(fits, ladder))
-    plots = write_plots(ctx.out / "plots", fits, obs, target, report)
-
-    from taskladder.registry.laws import register_fit
-    from taskladder.registry.predictions import register_prediction
-
-    store = _store(ctx)
-    versions = register_fit(fits, store=store, observations=obs, ladder=spec.name, plots=plots)
-    register_prediction({t: e["predicted"] for t, e in report["tasks"].items()}, target=target,
-                        versions=versions, store=store)
-    report["laws"] = {t: v.uri for t, v in versions.items()}
-    report["plots"] = [str(p) for p in plots]
-    write_json(pred_path, report)
-    ctx.values["predictions"] = report
-    ctx.mark("fit", key)
-    created = sum(v.created for v in versions.values())
-    return (f"{len(fits)} laws fitted ({spec.fit.method}; {created} new versions), "
-            f"{target['name']} predicted, {len(plots)} plots")
-
-
-def _ladder_source(ctx: RunContext) -> Path:
-    if ctx.spec.ladder.trained:
-        return _evals_dir(ctx, "evals")
-    return ctx.spec.resolve_path(ctx.spec.ladder.import_)
-
-
-def _target_size(spec: PipelineSpec) -> dict:
+def target_size(spec: PipelineSpec) -> dict:
     if spec.target.spec is not None:
         final = target_spec(spec).plan()[-1]
-        return {"name": spec.target.name, "N": float(final.N), "D": float(final.tokens)}
-    return {"name": spec.target.name, "N": spec.target.N, "D": spec.target.D}
+        n, d = float(final.N), float(final.tokens)
+    else:
+        n, d = spec.target.N, spec.target.D
+    return {"name": spec.target.name, "N": n, "D": d, "flops": 6.0 * n * d}
+
+
+def fit_inputs(ctx: RunContext) -> dict:
+    spec = ctx.spec
+    actual = spec.target.actual and _import_fingerprint(spec.resolve_path(spec.target.actual))
+    return {"observations": ctx.output("observe", Observed).data_hash,
+            "fit": spec.fit.model_dump(mode="json"), "tasks": spec.fit_tasks,
+            "target": target_size(spec), "actual": actual, "tracking_uri": ctx.tracking_uri,
+            "code": code_version("laws", "registry")}
+
+
+def fit_and_predict(ctx: RunContext, folder: Path) -> Predicted:
+    """Fit the chained law per task, predict the target, plot, register laws and prediction.
+
+    The target's real evaluation is carried in the report when it is known before the fit (an
+    imported target); a trained target is trained after the prediction is registered.
+    """
+    from taskladder.laws.readers import read_ladder
+    from taskladder.laws.report import fits_document
+    from taskladder.predict import fit_and_predict as fit_predict
+    from taskladder.predict import law_inputs
+
+    spec, observed = ctx.spec, ctx.output("observe", Observed)
+    source = ctx.output("evaluate", Scored).folder if spec.ladder.trained else \
+        spec.resolve_path(spec.ladder.import_)
+    inputs = law_inputs(observed.observations(), source, spec.ladder.format or "lm-eval",
+                        spec.fit_tasks, spec.fit.method, where="fit.tasks")
+    actual = None
+    if spec.target.actual is not None:
+        actual = read_ladder(spec.resolve_path(spec.target.actual), spec.target.actual_format)
+    out = fit_predict(inputs, target_size(spec), actual, plots_dir=ctx.out / "plots",
+                      store=ctx.store, ladder_name=spec.name)
+    fits = write_json(ctx.out / "fits.json", fits_document(out.fits, inputs.ladder))
+    report = write_json(ctx.out / "predictions.json", out.document)
+    return Predicted(str(report), str(fits), out.laws,
+                     {t: p.run_id for t, p in out.predictions.items()},
+                     tuple(str(p) for p in out.plots))
 
 
 # the target and the gate --------------------------------------------------------------------
-def train_target(ctx: RunContext) -> str:
-    final = _train(ctx, target_spec(ctx.spec))[-1]
-    ran = _eval_one(ctx.spec, final, _evals_dir(ctx, "target-eval"))
-    return f"target trained; final checkpoint {'evaluated' if ran else 'already evaluated'}"
+def target_inputs(ctx: RunContext) -> dict:
+    spec = target_spec(ctx.spec)
+    return {"target": spec.model_dump(mode="json", exclude={"output_dir"}),
+            "eval": _eval_settings(ctx.spec), "code": code_version("training", "harness_ext",
+                                                                   "tasks")}
 
 
-def _actual_path(ctx: RunContext) -> tuple[Path, str]:
+def train_target(ctx: RunContext, folder: Path) -> TargetScored:
+    final = _train(ctx, target_spec(ctx.spec, folder)).models[-1]
+    result = _score(ctx, [final], folder / "eval")[0]
+    return TargetScored(final, str(result))
+
+
+def _actual_source(ctx: RunContext) -> tuple[Path, str | None]:
     spec = ctx.spec
     if spec.target.train:
-        return _evals_dir(ctx, "target-eval"), "lm-eval"
+        return Path(ctx.output("target", TargetScored).result), "lm-eval"
     return spec.resolve_path(spec.target.actual), spec.target.actual_format
 
 
-def gate(ctx: RunContext) -> str:
-    """Record the target's real evaluation, compare it with the registered prediction."""
-    from taskladder.registry.gate import check_target, format_table, run_gate
+def gate_inputs(ctx: RunContext) -> dict:
+    path, _ = _actual_source(ctx)
+    return {"prediction": ctx.output("fit+predict", Predicted).to_dict(),
+            "actual": _import_fingerprint(path), "gate": ctx.spec.gate.model_dump(mode="json"),
+            "tracking_uri": ctx.tracking_uri, "code": code_version("registry")}
 
-    path, fmt = _actual_path(ctx)
-    name = ctx.spec.target.name
-    check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=_store(ctx))
-    verdict = run_gate(name, tolerance=ctx.spec.gate.tolerance, store=_store(ctx))
-    write_json(ctx.out / "gate.json", verdict)
-    ctx.values["gate"] = verdict
-    ctx.values["gate_table"] = format_table(verdict)
-    bad = [r["task"] for r in verdict["rows"] if r["status"] != "ok"]
-    return "PASS: every task within tolerance" if verdict["passed"] else f"DRIFT: {', '.join(bad)}"
+
+def gate(ctx: RunContext, folder: Path) -> Gated:
+    """Record the target's real evaluation, compare it with the registered prediction."""
+    from taskladder.registry.gate import check_target, run_gate
+
+    path, fmt = _actual_source(ctx)
+    g, name = ctx.spec.gate, ctx.spec.target.name
+    recorded = check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
+    rule = {"metric": g.metric, "tolerance": g.tolerance}
+    if g.max_shift is not None:
+        rule["max_shift"] = g.max_shift
+    verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store, **rule)
+    path = write_json(ctx.out / "gate.json", verdict)
+    return Gated(str(path), bool(verdict["passed"]), recorded["eval_run"])
+
+
+def _summaries():
+    def train(t: Trained) -> str:
+        runs = {m.meta.run for m in t.models}
+        return f"{len(runs)} runs, {len(t.models)} exported checkpoints"
+
+    def gate_line(g: Gated) -> str:
+        bad = [r["task"] for r in g.document()["rows"] if r["status"] != "ok"]
+        return "PASS: every task within tolerance" if g.passed else f"DRIFT: {', '.join(bad)}"
+
+    return {
+        "train": train,
+        "evaluate": lambda s: f"{len(s.results)} checkpoints scored",
+        "observe": lambda o: f"{o.rows} observations from {o.runs} runs",
+        "register": lambda r: f"{len(r.runs)} ladder runs in the tracking store",
+        "fit+predict": lambda p: f"{len(p.laws)} laws registered, target predicted, "
+                                 f"{len(p.plots)} plots",
+        "target": lambda t: f"target {t.model.meta.run} trained to step {t.model.meta.step} "
+                            "and scored",
+        "gate": gate_line,
+    }
+
+
+_SUMMARY = _summaries()
+
+
+def _stage(name, inputs, run, output, applies=lambda s: True, workdir=None) -> Stage:
+    return Stage(name, inputs, run, output.from_dict, _SUMMARY[name], applies, workdir)
 
 
 STAGES = [
-    Stage("train", train_ladder, lambda s: s.ladder.trained),
-    Stage("evaluate", evaluate_ladder, lambda s: s.ladder.trained),
-    Stage("observe", observe),
-    Stage("register", register_ladder),
-    Stage("fit+predict", fit_and_predict),
-    Stage("target", train_target, lambda s: s.target.train),
-    Stage("gate", gate, lambda s: s.gate.enabled),
+    _stage("train", train_inputs, train_ladder, Trained, lambda s: s.ladder.trained, "ladder"),
+    _stage("evaluate", eval_inputs, evaluate_ladder, Scored, lambda s: s.ladder.trained,
+           "evals"),
+    _stage("observe", observe_inputs, observe, Observed),
+    _stage("register", register_inputs, register_ladder, Registered),
+    _stage("fit+predict", fit_inputs, fit_and_predict, Predicted),
+    _stage("target", target_inputs, train_target, TargetScored, lambda s: s.target.train,
+           "target"),
+    _stage("gate", gate_inputs, gate, Gated, lambda s: s.gate.enabled),
 ]
 
 
 # before any work: validate, then plan ----------------------------------------------------------
 def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
-    """Everything that can be checked before compute: training specs build, paths exist, and
-    (unless only planning) the corpus and tokenizer that training will read are there."""
+    """Everything that can be checked before compute: training specs build, the target lies
+    beyond the ladder, paths exist, and (unless only planning) the extras the spec needs are
+    installed and the corpus and tokenizer that training will read are there."""
+    from importlib.util import find_spec
+
+    from taskladder.common.errors import MissingExtraError
+
+    needs = [("train", "olmo_core", "training a ladder")] if spec.ladder.trained else []
+    if spec.eval is not None and (spec.ladder.trained or spec.target.train):
+        needs.append(("eval", "lm_eval", "evaluating checkpoints"))
+        if spec.eval.backend == "vllm":
+            needs.append(("vllm", "vllm", "eval.backend 'vllm'"))
+    for extra, module, what in needs if not dry_run else ():
+        if find_spec(module) is None:
+            raise MissingExtraError(extra, what, module)
     if spec.ladder.trained:
         lspec = ladder_spec(spec)
+        _check_beyond_ladder(spec, lspec)
         if not dry_run:
             from taskladder.training.ladder import check_ready
 
@@ -254,6 +354,14 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
         target_spec(spec)
     if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
         raise UsageError(f"target.actual: {spec.resolve_path(spec.target.actual)} does not exist")
+
+
+def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:
+    from taskladder.predict import check_target
+
+    plans = lspec.plan()
+    check_target(target_size(spec), max(float(p.N) for p in plans),
+                 max(float(p.tokens) for p in plans))
 
 
 def plan_lines(spec: PipelineSpec) -> list[str]:
@@ -270,39 +378,12 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
                      f"(format {spec.ladder.format or 'detected'}; runs "
                      f"{', '.join(spec.ladder.runs) if spec.ladder.runs else 'all'})")
     lines.append(f"fit       {spec.fit.method} method; tasks {', '.join(spec.fit_tasks)}")
-    t = _target_size(spec)
+    t = target_size(spec)
     lines.append(f"target    {t['name']}: N = {t['N']:,.0f}, D = {t['D']:,.0f}")
     if spec.target.train:
         lines += ["", target_spec(spec).describe_plan(), ""]
     elif spec.target.actual:
         lines.append(f"actual    {spec.resolve_path(spec.target.actual)}")
     if spec.gate.enabled:
-        tol = spec.gate.tolerance
-        lines.append(f"gate      tolerance {tol if tol == 'interval' else f'{tol} points'}")
+        lines.append(f"gate      {spec.gate.describe()}")
     return lines
-
-
-# the closing report --------------------------------------------------------------------------
-def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
-    """The closing report: prediction table, gate verdict, plots, timings, how to browse."""
-    from taskladder.laws.report import format_prediction_table
-
-    pred = ctx.values["predictions"]
-    lines = ["", format_prediction_table(pred)]
-    lines += [f"  law of {task}: {uri}" for task, uri in pred["laws"].items()]
-    if "gate" in ctx.values:
-        lines += ["", f"Drift gate for {ctx.spec.target.name} (tolerance "
-                  f"{ctx.spec.gate.tolerance}):", ctx.values["gate_table"]]
-    lines.append("")
-    lines.append(f"Plots: {ctx.out / 'plots'}")
-    lines += [f"  {p}" for p in pred["plots"]]
-    lines.append("Stage times: " + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in reports))
-    lines.append(f"Results: {ctx.out}")
-    lines.append(f"Browse them: mlflow ui --backend-store-uri {ctx.tracking_uri}")
-    return lines
-
-
-def exit_code(ctx: RunContext) -> int:
-    """0, or 1 when the spec's gate found drift (so a CI job can run the pipeline directly)."""
-    verdict = ctx.values.get("gate")
-    return 1 if verdict is not None and not verdict["passed"] else 0

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import pytest
+
 from taskladder.cli import main
+from taskladder.config import load_spec
 
 
-def test_paper_dry_run_prints_every_run_with_gpu_hours(capsys):
+def test_paper_dry_run_plans_the_sixteen_runs_and_the_7b_target(capsys):
+    from taskladder.common.facts import TARGETS
+
     assert main(["run", "paper", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for size in ("190M", "370M", "760M", "1.3B"):
-        for mult in (1, 2, 5, 10):
-            assert f"{size}-{mult}xC" in out
-    assert "GPU h" in out and "7B-4T" in out
-    assert "lr" in out and "steps" in out and "batch" in out
+    runs = [line.split()[0] for line in out.splitlines() if "xC " in line]
+    assert sorted(runs) == sorted(f"{size}-{m}xC" for size in ("190M", "370M", "760M", "1.3B")
+                                  for m in (1, 2, 5, 10))
+    n, d = TARGETS["7B-4T"]
+    assert f"target    7B-4T: N = {n:,.0f}, D = {d:,.0f}" in out
 
 
 def test_default_dry_run_is_the_cpu_micro_spec(capsys, tmp_path):
     assert main(["run", "--dry-run", "--output", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert "spec cpu-micro" in out
-    assert str(tmp_path / "o") in out
-    assert "ladder_arc_easy_rc" in out
+    spec = load_spec("cpu-micro")
+    assert f"output    {tmp_path / 'o'}" in out
+    tasks = ", ".join(f"ladder_{t}_rc" for t in spec.eval.tasks)
+    assert f"eval      {tasks} on every kept checkpoint, limit {spec.eval.limit} docs" in out
+    assert "gate      task loss (bpb), tolerance 5%" in out
 
 
 def test_dry_run_does_no_work(tmp_path, capsys):
@@ -80,4 +87,56 @@ def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
     assert main(["run", str(spec)]) == 2
     err = capsys.readouterr().err
     assert "no-such-corpus.txt" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
+    """The embedded default as a file, with one edit, writing under tmp_path/o."""
+    from importlib import resources
+
+    text = (resources.files("taskladder") / "specs" / "cpu-micro.yaml").read_text()
+    assert replace[0] in text
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace(*replace) + f"output_dir: {tmp_path / 'o'}\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (("backend: fast", "backend: fastest"), ["eval.backend", "'fastest'"]),
+    (("metric: loss", "metric: perplexity"), ["gate.metric", "'perplexity'"]),
+    (("tolerance: 5%", "tolerance: 5"), ["gate.tolerance", "'5%'", "5"]),
+    (("tolerance: 5%", "tolerance: 5 percent"), ["gate.tolerance", "'5 percent'"]),
+    (("tolerance: 5%", "tolerance: 5%\n  max_shift: 2"), ["gate.max_shift", "'5%'", "2"]),
+    (("metric: loss", "metric: acc"), ["gate.tolerance", "points", "'5%'"]),
+    (("tasks: [hellaswag, piqa]", "tasks: [hellaswag, piqa, trivia]"),
+     ["eval.tasks", "'trivia'"]),
+    (("multiplier: 0.06\n      size: {name: d96, d_model: 96, n_layers: 2, n_heads: 3",
+      "multiplier: 0.03\n      size: {name: d32, d_model: 32, n_layers: 2, n_heads: 1"),
+     ["target d96-0.06xC", "smaller than the ladder"]),
+])
+def test_bad_specs_fail_before_any_work(tmp_path, capsys, edit, words):
+    assert main(["run", _spec_file(tmp_path, edit), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("taskladder: error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_force_with_an_unknown_stage_fails_before_any_work(tmp_path, capsys):
+    assert main(["run", "--force", "trian", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--force: unknown stage 'trian'" in err and err.count("\n") == 1
+    assert "fit+predict" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_backend_that_is_not_installed_fails_before_any_work(tmp_path, capsys):
+    from importlib.util import find_spec
+
+    if find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    assert main(["run", _spec_file(tmp_path, ("backend: fast", "backend: vllm"))]) == 2
+    err = capsys.readouterr().err
+    assert "vllm" in err and "pip install 'taskladder[vllm]'" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()

@@ -1,0 +1,131 @@
+"""Fit -> report -> plots -> register: the one path behind `taskladder fit`, `taskladder predict`
+and the pipeline's fit stage, with one set of checks.
+
+Every check runs before the first fit, plot or registry write (the tasks are fittable on the
+ladder, the target is a real extrapolation), so bad input leaves nothing behind. Nothing here
+prints or writes JSON: callers do, after `fit_and_predict` returns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskladder.common.errors import InputError
+from taskladder.common.facts import TARGETS
+from taskladder.errors import UsageError
+
+
+@dataclass(frozen=True)
+class LawInputs:
+    """A validated ladder ready to fit: observations, where they came from, tasks, fitter."""
+
+    obs: object  # taskladder.laws.observations.Observations
+    ladder: dict  # the report's "ladder": source, format, runs, data_hash
+    tasks: tuple[str, ...]
+    fitter: object  # taskladder.laws.chained.ChainedFitter
+
+
+@dataclass(frozen=True)
+class LawOutputs:
+    """What one fit-and-predict produced; `document` is the report (or fits document)."""
+
+    fits: dict
+    document: dict
+    plots: tuple[Path, ...] = ()
+    laws: dict[str, str] = field(default_factory=dict)  # task -> models:/ URI when registered
+    predictions: dict = field(default_factory=dict)  # task -> registry Prediction
+
+
+def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
+               where: str = "--tasks", **settings) -> LawInputs:
+    """Check that every task can be fitted on `obs` (observations, sizes, runs) and build the
+    fitter; `settings` override the method's (seed, n_bootstrap)."""
+    from taskladder.laws.chained import ChainedFitter, check_ladder
+
+    if settings.get("n_bootstrap", 0) < 0:
+        raise UsageError(f"--bootstrap must be >= 0, got {settings['n_bootstrap']}")
+    for task in tasks:
+        if len(obs.where(task=task)) == 0:
+            raise UsageError(f"{where}: task {task!r} has no observations in {source}")
+        try:
+            check_ladder(obs, task)
+        except InputError as exc:  # name where the task list came from
+            raise UsageError(f"{where}: {exc} ({source})") from None
+    ladder = {"source": str(source), "format": fmt, "runs": obs.unique("run"),
+              "data_hash": obs.content_hash()}
+    return LawInputs(obs, ladder, tuple(tasks), ChainedFitter(method, **settings))
+
+
+def resolve_target(name: str | None = None, n: float | None = None, d: float | None = None,
+                   flops: float | None = None, actual=None) -> dict:
+    """The target {name, N, D, flops}: a named target, explicit N/D (or compute), or the size
+    of its real evaluation (`actual` observations)."""
+    if name:
+        if name not in TARGETS:
+            raise UsageError(f"--target: unknown target {name!r} (known: {', '.join(TARGETS)})")
+        n0, d0 = TARGETS[name]
+        n, d = n or n0, d or d0
+    if actual is not None:
+        n = n or float(actual.N.max())
+        d = d or float(actual.D.max())
+    for flag, v in (("--target-n", n), ("--target-d", d), ("--target-flops", flops)):
+        if v is not None and (not math.isfinite(v) or v <= 0):
+            raise UsageError(f"{flag} must be a positive number, got {v!r}")
+    if d is None and flops and n:
+        d = flops / (6.0 * n)
+    if n is None or d is None:
+        raise UsageError("predict: give the target as --target NAME, --target-n and --target-d "
+                         "(or --target-flops), or --actual")
+    return {"name": name or f"N={n:.3g},D={d:.3g}", "N": float(n), "D": float(d),
+            "flops": float(flops or 6.0 * n * d)}
+
+
+def check_target(target: dict, n_max: float, d_max: float) -> None:
+    """A target inside the ladder (largest N and D) on both axes has nothing to predict; beyond
+    it in N or in D is an extrapolation, which is what the laws are for."""
+    n, d = target["N"], target["D"]
+    if n <= n_max and d <= d_max:
+        raise UsageError(f"target {target['name']}: N={n:.4g}, D={d:.4g} is smaller than the "
+                         f"ladder (largest N={n_max:.4g}, D={d_max:.4g}): nothing to predict")
+
+
+def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, *,
+                    plots_dir: str | Path | None = None, store=None, alias: str | None = "current",
+                    ladder_name: str | None = None) -> LawOutputs:
+    """Fit every task; with a target, build the prediction report (carrying the target's real
+    evaluation when `actual` is given); write the plots; register laws (and the prediction)
+    in `store` when one is given."""
+    from taskladder.laws.report import build_report, fits_document
+
+    if target is not None:
+        check_target(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
+    fits = {task: inputs.fitter.fit(inputs.obs, task) for task in inputs.tasks}
+    if target is None:
+        doc = fits_document(fits, inputs.ladder)
+    else:
+        doc = build_report(fits, target, inputs.ladder, actual)
+    plots: list[Path] = []
+    if plots_dir is not None:
+        from taskladder.laws.plots import write_plots
+
+        plots = write_plots(plots_dir, fits, inputs.obs, target, doc if target else None)
+    laws, preds = {}, {}
+    if store is not None:
+        if target is None:
+            from taskladder.registry.laws import register_fit
+
+            versions = register_fit(fits, store=store, observations=inputs.obs,
+                                    ladder=ladder_name, plots=plots, alias=alias)
+            laws = {t: v.uri for t, v in versions.items()}
+        else:
+            from taskladder.registry.predictions import register_report
+
+            preds = register_report(doc, fits, observations=inputs.obs, ladder=ladder_name,
+                                    plots=plots, alias=alias, store=store)
+            laws = {t: p.law_uri for t, p in preds.items()}
+        doc = {**doc, "laws": laws}
+    if plots:
+        doc = {**doc, "plots": [str(p) for p in plots]}
+    return LawOutputs(fits, doc, tuple(plots), laws, preds)
