@@ -69,7 +69,7 @@ class EvalSpec(_Model):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvalSpec:
-        from taskladder.harness_ext.runner import BACKEND_ALIASES, BACKENDS
+        from taskladder.harness_ext.preflight import BACKEND_ALIASES, BACKENDS
 
         _check_tasks(self.tasks, "eval.tasks")
         known = (*BACKEND_ALIASES, *BACKENDS)
