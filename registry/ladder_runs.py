@@ -118,8 +118,8 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
             raise InputError(f"ladder run {run!r}: param {k} is {was!r} in the registry, "
                              f"got {now!r}")
         new = [Param(k, v) for k, v in params.items() if k not in old]
-        if new:
-            store.call("log_batch", mlrun.info.run_id, params=new)
+        if new:  # a shared server: another writer may insert the same params at this moment
+            store.upsert("log_batch", mlrun.info.run_id, params=new)
     return mlrun
 
 

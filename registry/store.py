@@ -127,14 +127,15 @@ class Store:
         return retrying(getattr(self.client, method), *args, **kwargs)
 
     def upsert(self, method: str, *args, **kwargs):
-        """A registry write that several writers may race on (`set_model_version_tag`,
-        `set_registered_model_alias`).
+        """A write that several writers may race on (`set_model_version_tag`,
+        `set_registered_model_alias`, the params of a shared run).
 
-        MLflow writes these as read-then-insert (SQLAlchemy `merge`): two writers setting the
-        same key at once both insert, and the later one fails on the unique key (SQLite and
-        PostgreSQL alike; the window widens when the machine is loaded). Once the row exists
-        the write is an update, so the loser writes again. (Run tags go through `log_batch`,
-        whose tag path MLflow already retries; the model registry has no such call.)
+        MLflow writes these as read-then-insert: two writers setting the same key at once both
+        insert, and the later one fails on the unique key (SQLite and PostgreSQL alike; the
+        window widens when the machine is loaded; on PostgreSQL the conflict surfaces at
+        commit, past MLflow's own handling). Once the row exists the write is an update (or,
+        for a param, a check that the value is the same), so the loser writes again. (Run tags
+        go through `log_batch`, whose tag path MLflow already retries.)
         """
         for attempt in range(3):
             try:

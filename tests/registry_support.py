@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -215,8 +216,9 @@ def postgres_cluster() -> Path:
     return folder
 
 
-def postgres_database(name: str) -> str:
+def postgres_database(prefix: str) -> str:
     """A new, empty database in the cluster; returns its SQLAlchemy URI."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     port = (postgres_cluster() / "postmaster.pid").read_text().splitlines()[3].strip()
     base = f"postgresql://postgres@127.0.0.1:{port}"
     subprocess.run(["psql", f"{base}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],

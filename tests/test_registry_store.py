@@ -82,7 +82,7 @@ def new_store_uri(request, tmp_path) -> str:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'mlflow.db'}"
         return
-    database = postgres_database(f"writers_{tmp_path.name[-40:].lower()}")
+    database = postgres_database("writers")
     with mlflow_server(database, tmp_path) as url:
         yield url
 
