@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -111,3 +112,17 @@ def test_lm_eval_cli_vllm_on_every_ladder_task(venv_bin, trained_model, tmp_path
     data = json.loads(results.read_text())["results"]
     assert len([t for t in data if t.startswith("ladder_") and "bpb,none" in data[t]]) == 28
     assert all(r["bpb,none"] > 0 for r in data.values() if "bpb,none" in r)
+
+
+def test_head_size_the_cpu_build_cannot_run(venv_bin, tiny_model_dir, tmp_path):
+    odd = tmp_path / "head48"
+    shutil.copytree(tiny_model_dir, odd)
+    cfg = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**cfg, "head_dim": 48}))
+    proc = subprocess.run([str(venv_bin / "taskladder"), "eval", "--model-dir", str(odd),
+                           "--backend", "ladder-vllm"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "backend ladder-vllm: " in line and "head_dim 48" in line
+    assert "--backend ladder-hf" in line
