@@ -183,13 +183,13 @@ def _default_device() -> str:
 
 
 def _release(lm) -> None:
-    """Free a model before the next one loads (a vLLM engine holds a process and its memory)."""
-    engine = getattr(lm, "model", None)
-    if hasattr(engine, "llm_engine"):
+    """Free a vLLM engine before the next model loads (its KV cache is a share of memory);
+    an hf model goes with its last reference."""
+    if hasattr(getattr(lm, "model", None), "llm_engine"):
         del lm.model
-    import gc
+        import gc
 
-    gc.collect()
+        gc.collect()
 
 
 def _write(out: dict, path: Path) -> Path:
