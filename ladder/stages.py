@@ -22,7 +22,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from taskladder.common.io import write_json
-from taskladder.common.meta import LadderMeta
 from taskladder.config import PipelineSpec
 from taskladder.errors import UsageError
 from taskladder.outputs import (
@@ -63,7 +62,7 @@ def _train(ctx: RunContext, training_spec) -> Trained:
     from taskladder.training.ladder import train_ladder
 
     results = train_ladder(training_spec, log=ctx.echo)
-    models = tuple(Model(c.hf_dir, _meta(c)) for r in results for c in r.checkpoints)
+    models = tuple(Model(c.hf_dir, c.meta) for r in results for c in r.checkpoints)
     return Trained(str(training_spec.out_dir()), models, *_data_ids(training_spec, models[-1]))
 
 
@@ -76,11 +75,6 @@ def _data_ids(training_spec, model: Model) -> tuple[str, str]:
     corpus = training_spec.corpus.model_dump(mode="json")
     return (f"{name}@{file_sha(Path(model.dir) / 'tokenizer.json')}",
             digest({"corpus": corpus, "seed": training_spec.seed}))
-
-
-def _meta(checkpoint) -> LadderMeta:
-    """The checkpoint's LadderMeta (from the export until training's results carry it)."""
-    return LadderMeta.read(checkpoint.hf_dir)
 
 
 def train_inputs(ctx: RunContext) -> dict:
@@ -97,26 +91,14 @@ def train_ladder(ctx: RunContext, folder: Path) -> Trained:
 def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
     """One lm-eval results JSON per model under `root`; models already scored are skipped.
 
-    Scores each checkpoint with the harness's `evaluate` in turn; the harness's
-    `evaluate_many` does the same in one process (tasks built once) and is a one-line switch.
+    The harness's `evaluate_many`: one process, tasks and requests built once, models loaded
+    in turn; it prints requests/s.
     """
-    import time
+    from taskladder.harness_ext.runner import evaluate_many
 
-    from taskladder.harness_ext.runner import evaluate
-
-    e, paths = ctx.spec.eval, []
-    for i, m in enumerate(models, 1):
-        dest = root / m.meta.run / f"step{m.meta.step:07d}"
-        done = sorted(dest.glob("results_*.json"))
-        if done:
-            paths.append(done[-1])
-            continue
-        t0 = time.perf_counter()
-        paths.append(evaluate(m.dir, tasks=e.tasks, limit=e.limit, output=dest,
-                              backend=e.backend, batch_size=e.batch_size))
-        ctx.echo(f"   [{i}/{len(models)}] scored {m.meta.run} step {m.meta.step} "
-                 f"({time.perf_counter() - t0:.1f} s)")
-    return paths
+    e = ctx.spec.eval
+    return evaluate_many([Path(m.dir) for m in models], e.tasks, e.limit, root,
+                         backend=e.backend, echo=ctx.echo, batch_size=e.batch_size)
 
 
 def _eval_settings(spec: PipelineSpec) -> dict:
@@ -331,14 +313,12 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
 
     from taskladder.common.errors import MissingExtraError
 
-    needs = [("train", "olmo_core", "training a ladder")] if spec.ladder.trained else []
-    if spec.eval is not None and (spec.ladder.trained or spec.target.train):
-        needs.append(("eval", "lm_eval", "evaluating checkpoints"))
-        if spec.eval.backend == "vllm":
-            needs.append(("vllm", "vllm", "eval.backend 'vllm'"))
-    for extra, module, what in needs if not dry_run else ():
-        if find_spec(module) is None:
-            raise MissingExtraError(extra, what, module)
+    if not dry_run and spec.ladder.trained and find_spec("olmo_core") is None:
+        raise MissingExtraError("train", "training a ladder", "olmo_core")
+    if not dry_run and spec.eval is not None and (spec.ladder.trained or spec.target.train):
+        from taskladder.harness_ext.preflight import check_backend
+
+        check_backend(spec.eval.backend)
     if spec.ladder.trained:
         lspec = ladder_spec(spec)
         _check_beyond_ladder(spec, lspec)

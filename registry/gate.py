@@ -163,10 +163,20 @@ def _row(target: str, p: Prediction, measured: Mapping[str, float], rule: GateRu
                        predicted, actual)
     row = {"target": target, "task": p.task, "metric": metric, "predicted": predicted,
            "low": low, "high": high, "actual": actual, "error": error, "shift": shift,
-           "trust": p.assessment.status, "reasons": list(p.assessment.reasons),
+           "trust": trust_for(rule.metric, p.assessment.status, p.assessment.reasons),
+           "reasons": list(p.assessment.reasons),
            "law": p.law_uri, "prediction_run": p.run_id}
     row["status"] = row_status(row, rule, predictions_only)
     return row
+
+
+def trust_for(metric: str, status: str, reasons) -> str:
+    """The law engine's status judges the accuracy prediction. The task loss comes from step 1
+    alone: an accuracy at chance, or a sigmoid stretched past the ladder's rise, does not make
+    it untrusted; only a degenerate fit does."""
+    if metric == "loss" and status == "unpredictable" and "degenerate fit" not in reasons:
+        return "ok"
+    return status
 
 
 def row_status(row: dict, rule: GateRule, predictions_only: bool) -> str:

@@ -24,7 +24,7 @@ from registry_support import (
 from taskladder.cli import main
 from taskladder.common.errors import InputError
 from taskladder.laws.report import build_report
-from taskladder.registry.gate import check_target, run_gate
+from taskladder.registry.gate import check_target, run_gate, trust_for
 from taskladder.registry.laws import model_name
 from taskladder.registry.predictions import EXPERIMENT, register_report, registered_predictions
 from taskladder.registry.store import open_store
@@ -138,3 +138,11 @@ def test_a_report_without_status_means_ok_and_a_bad_status_writes_nothing(tmp_pa
         {t: ("ok", ()) for t in TASKS}
     mv = store.client.get_model_version(model_name("piqa"), "1")
     assert mv.tags["status"] == "ok" and mv.description.endswith("Status: ok.")
+
+
+def test_the_loss_gate_judges_a_task_whose_accuracy_alone_is_unpredictable():
+    chance = ("ladder accuracy at chance: best 26.0 vs chance 25.0 (noise SD 2.0 points)",)
+    assert trust_for("loss", "unpredictable", chance) == "ok"  # step 1 is judged
+    assert trust_for("acc", "unpredictable", chance) == "unpredictable"
+    assert trust_for("loss", "unpredictable", (*chance, "degenerate fit")) == "unpredictable"
+    assert trust_for("loss", "caution", ()) == "caution"
