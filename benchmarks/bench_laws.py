@@ -75,20 +75,19 @@ class _NoCache(Step1Cache):
         return fit_step1(d1, form, p0, bounds, delta)
 
 
+def _paper_minimize(fun, jac: bool):
+    """The paper's step-1 optimiser settings (L-BFGS-B from its p0 within its bounds)."""
+    return minimize(fun, PAPER_P0, jac=jac, method="L-BFGS-B", bounds=PAPER_BOUNDS, tol=0.0,
+                    options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12})
+
+
 def numeric_gradient_paper(obs):
     """Vectorised objective, but scipy's finite-difference gradient (no analytic gradient)."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
         d1, d2 = step_inputs(obs, task, s)
         fun = huber_log_objective(nd_jac, (d1.N, d1.D), d1.y, s.huber_delta)
-        res = minimize(
-            lambda p, fun=fun: fun(p)[0],
-            PAPER_P0,
-            method="L-BFGS-B",
-            bounds=PAPER_BOUNDS,
-            tol=0.0,
-            options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12},
-        )
+        res = _paper_minimize(lambda p, fun=fun: fun(p)[0], jac=False)
         s2 = fit_sigmoid_paper(d2, CHANCE[task])
         for n, d in TARGETS.values():
             sigmoid(s2.params, nd_loss(res.x, [n], [d]))
@@ -119,15 +118,7 @@ def reference_style_paper(obs):
                     grad += 1e-3 * np.sign(r) * fg / pred
             return total, grad
 
-        res = minimize(
-            loss_and_grad,
-            PAPER_P0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=PAPER_BOUNDS,
-            tol=0.0,
-            options={"maxiter": 10_000, "ftol": 0.0, "gtol": 1e-12},
-        )
+        res = _paper_minimize(loss_and_grad, jac=True)
         s2 = fit_sigmoid_paper(d2, CHANCE[task])
         for n, d in TARGETS.values():
             sigmoid(s2.params, [f((n, d), res.x)])
