@@ -13,9 +13,11 @@ from `sacct`: a job that is no longer pending or running has ended, and its run'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -230,7 +232,28 @@ def train_job(spec_file: str, run: str, nodes: int, ranks_per_node: int) -> None
     """What one Slurm job runs (on each of its nodes): torchrun training one run."""
     cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun_args(nodes, ranks_per_node),
            "-m", "taskladder.cli", "train", spec_file, "--only", run, "--no-progress"]
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # submitit's job process ignores SIGTERM (it waits for Slurm's SIGUSR2 to requeue), and
+    # torchrun's workers run in sessions of their own, where Slurm's SIGKILL does not reach
+    # them once torchrun is gone: on `scancel`, kill the whole tree (the run resumes from its
+    # last checkpoint when resubmitted), then end the job as failed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _kill_tree(proc.pid))
+    if proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything under it, children first."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
 
 
 def torchrun_args(nodes: int, ranks_per_node: int) -> list[str]:
