@@ -14,7 +14,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
-from taskladder.common.errors import InputError, MissingExtraError
+from taskladder.common.errors import InputError, require_extra
 
 BACKENDS = ("ladder-hf", "hf", "vllm", "ladder-vllm")
 BACKEND_ALIASES = {"fast": "ladder-hf"}
@@ -60,9 +60,7 @@ def check_backend(backend: str, device: str | None = None,
     name = resolve_backend(backend)
     if device is not None and device not in DEVICES:
         raise InputError(f"device {device!r} is not one of {', '.join(DEVICES)}")
-    for module in ("lm_eval", "torch", "transformers"):
-        if find_spec(module) is None:
-            raise MissingExtraError("eval", f"backend {name}", module)
+    require_extra("eval", f"backend {name}", "lm_eval", "torch", "transformers")
     if name in VLLM_BACKENDS:
         if find_spec("vllm") is None:
             raise InputError(f"backend {name}: vllm is not installed in {sys.executable}; "

@@ -4,9 +4,8 @@ and `taskladder lm-eval`: lm-eval's own CLI with the `ladder-hf` backend registe
 from __future__ import annotations
 
 import argparse
-from importlib.util import find_spec
 
-from taskladder.common.errors import MissingExtraError
+from taskladder.common.errors import require_extra
 from taskladder.harness_ext.preflight import BACKENDS, DEVICES, DTYPES
 
 
@@ -45,14 +44,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     lm.set_defaults(func=_lm_eval)
 
 
-def _require_eval_extra(verb: str) -> None:
-    for module in ("lm_eval", "torch"):
-        if find_spec(module) is None:
-            raise MissingExtraError("eval", verb, module)
-
-
 def _eval(args: argparse.Namespace) -> int:
-    _require_eval_extra("taskladder eval")
+    require_extra("eval", "taskladder eval", "lm_eval", "torch")
     from taskladder.harness_ext.runner import evaluate
 
     path = evaluate(args.model_dir, args.tasks, limit=args.limit, output=args.output,
@@ -63,7 +56,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _lm_eval(args: argparse.Namespace) -> int:
-    _require_eval_extra("taskladder lm-eval")
+    require_extra("eval", "taskladder lm-eval", "lm_eval", "torch")
     import sys
 
     from lm_eval.__main__ import cli_evaluate

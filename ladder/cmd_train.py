@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 
-from taskladder.common.errors import MissingExtraError
+from taskladder.common.errors import require_extra
 
 
 def add_parsers(subparsers) -> None:
@@ -35,15 +34,8 @@ def add_parsers(subparsers) -> None:
     p.set_defaults(func=handle)
 
 
-def require_train_extra() -> None:
-    """torch and olmo-core come with the `train` extra; say so instead of an ImportError."""
-    for module in ("torch", "olmo_core"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError("train", "taskladder train", module)
-
-
 def handle(args: argparse.Namespace) -> int:
-    require_train_extra()
+    require_extra("train", "taskladder train", "torch", "olmo_core")
     from taskladder.training.spec import load_ladder_spec
 
     overrides = {"output_dir": args.output_dir} if args.output_dir else None

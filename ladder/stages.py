@@ -309,12 +309,10 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
     """Everything that can be checked before compute: training specs build, the target lies
     beyond the ladder, paths exist, and (unless only planning) the extras the spec needs are
     installed and the corpus and tokenizer that training will read are there."""
-    from importlib.util import find_spec
+    from taskladder.common.errors import require_extra
 
-    from taskladder.common.errors import MissingExtraError
-
-    if not dry_run and spec.ladder.trained and find_spec("olmo_core") is None:
-        raise MissingExtraError("train", "training a ladder", "olmo_core")
+    if not dry_run and spec.ladder.trained:
+        require_extra("train", "training a ladder", "olmo_core")
     if not dry_run and spec.eval is not None and (spec.ladder.trained or spec.target.train):
         from taskladder.harness_ext.preflight import check_backend
 

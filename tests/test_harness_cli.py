@@ -67,10 +67,12 @@ def test_backend_that_cannot_run_here(tiny_model_dir, capsys):
 
 
 def test_missing_eval_extra_names_it(tiny_model_dir, capsys, monkeypatch):
-    from taskladder import cmd_eval
+    import importlib.util
 
     # a core install: lm_eval cannot be found
-    monkeypatch.setattr(cmd_eval, "find_spec", lambda name: None if name == "lm_eval" else 1)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lm_eval" else real(name, *a))
     assert main(["eval", "--model-dir", str(tiny_model_dir)]) == 2
     line = _error_line(capsys)
     assert "taskladder eval needs the 'eval' extra (lm_eval is not installed)" in line
