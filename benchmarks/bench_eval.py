@@ -114,17 +114,16 @@ def _sync() -> None:
 
 
 def bench_many(args, model_dir: Path, root: Path) -> None:
-    import json
     import shutil
 
+    from taskladder.common.meta import LadderMeta
     from taskladder.harness_ext.runner import evaluate, evaluate_many
 
     for i in range(args.many):
         d = root / f"ckpt{i}"
         shutil.copytree(model_dir, d)
-        meta = {"run": f"tiny-{i // 3}xC", "size": "tiny", "N": 1e5, "D": 1e6 * (i + 1),
-                "step": 10 * (i % 3 + 1), "flops": 6e11 * (i + 1)}
-        (d / "ladder_meta.json").write_text(json.dumps(meta))
+        LadderMeta(run=f"tiny-{i // 3}xC", size="tiny", N=1e5, D=1e6 * (i + 1),
+                   step=10 * (i % 3 + 1), flops=6e11 * (i + 1)).write(d)
     tasks = args.tasks.split(",")
     ckpts = sorted(root.glob("ckpt*"))
     backend = args.backends.split(",")[0]
