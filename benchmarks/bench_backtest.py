@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS
+from taskladder.data import PAPER_LADDER_DIR
 from taskladder.laws.chained import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder, select_runs
 
-DEFAULT_DIR = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
-)
+DEFAULT_DIR = PAPER_LADDER_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 

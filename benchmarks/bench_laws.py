@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from taskladder.common.facts import CHANCE, PAPER_LADDER, PAPER_TASKS, TARGETS
+from taskladder.data import PAPER_LADDER_DIR
 from taskladder.laws.chained import ChainedFitter, Step1Cache, bootstrap, fit_chained, step_inputs
 from taskladder.laws.fitting import single_threaded_blas
 from taskladder.laws.readers import read_ladder, select_runs
@@ -26,9 +27,7 @@ from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss
 from taskladder.laws.step2 import fit_sigmoid_paper, sigmoid
 
-DEFAULT_DIR = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "olmo-ladder" / "ladder-runs"
-)
+DEFAULT_DIR = PAPER_LADDER_DIR
 
 
 def best_of(fn, repeat: int = 3) -> tuple[float, float]:

@@ -27,9 +27,11 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def olmo_ladder_dir(shared_dir: Path) -> Path:
-    """The paper's released ladder evaluations (one CSV per run)."""
-    return shared_dir / "data" / "olmo-ladder" / "ladder-runs"
+def olmo_ladder_dir() -> Path:
+    """The paper's released ladder evaluations (one CSV per run), vendored in the repository."""
+    from taskladder.data import PAPER_LADDER_DIR
+
+    return PAPER_LADDER_DIR
 
 
 @pytest.fixture(scope="session")

@@ -67,11 +67,12 @@ def test_tracking_uri_defaults_to_sqlite_in_the_output_folder(tmp_path, monkeypa
     assert spec.tracking() == "http://localhost:5000"
 
 
-def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path):
-    monkeypatch.setenv("TASKLADDER_SHARED", str(tmp_path))
+def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path, olmo_ladder_dir):
+    """The paper's ladder comes with the package: the spec never needs ../shared."""
+    monkeypatch.setenv("TASKLADDER_SHARED", str(tmp_path / "absent"))
     spec = load_spec("paper-import")
     ladder = spec.resolve_path(spec.ladder.import_)
-    assert ladder == (tmp_path / "data" / "olmo-ladder" / "ladder-runs").resolve()
+    assert ladder == olmo_ladder_dir and (ladder / "1B-10xC.csv").is_file()
     assert spec.resolve_path(spec.target.actual) == ladder / "peteish7_eval_anneal.csv"
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from taskladder.common.facts import PAPER_TASKS, TASKS
 from taskladder.common.specfile import parse_mapping, read_mapping
+from taskladder.data import PAPER_LADDER_DIR
 from taskladder.errors import UsageError
 
 DEFAULT_SPEC = "cpu-micro"
@@ -208,15 +209,18 @@ class PipelineSpec(_Model):
         return list(self.eval.tasks) if self.eval else list(PAPER_TASKS)
 
     def resolve_path(self, value: str) -> Path:
-        """A path from the spec, resolved: `~` expanded, `{shared}` = $TASKLADDER_SHARED or
-        ../shared, `{ladder}` = the imported ladder's folder; relative paths are relative to the
+        """A path from the spec, resolved: `~` expanded, `{data}` = the data shipped with the
+        package (the paper's ladder), `{shared}` = $TASKLADDER_SHARED or ../shared (the optional
+        large corpus), `{ladder}` = the imported ladder's folder; relative paths are relative to the
         spec file (bundled specs: to the working directory)."""
         if "{ladder}" in value:
             ladder = self.resolve_path(self.ladder.import_ or ".")
             folder = ladder if not ladder.is_file() else ladder.parent
             value = value.replace("{ladder}", str(folder))
         shared = os.environ.get("TASKLADDER_SHARED", "../shared")
-        path = Path(os.path.expanduser(value.replace("{shared}", shared)))
+        data = str(PAPER_LADDER_DIR.parent.parent)
+        value = value.replace("{data}", data).replace("{shared}", shared)
+        path = Path(os.path.expanduser(value))
         if path.is_absolute() or self.source is None or self.source.startswith("bundled:"):
             return path.resolve()
         return (Path(self.source).parent / path).resolve()
