@@ -75,7 +75,8 @@ def _bench_eval(ctx, spec, tasks: list[str], limit: int, out: Path) -> None:
     from taskladder.outputs import Trained
 
     models = list(ctx.output("train", Trained).models)
-    bench = spec.with_overrides(eval={**spec.eval.model_dump(), "tasks": tasks, "limit": limit})
+    bench = spec.with_overrides(evaluate={**spec.evaluate.model_dump(), "tasks": tasks,
+                                          "limit": limit})
     ctx.spec = bench
     t0 = time.perf_counter()
     stages._score(ctx, models, out / "bench-eval" / "stage")
@@ -83,10 +84,10 @@ def _bench_eval(ctx, spec, tasks: list[str], limit: int, out: Path) -> None:
     t0 = time.perf_counter()
     for i, m in enumerate(models):
         evaluate(m.dir, tasks=tasks, limit=limit, output=out / "bench-eval" / "each" / str(i),
-                 backend=bench.eval.backend, batch_size=bench.eval.batch_size)
+                 backend=bench.evaluate.backend, batch_size=bench.evaluate.batch_size)
     each_s = time.perf_counter() - t0
     print(f"\nevaluation: {len(models)} checkpoints x {len(tasks)} tasks x {limit} questions, "
-          f"backend {bench.eval.backend}, load average {os.getloadavg()[0]:.1f}")
+          f"backend {bench.evaluate.backend}, load average {os.getloadavg()[0]:.1f}")
     print(f"  the stage (stages._score)        {stage_s:7.1f} s")
     print(f"  one evaluate call per checkpoint {each_s:7.1f} s")
     print(f"  speed-up                         {each_s / stage_s:7.2f}x")

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from taskladder.common.errors import InputError
+from taskladder.common.target import target_run
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import final_values, read_ladder
 
@@ -35,14 +36,7 @@ def _measured(obs: Observations, preds: dict[str, Prediction], source: str,
               run: str | None) -> dict[str, float]:
     """{metric key: value} of the evaluation for every predicted task: its accuracy and the
     loss its law predicts, where present; a task with neither is an error."""
-    runs = obs.unique("run")
-    if run is not None:
-        if run not in runs:
-            raise InputError(f"{source}: no run {run!r} (runs: {', '.join(runs[:5])})")
-        obs = obs.where(run=run)
-    elif len(runs) > 1:
-        raise InputError(f"{source}: holds {len(runs)} runs ({', '.join(runs[:5])}); "
-                         "pick one with --run")
+    obs = obs.where(run=target_run(obs.unique("run"), run, source))
     present = {f"{t}/{m}" for t, m in zip(obs.task, obs.metric, strict=True)}
     out, missing = {}, []
     for task, p in preds.items():

@@ -46,7 +46,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="taskladder", description=__doc__)
+    parser = _Parser(prog="taskladder", description=__doc__,
+                     epilog="Start with `taskladder run` (the embedded cpu-micro default) or "
+                     "`taskladder run paper-import`. Flags follow one glossary (README); exit "
+                     "codes: 0 done, 1 drift (the gate), 2 bad input.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parsers(sub)
@@ -56,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:  # bare `taskladder` runs the embedded default
-        args = parser.parse_args(["run"])
+    if args.command is None:  # a usage error: scripts that expected the pipeline fail loudly
+        parser.print_help(sys.stderr)
+        return 2
     try:
         try:
             return int(args.func(args) or 0)

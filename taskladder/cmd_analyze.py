@@ -11,9 +11,16 @@ Each prints a table; `--json OUT` writes {"schema": "taskladder.analysis/1", "va
 from __future__ import annotations
 
 import argparse
-import sys
 
-from taskladder.cmd_laws import add_law_flags, load_inputs, resolve_target
+from taskladder import flags
+from taskladder.cmd_laws import (
+    add_ladder_flags,
+    add_law_flags,
+    add_target_flags,
+    load_inputs,
+    read_actual,
+    resolve_target,
+)
 from taskladder.errors import UsageError
 
 VARIANTS = ("single-step", "mc-step2", "variance", "compute-vs-error")
@@ -28,41 +35,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     p.add_argument("--variant", required=True, choices=VARIANTS)
-    p.add_argument("--ladder", required=True, metavar="PATH", help="ladder evaluations")
-    p.add_argument("--format", choices=("olmo-csv", "lm-eval", "table"))
-    p.add_argument("--runs", metavar="GLOBS", help="run globs forming the ladder (as predict)")
-    p.add_argument("--tasks", metavar="LIST", help="task keys (default: the paper's 8)")
+    add_ladder_flags(p)
+    flags.add(p, "--tasks", help="task keys, 'all' or 'paper' (default: the paper's 8)")
     p.add_argument(
         "--method",
         choices=("paper", "default"),
         default="paper",
         help="chained settings for compute-vs-error (default: paper)",
     )
-    p.add_argument("--target", metavar="NAME", help="a named target: 7B-4T or 13B-5T")
-    p.add_argument("--target-n", type=float, metavar="N")
-    p.add_argument("--target-d", type=float, metavar="D")
-    p.add_argument("--target-flops", type=float, metavar="C")
-    p.add_argument("--actual", metavar="PATH", help="the target's evaluation (errors vs actual)")
-    p.add_argument("--actual-run", metavar="RUN")
-    p.add_argument("--json", metavar="OUT", help="write the rows here")
+    add_target_flags(p)
+    flags.add(p, "--json", help="write the rows to PATH (- = stdout)")
     add_law_flags(p)
-    p.set_defaults(func=_analyze, bootstrap=0, seed=0, plots=None, actual_format=None)
+    p.set_defaults(func=_analyze, bootstrap=0, seed=0, plots=None)
 
 
 def analyze_command(args: argparse.Namespace) -> list[dict]:
     """The rows of one variant (nothing printed or written)."""
-    from taskladder.laws.readers import read_ladder
-
     inputs = load_inputs(args)
     obs, tasks = inputs.obs, inputs.tasks
-    actual = None
-    if args.actual:
-        actual = read_ladder(args.actual, args.actual_format)
-        runs = actual.unique("run")
-        run = args.actual_run or runs[0]
-        if run not in runs:
-            raise UsageError(f"--actual-run: {run!r} is not in {args.actual}")
-        actual = actual.where(run=run)
+    actual = read_actual(args)
     needs_target = args.variant in ("single-step", "compute-vs-error")
     target = resolve_target(args, obs, actual) if needs_target or args.target else None
     return _VARIANTS[args.variant](args, inputs, tasks, target, actual)
@@ -162,24 +153,18 @@ _VARIANTS = {
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from taskladder.common.io import write_json
-
-    if args.json:
+    if args.json and args.json != "-":
         from pathlib import Path
 
         if not Path(args.json).resolve().parent.is_dir():
             raise UsageError(f"cannot write {args.json!r}: its folder does not exist")
     rows = analyze_command(args)
+    out = flags.table_stream(args.json)
     for row in rows:
-        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k not in ("params", "runs")))
-    if args.json:
-        write_json(
-            args.json,
-            {"schema": SCHEMA, "variant": args.variant, "rows": rows},
-            indent=1,
-            allow_nan=False,
-        )
-        print(f"wrote {args.json}", file=sys.stderr)
+        print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k not in ("params", "runs")),
+              file=out)
+    flags.write_json_result(args.json, {"schema": SCHEMA, "variant": args.variant, "rows": rows},
+                            indent=1, allow_nan=False)
     return 0
 
 

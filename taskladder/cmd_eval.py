@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from taskladder import flags
 from taskladder.common.errors import require_extra
 from taskladder.harness_ext.preflight import BACKENDS, DEVICES, DTYPES
 
@@ -18,11 +19,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "ladder_meta.json when present.",
     )
     p.add_argument("--model-dir", required=True, metavar="DIR", help="Hugging Face model folder")
-    p.add_argument("--tasks", default="ladder_core", metavar="LIST",
-                   help="comma-separated task names, tags, wildcards or keys (default ladder_core)")
+    flags.add(p, "--tasks", default="ladder_core",
+              help="comma-separated task names, tags, wildcards or keys (default ladder_core)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="documents per task")
-    p.add_argument("--output", default="evals", metavar="DIR",
-                   help="folder for results_<time>.json, or a .json file path (default evals)")
+    flags.add(p, "--output", default="evals",
+              help="folder for results_<time>.json, or a .json file path (default evals)")
+    flags.add(p, "--json", help="write {\"results\": path of the results JSON} to PATH "
+              "(- = stdout)")
     p.add_argument("--backend", default="ladder-hf", choices=BACKENDS,
                    help="ladder-hf (shared-prefix reuse, default), hf, vllm (lm-eval's vllm "
                    "model) or ladder-vllm (vLLM, each question's context once)")
@@ -51,7 +54,8 @@ def _eval(args: argparse.Namespace) -> int:
     path = evaluate(args.model_dir, args.tasks, limit=args.limit, output=args.output,
                     backend=args.backend, batch_size=args.batch_size, device=args.device,
                     dtype=args.dtype)
-    print(path)
+    print(path, file=flags.table_stream(args.json))
+    flags.write_json_result(args.json, {"results": str(path)})
     return 0
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from taskladder import flags
 from taskladder.cmd_registry import add_register_flags, registry_store
 from taskladder.errors import UsageError
 
@@ -20,8 +21,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "fit", help="fit the chained task scaling laws on a ladder",
         description="Fit step 1 and step 2 per task and print their parameters.")
     _common(fit)
-    fit.add_argument("--json", metavar="OUT",
-                     help="write the fits (ChainedFit.to_dict per task) here")
+    flags.add(fit, "--json", help="write the fits (ChainedFit.to_dict per task) to PATH "
+              "(- = stdout)")
     add_register_flags(fit)
     fit.set_defaults(func=_fit)
 
@@ -30,33 +31,38 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         description="Fit the laws on a ladder and predict each task's accuracy (with an "
         "interval) for a target model of N parameters and D tokens.")
     _common(pred)
-    pred.add_argument("--target", metavar="NAME", help="a named target: 7B-4T or 13B-5T")
-    pred.add_argument("--target-n", type=float, metavar="N",
-                      help="target parameters (non-embedding)")
-    pred.add_argument("--target-d", type=float, metavar="D", help="target training tokens")
-    pred.add_argument("--target-flops", type=float, metavar="C",
-                      help="target training compute; gives D = C / (6 N) when --target-d is absent")
-    pred.add_argument("--actual", metavar="PATH",
-                      help="the target's real evaluation (any ladder format)")
-    pred.add_argument("--actual-format", choices=("olmo-csv", "lm-eval", "table"))
-    pred.add_argument("--actual-run", metavar="RUN", help="which run of --actual is the target")
-    pred.add_argument("--json", metavar="OUT",
-                      help="write the prediction report (schema in taskladder.laws.report)")
+    add_target_flags(pred)
+    flags.add(pred, "--json", help="write the prediction report (schema in "
+              "taskladder.laws.report) to PATH (- = stdout)")
     add_register_flags(pred)
     pred.set_defaults(func=_predict)
 
 
+def add_ladder_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--ladder, --format, --runs: the ladder's evaluations and which runs form it."""
+    flags.add(p, "--ladder", required=required,
+              help="the ladder's evaluations: an OLMo-ladder CSV folder, lm-eval results, or a "
+              "table file")
+    flags.add(p, "--format", choices=flags.FORMATS)
+    flags.add(p, "--runs", help="comma-separated run globs forming the ladder (olmo-csv default: "
+              "the paper's *-1xC,*-2xC,*-5xC,*-10xC; otherwise all runs)")
+
+
+def add_target_flags(p: argparse.ArgumentParser) -> None:
+    """The target: a name, a size, and its real evaluation (--actual*)."""
+    flags.add(p, "--target", help="a named target: 7B-4T or 13B-5T")
+    flags.add(p, "--target-n", type=float)
+    flags.add(p, "--target-d", type=float)
+    flags.add(p, "--target-flops", type=float)
+    flags.add(p, "--actual", help="the target's real evaluation (any ladder format)")
+    flags.add(p, "--actual-format", choices=flags.FORMATS)
+    flags.add(p, "--actual-run")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ladder", required=True, metavar="PATH",
-                   help="ladder evaluations: an OLMo-ladder CSV folder, lm-eval results, or a "
-                   "table file")
-    p.add_argument("--format", choices=("olmo-csv", "lm-eval", "table"),
-                   help="ladder format (default: detected)")
-    p.add_argument("--runs", metavar="GLOBS",
-                   help="comma-separated run globs forming the ladder (olmo-csv default: the "
-                   "paper's *-1xC,*-2xC,*-5xC,*-10xC; otherwise all runs)")
-    p.add_argument("--tasks", metavar="LIST",
-                   help="comma-separated task keys, or 'all' (default: the paper's 8)")
+    add_ladder_flags(p)
+    flags.add(p, "--tasks", help="comma-separated task keys, 'all' or 'paper' (default: the "
+              "paper's 8)")
     p.add_argument("--method", choices=("paper", "default"), default="default")
     p.add_argument("--bootstrap", type=int, metavar="B",
                    help="bootstrap draws for intervals (paper: 0, default: 200)")
@@ -105,7 +111,7 @@ def load_inputs(args: argparse.Namespace):
 
 def _ensure_writable(*paths: str | None) -> None:
     for p in paths:
-        if p and not Path(p).resolve().parent.is_dir():
+        if p and p != "-" and not Path(p).resolve().parent.is_dir():
             raise UsageError(f"cannot write {p!r}: its folder does not exist")
 
 
@@ -117,7 +123,7 @@ def _fit(args: argparse.Namespace) -> int:
     _ensure_writable(args.json)
     out = fit_and_predict(load_inputs(args), plots_dir=args.plots, store=store,
                           alias=args.alias)
-    print(format_fit_table(out.fits))
+    print(format_fit_table(out.fits), file=flags.table_stream(args.json))
     for task, uri in out.laws.items():
         print(f"law of {task}: {uri}", file=sys.stderr)
     _write_outputs(args, out)
@@ -134,21 +140,15 @@ def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
     return target
 
 
-def _read_actual(args: argparse.Namespace):
-    from taskladder.common.facts import PAPER_TARGET_RUN
+def read_actual(args: argparse.Namespace):
+    """The target's real evaluation (--actual), narrowed to the target's run; None without."""
+    from taskladder.common.target import target_run
     from taskladder.laws.readers import parse_sizes, read_ladder
 
     if not args.actual:
         return None
     obs = read_ladder(args.actual, args.actual_format, sizes=parse_sizes(args.sizes))
-    runs = obs.unique("run")
-    run = args.actual_run or (runs[0] if len(runs) == 1 else
-                              PAPER_TARGET_RUN if PAPER_TARGET_RUN in runs else None)
-    if run is None or run not in runs:
-        more = "..." if len(runs) > 6 else ""
-        raise UsageError(f"--actual: {args.actual} holds runs {', '.join(runs[:6])}{more}; "
-                         "pick one with --actual-run")
-    return obs.where(run=run)
+    return obs.where(run=target_run(obs.unique("run"), args.actual_run, args.actual))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -160,11 +160,11 @@ def _predict(args: argparse.Namespace) -> int:
     store = registry_store(args)  # --register: the store is checked before any work
     _ensure_writable(args.json)
     inputs = load_inputs(args)
-    actual = _read_actual(args)
+    actual = read_actual(args)
     target = resolve_target(args, inputs.obs, actual)
     out = fit_and_predict(inputs, target, actual, plots_dir=args.plots, store=store,
                           alias=args.alias)
-    print(format_prediction_table(out.document))
+    print(format_prediction_table(out.document), file=flags.table_stream(args.json))
     if out.predictions:
         print_predictions(out.predictions, DEFAULTS["acc"][1], file=sys.stderr)
     _write_outputs(args, out)
@@ -172,10 +172,6 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(args: argparse.Namespace, out) -> None:
-    from taskladder.common.io import write_json
-
     if out.plots:
         print(f"wrote {len(out.plots)} plots to {args.plots}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, out.document, indent=1, default=None, allow_nan=False)
-        print(f"wrote {args.json}", file=sys.stderr)
+    flags.write_json_result(args.json, out.document, indent=1, default=None, allow_nan=False)

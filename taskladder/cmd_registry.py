@@ -7,10 +7,12 @@ sqlite:///mlflow.db in the working directory. `gate` exits 0 (every task within 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+from taskladder import flags
 from taskladder.errors import UsageError
 
 
@@ -27,69 +29,72 @@ def add_parsers(sub) -> None:
     chk = sub.add_parser("check-target", help="record a real evaluation of the target and "
                                               "compare it with the registered prediction")
     _uri(chk)
-    _target_results(chk, required=True)
-    chk.add_argument("--tasks", help="comma-separated tasks to check (default: every predicted "
-                     "task)")
+    flags.add(chk, "--target", required=True, help="target name, as registered with the "
+              "prediction")
+    _actual(chk)
+    flags.add(chk, "--tasks", help="comma-separated tasks to check (default: every predicted "
+              "task)")
     _rule(chk)
+    flags.add(chk, "--json", help="also write the comparison as JSON to PATH (- = stdout)")
     chk.set_defaults(func=_check_target)
 
     gate = sub.add_parser("gate", help="exit 0 if every task of the target(s) is within "
                                        "tolerance, 1 on drift, 2 on usage errors")
     _uri(gate)
-    gate.add_argument("--target", action="append", help="target name (repeatable; default: "
-                      "every target with a recorded evaluation)")
-    gate.add_argument("--results", type=Path, help="record this evaluation first (as "
-                      "check-target) and gate it")
-    gate.add_argument("--format", help="format of --results (olmo-csv, lm-eval, table; "
-                      "default: detect)")
-    gate.add_argument("--run", help="the run in --results, if it holds several")
+    flags.add(gate, "--target", action="append", help="target name (repeatable; default: "
+              "every target with a recorded evaluation)")
+    _actual(gate, help="record this evaluation first (as check-target) and gate it")
     _rule(gate)
-    gate.add_argument("--max-shift", default=None, help="fail when a re-fit moved a registered "
-                      "prediction by more than this (acc: points, default 2; loss: e.g. 2%%)")
+    flags.add(gate, "--max-shift", default=None, help="fail when a re-fit moved a registered "
+              "prediction by more than this (acc: points, default 2; loss: e.g. 2%%)")
     gate.add_argument("--no-shift-check", action="store_true", help="do not check moved "
                       "predictions")
     gate.add_argument("--strict", action="store_true", help="an untrusted row (a task the law "
                       "engine marked unpredictable) fails the gate")
     gate.add_argument("--predictions-only", action="store_true", help="check only moved "
                       "predictions (before the target has been evaluated)")
-    gate.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict as JSON")
+    flags.add(gate, "--json", help="also write the verdict as JSON to PATH (- = stdout)")
     gate.set_defaults(func=_gate)
 
 
 # parsers ------------------------------------------------------------------------------------
 def _uri(p) -> None:
-    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: "
-                   "$TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)")
+    flags.add(p, "--tracking-uri", help="MLflow tracking URI (default: "
+              "$TASKLADDER_TRACKING_URI, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db)")
 
 
 def _rule(p) -> None:
-    p.add_argument("--metric", default="acc", help="acc: accuracy, tolerance in points; loss: "
-                   "the predicted task loss (e.g. bits per byte), relative tolerance")
-    p.add_argument("--tolerance", default=None, help="acc: points (default 5); loss: percent "
-                   "(default 5%%); or 'interval' = inside the prediction interval")
+    flags.add(p, "--metric", default="acc", help="acc: accuracy, tolerance in points; loss: "
+              "the predicted task loss (e.g. bits per byte), relative tolerance")
+    flags.add(p, "--tolerance", default=None, help="acc: points (default 5); loss: percent "
+              "(default 5%%); or 'interval' = inside the prediction interval")
 
 
-def _target_results(p, required: bool) -> None:
-    p.add_argument("--target", required=required, help="target name, as registered with the "
-                   "prediction")
-    p.add_argument("--results", type=Path, required=required,
-                   help="the target's evaluation: lm-eval results (file or folder) or a CSV")
-    p.add_argument("--format", help="olmo-csv, lm-eval or table (default: detect)")
-    p.add_argument("--run", help="the run in --results, if it holds several")
+def _actual(p, required: bool = False, help: str | None = None) -> None:
+    """--actual, --actual-format, --actual-run (old: --results, --format, --run)."""
+    flags.add(p, "--actual", required=required, help=help or "the target's evaluation: "
+              "lm-eval results (file or folder) or a CSV")
+    flags.add(p, "--actual-format", help="olmo-csv, lm-eval or table (default: detect)")
+    flags.add(p, "--actual-run", help="the run in --actual, if it holds several")
+    flags.renamed(p, "--results", "--actual")
+    flags.renamed(p, "--format", "--actual-format")
+    flags.renamed(p, "--run", "--actual-run")
 
 
 def _ladder(kinds) -> None:
     p = kinds.add_parser("ladder", help="one MLflow run per ladder run (metrics by step)")
     _uri(p)
-    p.add_argument("path", type=Path, help="ladder evaluations (any format the law engine reads)")
-    p.add_argument("--ladder", required=True, help="ladder name (the experiment is "
-                   "taskladder-ladder-<name>)")
-    p.add_argument("--format", help="olmo-csv, lm-eval or table (default: detect)")
-    p.add_argument("--runs", help="comma-separated run globs to keep, e.g. '*-1xC,*-2xC'")
+    flags.add(p, "--ladder", help="the ladder's evaluations (any format the law engine reads)")
+    flags.add(p, "--ladder-name", help="the ladder's name (the experiment is "
+              "taskladder-ladder-<name>)")
+    p.add_argument("path", nargs="?", help=argparse.SUPPRESS)  # old: PATH --ladder NAME
+    flags.add(p, "--format", help="olmo-csv, lm-eval or table (default: detect)")
+    flags.add(p, "--runs", help="comma-separated run globs to keep, e.g. '*-1xC,*-2xC'")
     p.add_argument("--tokenizer", help="tokenizer the ladder was trained with (a param of "
                    "every run; left out when not given)")
     p.add_argument("--corpus-hash", help="hash of the training corpus (a param of every run; "
                    "left out when not given)")
+    flags.add(p, "--json", help="write {run: MLflow run id} to PATH (- = stdout)")
     p.set_defaults(func=_register_ladder)
 
 
@@ -97,14 +102,16 @@ def _fit(kinds) -> None:
     p = kinds.add_parser("fit", help="register fitted laws (ChainedFit JSON) as model versions")
     _uri(p)
     p.add_argument("fits", type=Path, help="JSON: one fit, a list of fits, or {task: fit}")
-    p.add_argument("--observations", type=Path, help="the ladder the fits were made from (adds "
-                   "the runs used to the tags, checked against each fit's data hash)")
-    p.add_argument("--format", help="format of --observations (default: detect)")
-    p.add_argument("--runs", help="run globs selected from --observations before the fit")
-    p.add_argument("--ladder", help="ladder name, recorded as a tag")
+    flags.add(p, "--ladder", help="the ladder's evaluations the fits were made from (adds the "
+              "runs used to the tags, checked against each fit's data hash)")
+    flags.add(p, "--format", help="format of --ladder (default: detect)")
+    flags.add(p, "--runs", help="run globs selected from --ladder before the fit")
+    flags.add(p, "--ladder-name", help="the ladder's name, recorded as a tag")
+    flags.renamed(p, "--observations", "--ladder", dest="observations")
     p.add_argument("--plot", action="append", default=[], type=Path, help="plot file (repeatable)")
     p.add_argument("--alias", default="current", help="alias set on the versions (default current)")
     p.add_argument("--no-alias", action="store_true", help="set no alias")
+    flags.add(p, "--json", help="write {task: model version URI} to PATH (- = stdout)")
     p.set_defaults(func=_register_fit)
 
 
@@ -112,11 +119,16 @@ def _prediction(kinds) -> None:
     p = kinds.add_parser("prediction", help="predict a target with the registered laws and "
                                              "record it")
     _uri(p)
-    p.add_argument("--target", required=True, help="target name")
-    p.add_argument("--N", type=float, required=True, dest="N", help="target parameters")
-    p.add_argument("--D", type=float, required=True, dest="D", help="target training tokens")
-    p.add_argument("--tasks", required=True, help="comma-separated tasks")
+    flags.add(p, "--target", required=True, help="target name (a named target, e.g. 7B-4T, "
+              "brings its N and D)")
+    flags.add(p, "--target-n", type=float)
+    flags.add(p, "--target-d", type=float)
+    flags.add(p, "--target-flops", type=float)
+    flags.renamed(p, "--N", "--target-n", type=float)
+    flags.renamed(p, "--D", "--target-d", type=float)
+    flags.add(p, "--tasks", required=True, help="comma-separated tasks")
     p.add_argument("--alias", default="current", help="law versions to use (alias or version)")
+    flags.add(p, "--json", help="write the predictions to PATH (- = stdout)")
     p.set_defaults(func=_register_prediction)
 
 
@@ -126,6 +138,7 @@ def _alias(kinds) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--alias", required=True)
+    flags.add(p, "--json", help="write {model, alias, version} to PATH (- = stdout)")
     p.set_defaults(func=_set_alias)
 
 
@@ -164,10 +177,19 @@ def _register_ladder(args) -> int:
     from taskladder.registry.ladder_runs import log_ladder
     from taskladder.registry.store import open_store
 
-    obs = _read_obs(args.path, args.format, args.runs)
-    ids = log_ladder(open_store(args.tracking_uri), obs, args.ladder, tokenizer=args.tokenizer,
+    path, name = args.ladder, args.ladder_name
+    if args.path is not None:  # the old spelling: register ladder PATH --ladder NAME
+        flags.deprecated("register ladder PATH --ladder NAME", "--ladder PATH --ladder-name NAME")
+        path, name = args.path, name or args.ladder
+    if path is None or name is None:
+        raise UsageError("register ladder: give --ladder PATH (the evaluations) and "
+                         "--ladder-name NAME")
+    obs = _read_obs(Path(path), args.format, args.runs)
+    ids = log_ladder(open_store(args.tracking_uri), obs, name, tokenizer=args.tokenizer,
                      corpus_hash=args.corpus_hash)
-    print(f"{len(ids)} ladder runs registered in experiment taskladder-ladder-{args.ladder}")
+    print(f"{len(ids)} ladder runs registered in experiment taskladder-ladder-{name}",
+          file=flags.table_stream(args.json))
+    flags.write_json_result(args.json, ids)
     return 0
 
 
@@ -197,28 +219,51 @@ def _register_fit(args) -> int:
     from taskladder.registry.laws import register_fit
 
     fits = load_fits(args.fits)
-    obs = _read_obs(args.observations, args.format, args.runs) if args.observations else None
+    path, name = _fit_ladder(args)
+    obs = _read_obs(Path(path), args.format, args.runs) if path else None
     versions = register_fit(fits, tracking_uri=args.tracking_uri, observations=obs,
-                            ladder=args.ladder, plots=args.plot,
+                            ladder=name, plots=args.plot,
                             alias=None if args.no_alias else args.alias)
+    out = flags.table_stream(args.json)
     for f in fits:
         v = versions[f.task]
         note = "registered" if v.created else "already registered"
         alias = "" if args.no_alias else f" @{args.alias}"
         flag = "  (degenerate fit)" if f.flags["degenerate"] else ""
-        print(f"{v.name} version {v.version}{alias}: {note}{flag}")
+        print(f"{v.name} version {v.version}{alias}: {note}{flag}", file=out)
+    flags.write_json_result(args.json, {t: v.uri for t, v in versions.items()})
     return 0
 
 
+def _fit_ladder(args) -> tuple[str | None, str | None]:
+    """(evaluations path, ladder name) of `register fit`. Old spelling: --observations PATH
+    and --ladder NAME; a --ladder that names no file beside it is still read as a name."""
+    if args.observations is not None:
+        if args.ladder is not None:
+            flags.deprecated("--ladder NAME", "--ladder-name NAME")
+        return args.observations, args.ladder_name or args.ladder
+    if args.ladder and args.ladder_name is None and not Path(args.ladder).exists() \
+            and "/" not in args.ladder and not Path(args.ladder).suffix:
+        flags.deprecated("--ladder NAME", "--ladder-name NAME")
+        return None, args.ladder
+    return args.ladder, args.ladder_name
+
+
 def _register_prediction(args) -> int:
+    from taskladder.common.facts import TARGETS
     from taskladder.laws.tasks import parse_tasks
+    from taskladder.predict import resolve_target
     from taskladder.registry.predictions import predict_from_registry
     from taskladder.registry.rule import DEFAULTS
 
-    preds = predict_from_registry({"name": args.target, "N": args.N, "D": args.D},
+    target = resolve_target(args.target if args.target in TARGETS else None, args.target_n,
+                            args.target_d, args.target_flops)
+    preds = predict_from_registry({"name": args.target, "N": target["N"], "D": target["D"]},
                                   parse_tasks(args.tasks), alias=args.alias,
                                   tracking_uri=args.tracking_uri)
-    print_predictions(preds, DEFAULTS["acc"][1])
+    print_predictions(preds, DEFAULTS["acc"][1], file=flags.table_stream(args.json))
+    flags.write_json_result(args.json, {t: {"law": p.law_uri, **p.values}
+                                        for t, p in preds.items()})
     return 0
 
 
@@ -240,7 +285,10 @@ def _set_alias(args) -> int:
     from taskladder.registry.store import open_store
 
     set_alias(open_store(args.tracking_uri, create=False), args.task, args.alias, args.version)
-    print(f"{model_name(args.task)}@{args.alias} -> version {args.version}")
+    print(f"{model_name(args.task)}@{args.alias} -> version {args.version}",
+          file=flags.table_stream(args.json))
+    flags.write_json_result(args.json, {"model": model_name(args.task), "alias": args.alias,
+                                        "version": args.version})
     return 0
 
 
@@ -255,16 +303,19 @@ def _check_target(args) -> int:
     from taskladder.registry.rule import GateRule
 
     GateRule.parse(args.metric, args.tolerance, None)  # a bad form fails before any work
-    result = check_target(args.results, args.format, target=args.target, tasks=_tasks(args.tasks),
-                          run=args.run, metric=args.metric, tolerance=args.tolerance,
-                          tracking_uri=args.tracking_uri)
-    print(f"evaluation of {args.target} recorded (run {result['eval_run']})")
-    print(format_table(result))
+    if args.actual is None:
+        raise UsageError("check-target: --actual PATH (the target's evaluation) is required")
+    result = check_target(Path(args.actual), args.actual_format, target=args.target,
+                          tasks=_tasks(args.tasks), run=args.actual_run, metric=args.metric,
+                          tolerance=args.tolerance, tracking_uri=args.tracking_uri)
+    out = flags.table_stream(args.json)
+    print(f"evaluation of {args.target} recorded (run {result['eval_run']})", file=out)
+    print(format_table(result), file=out)
+    flags.write_json_result(args.json, result)
     return 0
 
 
 def _gate(args) -> int:
-    from taskladder.common.io import write_json
     from taskladder.registry.gate import check_target, format_table, run_gate
     from taskladder.registry.rule import DEFAULT, GateRule
     from taskladder.registry.store import open_store
@@ -276,16 +327,15 @@ def _gate(args) -> int:
     rule = dict(metric=args.metric, tolerance=args.tolerance, max_shift=max_shift,
                 strict=args.strict)
     GateRule.parse(**rule)  # a bad form fails before the store is opened
-    if args.results is not None and (not args.target or len(args.target) != 1):
-        raise UsageError("--results needs exactly one --target")
+    if args.actual is not None and (not args.target or len(args.target) != 1):
+        raise UsageError("--actual needs exactly one --target")
     store = open_store(args.tracking_uri, create=False)
     evaluation = None
-    if args.results is not None:  # gate this evaluation, whatever was checked before
-        evaluation = check_target(args.results, args.format, target=args.target[0],
-                                  run=args.run, store=store)["eval_run"]
+    if args.actual is not None:  # gate this evaluation, whatever was checked before
+        evaluation = check_target(Path(args.actual), args.actual_format, target=args.target[0],
+                                  run=args.actual_run, store=store)["eval_run"]
     verdict = run_gate(args.target, **rule, evaluation=evaluation,
                        predictions_only=args.predictions_only, store=store)
-    print(format_table(verdict))
-    if args.json:
-        write_json(args.json, verdict)
+    print(format_table(verdict), file=flags.table_stream(args.json))
+    flags.write_json_result(args.json, verdict)
     return 0 if verdict["passed"] else 1

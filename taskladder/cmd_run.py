@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from taskladder import flags
+
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,18 +16,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "file; without SPEC the embedded cpu-micro default runs.",
     )
     p.add_argument("spec", nargs="?", default=None, help="bundled spec name or spec file")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate the spec and print the plan (runs, tokens, steps, GPU hours)")
-    p.add_argument("--output", metavar="DIR", help="output folder (overrides the spec)")
-    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (overrides the spec)")
-    p.add_argument("--ladder-path", metavar="PATH",
-                   help="for an imported ladder: where its evaluations are (overrides the spec)")
+    flags.add(p, "--dry-run",
+              help="validate the spec and print the plan (runs, tokens, steps, GPU hours)")
+    flags.add(p, "--output", help="output folder (overrides the spec)")
+    flags.add(p, "--tracking-uri", help="MLflow tracking URI (overrides the spec)")
+    flags.add(p, "--ladder", help="for an imported ladder: where its evaluations are "
+              "(overrides the spec)")
+    flags.renamed(p, "--ladder-path", "--ladder")
     p.add_argument("--method", choices=("paper", "default"),
                    help="law method (overrides the spec's fit.method)")
-    p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="run STAGE even when its outputs verify (repeatable): train, evaluate, "
-                   "observe, register, fit+predict, target, gate")
+    flags.add(p, "--force", action="append", default=[],
+              help="run STAGE even when its outputs verify (repeatable; an unknown STAGE "
+              "lists the spec's stages)")
     p.add_argument("--list-specs", action="store_true", help="list the bundled specs and exit")
+    flags.add(p, "--json", help="write the run's outcome (stages, verdict, exit code) to PATH "
+              "(- = stdout)")
     p.set_defaults(func=_run)
 
 
@@ -39,9 +44,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     spec = load_spec(args.spec)
     overrides = {"output_dir": _absolute(args.output), "tracking_uri": args.tracking_uri}
-    if args.ladder_path:
+    if args.ladder:
         ladder = spec.ladder.model_dump(by_alias=True)
-        overrides["ladder"] = {**ladder, "import": _absolute(args.ladder_path)}
+        overrides["ladder"] = {**ladder, "import": _absolute(args.ladder)}
     if args.method:
         overrides["fit"] = {**spec.fit.model_dump(), "method": args.method}
     spec = spec.with_overrides(**overrides)
@@ -54,16 +59,18 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--force: unknown stage {name!r} (stages of spec {spec.name}: "
                              f"{', '.join(applying)})")
     stages.preflight(spec, dry_run=args.dry_run)
+    out = flags.table_stream(args.json)
     if args.dry_run:
-        for line in stages.plan_lines(spec):
-            print(line)
+        plan = stages.plan_lines(spec)
+        print("\n".join(plan), file=out)
+        flags.write_json_result(args.json, {"spec": spec.name, "plan": plan})
         return 0
     from taskladder.pipeline import run_pipeline
-    from taskladder.verdict import exit_code, final_lines
+    from taskladder.verdict import exit_code, final_lines, outcome
 
     ctx, reports = run_pipeline(spec, stages.STAGES, force=tuple(args.force))
-    for line in final_lines(ctx, reports):
-        print(line)
+    print("\n".join(final_lines(ctx, reports)), file=out)
+    flags.write_json_result(args.json, outcome(ctx, reports))
     return exit_code(ctx)
 
 

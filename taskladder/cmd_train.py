@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from taskladder.common.errors import require_extra
+from taskladder import flags
+from taskladder.common.errors import InputError, require_extra
 
 
 def add_parsers(subparsers) -> None:
@@ -20,17 +20,20 @@ def add_parsers(subparsers) -> None:
     p.add_argument("spec", nargs="?", default="cpu-micro",
                    help="preset (cpu-micro, cpu-micro-target, paper, paper-small) or a "
                    "YAML/TOML/JSON file (default: cpu-micro)")
-    p.add_argument("--output-dir", help="override the spec's output_dir")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print every run (N, tokens, batch, LR, warmup, steps, cost) and stop")
-    p.add_argument("--target", action="store_true", help="train the spec's target instead")
+    flags.add(p, "--output", help="output folder (overrides the spec's output_dir)")
+    flags.renamed(p, "--output-dir", "--output")
+    flags.add(p, "--dry-run",
+              help="print every run (N, tokens, batch, LR, warmup, steps, cost) and stop")
+    flags.add(p, "--target", nargs="?", const="", default=None,
+              help="train the spec's target instead (NAME, when given, must be its name)")
     p.add_argument("--only", action="append", metavar="RUN",
                    help="train only this run (repeatable), e.g. d32L2-0.05xC")
-    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
-                   help="local: train here (default); slurm: submit one job per unfinished "
-                   "run (the spec's `slurm` section) and return")
+    flags.add(p, "--launcher", choices=("local", "slurm"), default="local",
+              help="local: train here (default); slurm: submit one job per unfinished "
+              "run (the spec's `slurm` section) and return")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    flags.add(p, "--json", nargs="?", const="-",
+              help="write the results as JSON to PATH (- or no PATH: stdout)")
     p.set_defaults(func=handle)
 
 
@@ -38,9 +41,13 @@ def handle(args: argparse.Namespace) -> int:
     require_extra("train", "taskladder train", "torch", "olmo_core")
     from taskladder.training.spec import load_ladder_spec
 
-    overrides = {"output_dir": args.output_dir} if args.output_dir else None
+    overrides = {"output_dir": args.output} if args.output else None
     spec = load_ladder_spec(args.spec, overrides)
-    if args.target:
+    if args.target is not None:
+        if args.target and (spec.target is None or args.target != spec.target.name):
+            have = spec.target.name if spec.target else "none"
+            raise InputError(f"--target: {args.target!r} is not the target of spec {spec.name} "
+                             f"(its target: {have})")
         spec = spec.target_spec()
     if args.dry_run:
         print(spec.describe_plan())
@@ -60,11 +67,10 @@ def handle(args: argparse.Namespace) -> int:
     results = train_ladder(spec, progress=not args.no_progress, runs=args.only)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports
         return 0
-    if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=1))
-    else:
-        for r in results:
-            last = r.checkpoints[-1]
-            print(f"{r.run}: {r.steps} steps, {r.tokens:,} tokens, {len(r.checkpoints)} "
-                  f"checkpoints, val loss {last.val_loss:.3f} -> {last.hf_dir}")
+    out = flags.table_stream(args.json)
+    for r in results:
+        last = r.checkpoints[-1]
+        print(f"{r.run}: {r.steps} steps, {r.tokens:,} tokens, {len(r.checkpoints)} "
+              f"checkpoints, val loss {last.val_loss:.3f} -> {last.hf_dir}", file=out)
+    flags.write_json_result(args.json, [asdict(r) for r in results], indent=1)
     return 0

@@ -60,7 +60,7 @@ class LadderSource(_Model):
         return self.train is not None
 
 
-class EvalSpec(_Model):
+class EvaluateSpec(_Model):
     """How each kept checkpoint is scored on the `ladder_*` tasks."""
 
     tasks: list[str] = Field(min_length=1)
@@ -69,13 +69,13 @@ class EvalSpec(_Model):
     batch_size: int = Field(default=32, gt=0)
 
     @model_validator(mode="after")
-    def _known_tasks(self) -> EvalSpec:
+    def _known_tasks(self) -> EvaluateSpec:
         from taskladder.harness_ext.preflight import BACKEND_ALIASES, BACKENDS
 
-        _check_tasks(self.tasks, "eval.tasks")
+        _check_tasks(self.tasks, "evaluate.tasks")
         known = (*BACKEND_ALIASES, *BACKENDS)
         if self.backend not in known:
-            raise ValueError(f"eval.backend: unknown backend {self.backend!r} "
+            raise ValueError(f"evaluate.backend: unknown backend {self.backend!r} "
                              f"(known: {', '.join(known)})")
         return self
 
@@ -177,7 +177,7 @@ class PipelineSpec(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     ladder: LadderSource
-    eval: EvalSpec | None = None
+    evaluate: EvaluateSpec | None = None
     fit: FitSpec = FitSpec()
     target: TargetSpec
     gate: GateSpec = GateSpec()
@@ -185,17 +185,28 @@ class PipelineSpec(_Model):
     output_dir: str | None = Field(default=None, description="default: ./taskladder-out/<name>")
     source: str | None = Field(default=None, exclude=True, description="where the spec was read")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """The section `eval` is now `evaluate` (accepted one release, with a notice)."""
+        if isinstance(data, dict) and "eval" in data and "evaluate" not in data:
+            from taskladder.flags import deprecated
+
+            deprecated("spec section eval", "evaluate")
+            data = {("evaluate" if k == "eval" else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
         trains = self.ladder.trained
-        if trains and self.eval is None:
-            raise ValueError("a trained ladder needs an eval section (tasks to score)")
-        if self.eval is not None and self.fit.tasks is not None:
-            missing = sorted(set(self.fit.tasks) - set(self.eval.tasks))
+        if trains and self.evaluate is None:
+            raise ValueError("a trained ladder needs an evaluate section (tasks to score)")
+        if self.evaluate is not None and self.fit.tasks is not None:
+            missing = sorted(set(self.fit.tasks) - set(self.evaluate.tasks))
             if trains and missing:
-                raise ValueError(f"fit.tasks {missing} are not in eval.tasks")
-        if self.target.train and self.eval is None:
-            raise ValueError("target.train needs an eval section to score the target")
+                raise ValueError(f"fit.tasks {missing} are not in evaluate.tasks")
+        if self.target.train and self.evaluate is None:
+            raise ValueError("target.train needs an evaluate section to score the target")
         if self.gate.enabled and not (self.target.train or self.target.actual):
             raise ValueError("gate.enabled needs the target's real evaluation: target.train or "
                              "target.actual")
@@ -206,7 +217,7 @@ class PipelineSpec(_Model):
     def fit_tasks(self) -> list[str]:
         if self.fit.tasks is not None:
             return list(self.fit.tasks)
-        return list(self.eval.tasks) if self.eval else list(PAPER_TASKS)
+        return list(self.evaluate.tasks) if self.evaluate else list(PAPER_TASKS)
 
     def resolve_path(self, value: str) -> Path:
         """A path from the spec, resolved: `~` expanded, `{data}` = the data shipped with the

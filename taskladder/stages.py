@@ -96,19 +96,20 @@ def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
     """
     from taskladder.harness_ext.runner import evaluate_many
 
-    e = ctx.spec.eval
+    e = ctx.spec.evaluate
     return evaluate_many([Path(m.dir) for m in models], e.tasks, e.limit, root,
                          backend=e.backend, echo=ctx.echo, batch_size=e.batch_size)
 
 
 def _eval_settings(spec: PipelineSpec) -> dict:
     """What changes the scores: tasks, documents and backend (not the batch size)."""
-    return {"tasks": spec.eval.tasks, "limit": spec.eval.limit, "backend": spec.eval.backend}
+    e = spec.evaluate
+    return {"tasks": e.tasks, "limit": e.limit, "backend": e.backend}
 
 
 def eval_inputs(ctx: RunContext) -> dict:
     trained = ctx.output("train", Trained)
-    return {"eval": _eval_settings(ctx.spec), "models": [m.dir for m in trained.models],
+    return {"evaluate": _eval_settings(ctx.spec), "models": [m.dir for m in trained.models],
             "code": code_version("harness_ext", "tasks")}
 
 
@@ -223,7 +224,7 @@ def fit_and_predict(ctx: RunContext, folder: Path) -> Predicted:
 def target_inputs(ctx: RunContext) -> dict:
     spec = target_spec(ctx.spec)
     return {"target": spec.model_dump(mode="json", exclude={"output_dir"}),
-            "eval": _eval_settings(ctx.spec), "code": code_version("training", "harness_ext",
+            "evaluate": _eval_settings(ctx.spec), "code": code_version("training", "harness_ext",
                                                                    "tasks")}
 
 
@@ -313,10 +314,10 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
 
     if not dry_run and spec.ladder.trained:
         require_extra("train", "training a ladder", "olmo_core")
-    if not dry_run and spec.eval is not None and (spec.ladder.trained or spec.target.train):
+    if not dry_run and spec.evaluate is not None and (spec.ladder.trained or spec.target.train):
         from taskladder.harness_ext.preflight import check_backend
 
-        check_backend(spec.eval.backend)
+        check_backend(spec.evaluate.backend)
     if spec.ladder.trained:
         lspec = ladder_spec(spec)
         _check_beyond_ladder(spec, lspec)
@@ -327,7 +328,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
     else:
         path = spec.resolve_path(spec.ladder.import_)
         if not path.exists():
-            raise UsageError(f"ladder.import: {path} does not exist (give --ladder-path DIR)")
+            raise UsageError(f"ladder.import: {path} does not exist (give --ladder DIR)")
     if spec.target.spec is not None:
         target_spec(spec)
     if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
@@ -348,8 +349,8 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
              f"tracking  {spec.tracking()}"]
     if spec.ladder.trained:
         lines += ["", ladder_spec(spec).describe_plan(), ""]
-        e = spec.eval
-        lines.append(f"eval      {', '.join(f'ladder_{t}_rc' for t in e.tasks)} on every kept "
+        e = spec.evaluate
+        lines.append(f"evaluate  {', '.join(f'ladder_{t}_rc' for t in e.tasks)} on every kept "
                      f"checkpoint, limit {e.limit or 'all'} docs, backend {e.backend}")
     else:
         lines.append(f"ladder    import {spec.resolve_path(spec.ladder.import_)} "

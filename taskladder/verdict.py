@@ -138,3 +138,16 @@ def exit_code(ctx: RunContext) -> int:
     """0, or 1 when the spec's gate found drift (so a CI job can run the pipeline directly)."""
     gated = ctx.outputs.get("gate")
     return 1 if isinstance(gated, Gated) and not gated.passed else 0
+
+
+def outcome(ctx: RunContext, reports: list[StageReport]) -> dict:
+    """`taskladder run --json`: the stages, the prediction report, the gate and the exit code."""
+    gated = ctx.outputs.get("gate")
+    return {
+        "spec": ctx.spec.name, "output": str(ctx.out), "tracking_uri": ctx.tracking_uri,
+        "stages": [{"name": r.name, "ran": r.ran, "seconds": r.seconds, "why": r.why}
+                   for r in reports],
+        "prediction": ctx.output("fit+predict", Predicted).document(),
+        "gate": gated.document() if isinstance(gated, Gated) else None,
+        "exit_code": exit_code(ctx),
+    }

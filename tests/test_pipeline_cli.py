@@ -25,8 +25,8 @@ def test_default_dry_run_is_the_cpu_micro_spec(capsys, tmp_path):
     out = capsys.readouterr().out
     spec = load_spec("cpu-micro")
     assert f"output    {tmp_path / 'o'}" in out
-    tasks = ", ".join(f"ladder_{t}_rc" for t in spec.eval.tasks)
-    assert f"eval      {tasks} on every kept checkpoint, limit {spec.eval.limit} docs" in out
+    tasks = ", ".join(f"ladder_{t}_rc" for t in spec.evaluate.tasks)
+    assert f"evaluate  {tasks} on every kept checkpoint, limit {spec.evaluate.limit} docs" in out
     assert "gate      task loss (bpb), tolerance 5%" in out
 
 
@@ -42,7 +42,7 @@ def test_list_specs(capsys):
 
 
 def test_missing_import_path_is_one_line_exit_2(tmp_path, capsys):
-    code = main(["run", "paper-import", "--dry-run", "--ladder-path", str(tmp_path / "none")])
+    code = main(["run", "paper-import", "--dry-run", "--ladder", str(tmp_path / "none")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("taskladder: error: ladder.import") and err.count("\n") == 1
@@ -54,12 +54,12 @@ def test_bad_spec_file_is_one_line_exit_2(tmp_path, capsys):
     bad.write_text("name: x\nladder: {train: cpu-micro}\ntarget: {name: t, N: 1, D: 1}\n")
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "eval section" in err and "Traceback" not in err
+    assert "evaluate section" in err and "Traceback" not in err
 
 
 def test_unknown_training_preset_fails_before_work(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: x\nladder: {train: no-such-preset}\neval: {tasks: [piqa]}\n"
+    spec.write_text("name: x\nladder: {train: no-such-preset}\nevaluate: {tasks: [piqa]}\n"
                     f"target: {{name: t, N: 1e9, D: 1e10}}\noutput_dir: {tmp_path / 'o'}\n")
     assert main(["run", str(spec)]) == 2
     assert "no-such-preset" in capsys.readouterr().err
@@ -71,7 +71,7 @@ def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
     ladder.mkdir()
     (ladder / "peteish7_eval_anneal.csv").write_text("x\n")
     code = main(["run", "paper-import", "--dry-run", "--method", "default",
-                 "--ladder-path", str(ladder), "--tracking-uri", "http://localhost:5000"])
+                 "--ladder", str(ladder), "--tracking-uri", "http://localhost:5000"])
     out = capsys.readouterr().out
     assert code == 0
     assert "fit       default method" in out
@@ -82,7 +82,7 @@ def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
 def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text("name: x\nladder: {train: cpu-micro, overrides: {corpus: {kind: text, "
-                    "paths: [no-such-corpus.txt]}}}\neval: {tasks: [piqa]}\n"
+                    "paths: [no-such-corpus.txt]}}}\nevaluate: {tasks: [piqa]}\n"
                     f"target: {{name: t, N: 1e9, D: 1e10}}\noutput_dir: {tmp_path / 'o'}\n")
     assert main(["run", str(spec)]) == 2
     err = capsys.readouterr().err
@@ -102,14 +102,14 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
 
 
 @pytest.mark.parametrize("edit, words", [
-    (("backend: fast", "backend: fastest"), ["eval.backend", "'fastest'"]),
+    (("backend: fast", "backend: fastest"), ["evaluate.backend", "'fastest'"]),
     (("metric: loss", "metric: perplexity"), ["gate.metric", "'perplexity'"]),
     (("tolerance: 5%", "tolerance: 5"), ["gate.tolerance", "'5%'", "5"]),
     (("tolerance: 5%", "tolerance: 5 percent"), ["gate.tolerance", "'5 percent'"]),
     (("tolerance: 5%", "tolerance: 5%\n  max_shift: 2"), ["gate.max_shift", "'5%'", "2"]),
     (("metric: loss", "metric: acc"), ["gate.tolerance", "points", "'5%'"]),
     (("tasks: [hellaswag, piqa]", "tasks: [hellaswag, piqa, trivia]"),
-     ["eval.tasks", "'trivia'"]),
+     ["evaluate.tasks", "'trivia'"]),
     (("multiplier: 0.06\n      size: {name: d96, d_model: 96, n_layers: 2, n_heads: 3",
       "multiplier: 0.03\n      size: {name: d32, d_model: 32, n_layers: 2, n_heads: 1"),
      ["target d96-0.06xC", "smaller than the ladder"]),

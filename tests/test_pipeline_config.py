@@ -22,7 +22,7 @@ def test_every_bundled_spec_validates(name):
 def test_no_argument_means_the_embedded_default():
     spec = load_spec(None)
     assert spec.name == "cpu-micro"
-    assert spec.ladder.trained and spec.eval is not None
+    assert spec.ladder.trained and spec.evaluate is not None
 
 
 def _write(tmp_path, text, suffix=".yaml"):
@@ -87,7 +87,7 @@ def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path, olmo_ladde
         (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-csv}",
                       "ladder: {import: x, train: cpu-micro}"), ["exactly one"]),
         (GOOD.replace("ladder: {import: ladder-csvs, format: olmo-csv}",
-                      "ladder: {train: cpu-micro}"), ["eval section"]),
+                      "ladder: {train: cpu-micro}"), ["evaluate section"]),
         (GOOD + "gate: {enabled: true}\n", ["gate.enabled", "target.actual"]),
         (GOOD + "gate: {enabled: true, tolerance: 0}\n", ["tolerance"]),
         (GOOD.replace("name: mine", "name: 'a b'"), ["name", "a b"]),

@@ -65,7 +65,7 @@ def test_predict_runs_on_the_core(core_bin, olmo_ladder_dir, tmp_path):
 
 
 def test_train_names_its_extra(core_bin, tmp_path):
-    _assert_names_extra(_run(core_bin, "train", "--output-dir", str(tmp_path / "o"),
+    _assert_names_extra(_run(core_bin, "train", "--output", str(tmp_path / "o"),
                              cwd=tmp_path), "train")
     assert not (tmp_path / "o").exists()
 

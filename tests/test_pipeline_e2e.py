@@ -33,7 +33,7 @@ ladder:
     target: {{name: d96-0.02xC, multiplier: 0.02,
              size: {{name: d96, d_model: 96, n_layers: 1, n_heads: 3, hidden_size_multiple_of: 32,
                     batch_sequences: 8}}}}
-eval: {{tasks: [piqa], limit: 6}}
+evaluate: {{tasks: [piqa], limit: 6}}
 fit: {{method: paper}}
 target: {{name: d96-0.02xC, spec: ladder, train: true}}
 gate: {{enabled: true, tolerance: 10}}
@@ -170,7 +170,7 @@ def test_eval_settings_name_the_results_folder(tmp_path):
     spec = load_spec("cpu-micro").with_overrides(output_dir=str(tmp_path))
     keys = set()
     for change in ({}, {"backend": "hf"}, {"limit": 7}, {"tasks": ["piqa"]}):
-        s = spec.with_overrides(eval={**spec.eval.model_dump(), **change})
+        s = spec.with_overrides(evaluate={**spec.evaluate.model_dump(), **change})
         keys.add(json.dumps(stages._eval_settings(s), sort_keys=True))
     assert len(keys) == 4
 
@@ -183,7 +183,7 @@ PAPER_7B = {"mmlu": 48.38, "hellaswag": 82.52, "arc_challenge": 51.50, "arc_easy
 def test_paper_import_predicts_7b_and_gates_it(olmo_ladder_dir, tmp_path, capsys):
     ladder = tmp_path / "ladder"
     shutil.copytree(olmo_ladder_dir, ladder)
-    args = ["run", "paper-import", "--ladder-path", str(ladder), "--output", str(tmp_path / "o")]
+    args = ["run", "paper-import", "--ladder", str(ladder), "--output", str(tmp_path / "o")]
     code = main(args)
     out = capsys.readouterr().out
     pred = json.loads((tmp_path / "o" / "predictions.json").read_text())["tasks"]

@@ -103,7 +103,7 @@ def test_gate_passes_within_tolerance_and_fails_on_drift(store, tmp_path, capsys
     acc, _ = _shifted({"arc_easy": 1.0, "piqa": -1.0})
     close = target_eval_csv(tmp_path / "close.csv", acc)
     uri = ["--tracking-uri", store.uri]
-    assert main(["check-target", *uri, "--target", NAME, "--results", str(close)]) == 0
+    assert main(["check-target", *uri, "--target", NAME, "--actual", str(close)]) == 0
     out = capsys.readouterr().out
     assert "evaluation of big-1xC recorded" in out and "+1.00" in out and "-1.00" in out
     assert main(["gate", *uri, "--tolerance", "1.5"]) == 0
@@ -141,7 +141,7 @@ def test_the_gate_gates_the_evaluation_being_checked_not_the_newest(store, tmp_p
     verdict = run_gate(NAME, store=store)
     assert verdict["evaluations"] == {NAME: run_b} and not verdict["passed"]
     uri = ["--tracking-uri", store.uri, "--target", NAME]
-    assert main(["gate", *uri, "--results", str(good), "--json", str(tmp_path / "v.json")]) == 0
+    assert main(["gate", *uri, "--actual", str(good), "--json", str(tmp_path / "v.json")]) == 0
     assert json.loads((tmp_path / "v.json").read_text())["evaluations"] == {NAME: run_a}
     assert "gate: PASS" in capsys.readouterr().out
     # A re-check makes A the most recently checked: the default follows it, and an explicit
@@ -250,7 +250,7 @@ def test_the_gate_imports_no_training_or_evaluation_engine(store, tmp_path):
     csv = target_eval_csv(tmp_path / "e.csv", _shifted({"arc_easy": 1, "piqa": 1})[0])
     code = ("import sys; from taskladder.cli import main; "
             f"rc = main(['gate', '--tracking-uri', {store.uri!r}, '--target', {NAME!r}, "
-            f"'--results', {str(csv)!r}]); "
+            f"'--actual', {str(csv)!r}]); "
             "heavy = sorted(m for m in ('torch', 'lm_eval', 'olmo_core', 'transformers') "
             "if m in sys.modules); print('HEAVY', heavy); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

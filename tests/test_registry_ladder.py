@@ -62,8 +62,9 @@ def test_a_changed_param_is_refused_before_any_metric(store):
 
 def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
         store, olmo_ladder_dir, capsys):
-    assert main(["register", "ladder", str(olmo_ladder_dir), "--ladder", "olmo-paper",
-                 "--runs", "190M-1xC,1B-10xC", "--tracking-uri", store.uri]) == 0
+    assert main(["register", "ladder", "--ladder", str(olmo_ladder_dir),
+                 "--ladder-name", "olmo-paper", "--runs", "190M-1xC,1B-10xC",
+                 "--tracking-uri", store.uri]) == 0
     assert "2 ladder runs registered" in capsys.readouterr().out
     source = select_runs(read_source(olmo_ladder_dir), "190M-1xC,1B-10xC")
     back = read_ladder(store, "olmo-paper")
@@ -88,7 +89,8 @@ def test_tokenizer_and_corpus_hash_come_from_the_caller_never_a_placeholder(stor
     other = synthetic_ladder(runs=("200M-1xC",))
     path = store.db_path.parent / "other.csv"
     other.to_csv(path)
-    assert main(["register", "ladder", str(path), "--ladder", "cli", "--tracking-uri", store.uri,
+    assert main(["register", "ladder", "--ladder", str(path), "--ladder-name", "cli",
+                 "--tracking-uri", store.uri,
                  "--tokenizer", "gpt2", "--corpus-hash", "abc"]) == 0
     exp = store.client.get_experiment_by_name(experiment_name("cli"))
     (run,) = store.client.search_runs([exp.experiment_id])

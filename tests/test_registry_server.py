@@ -50,9 +50,9 @@ def test_register_predict_and_gate_through_a_postgres_backed_server(server, tmp_
     acc = {t: p.values["acc"] - 0.02 for t, p in preds.items()}  # 2 points under
     close = target_eval_csv(tmp_path / "close.csv", acc)
     uri = ["--tracking-uri", server, "--target", TARGET["name"]]
-    assert main(["gate", *uri, "--results", str(close), "--tolerance", "3"]) == 0
+    assert main(["gate", *uri, "--actual", str(close), "--tolerance", "3"]) == 0
     assert "gate: PASS" in capsys.readouterr().out
-    assert main(["gate", *uri, "--results", str(close), "--tolerance", "1"]) == 1
+    assert main(["gate", *uri, "--actual", str(close), "--tolerance", "1"]) == 1
     assert "gate: FAIL (2 of 2 rows" in capsys.readouterr().out
     # nothing is left half-made: one version per law, no claim experiment in the lists
     for task in TASKS:

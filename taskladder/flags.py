@@ -1,0 +1,105 @@
+"""The flag glossary: one name per concept across every verb (README's table is this one).
+
+A verb adds a glossary flag through `add(parser, flag, ...)`, which gives it the glossary's
+metavar, so `--ladder` is a path of evaluations everywhere and `--json` always takes a path.
+Old spellings keep working for one release through `renamed(...)`: hidden from the help,
+they store into the new flag's field after a one-line notice on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+# flag -> (metavar, meaning); a metavar of None is a switch. The order is README's.
+GLOSSARY: dict[str, tuple[str | None, str]] = {
+    "--ladder": ("PATH", "the ladder's evaluations (folder or file: olmo-csv, lm-eval, table)"),
+    "--format": ("FMT", "format of `--ladder` (default: detected)"),
+    "--runs": ("GLOBS", "runs of `--ladder` that form the ladder"),
+    "--ladder-name": ("NAME", "the ladder's name in the registry"),
+    "--actual": ("PATH", "the target's real evaluation(s)"),
+    "--actual-format": ("FMT", "format of `--actual`"),
+    "--actual-run": ("RUN", "which run of `--actual` is the target"),
+    "--target": ("NAME", "the target's name (train: `--target [NAME]`, the spec's target)"),
+    "--target-n": ("N", "target parameters (non-embedding)"),
+    "--target-d": ("D", "target training tokens"),
+    "--target-flops": ("C", "target training compute (D = C / 6N when --target-d is absent)"),
+    "--output": ("DIR", "output folder"),
+    "--json": ("PATH", "write the JSON result to PATH (`-` = stdout)"),
+    "--tracking-uri": ("URI", "the MLflow store"),
+    "--tasks": ("LIST", "task names, or `all` (every task with an accuracy) or `paper` (8)"),
+    "--metric": ("acc|loss", "gate rule: `acc` (points) or `loss` (relative)"),
+    "--tolerance": ("T", "gate rule: allowed error (points, `5%`, or `interval`)"),
+    "--max-shift": ("S", "gate rule: how far a re-fit may move a registered prediction"),
+    "--patience": ("K", "gate rule: drifting checkpoints in a row before failing"),
+    "--devices": ("N", "devices (workers) to run on"),
+    "--launcher": ("local|slurm", "`local` (here) or `slurm` (submitit jobs)"),
+    "--shards": ("K", "jobs the work is split into"),
+    "--dry-run": (None, "validate and print the plan, do nothing"),
+    "--force": ("STAGE", "run a pipeline stage even when its outputs verify (repeatable)"),
+}
+
+# Verbs that say what they do with a glossary flag keep their own help; the metavar is fixed.
+FORMATS = ("olmo-csv", "lm-eval", "table")
+
+
+def add(parser: argparse.ArgumentParser, flag: str, help: str | None = None, **kwargs):
+    """Add glossary flag `flag` with its metavar (and the glossary's meaning as default help)."""
+    metavar, meaning = GLOSSARY[flag]
+    if metavar is None:
+        kwargs.setdefault("action", "store_true")
+    elif "choices" not in kwargs or flag in ("--format", "--actual-format"):
+        kwargs.setdefault("metavar", metavar)
+    return parser.add_argument(flag, help=help or meaning, **kwargs)
+
+
+class _Renamed(argparse.Action):
+    """An old spelling: a one-line deprecation notice, then the new flag's field is set."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated(option_string, self.new)
+        if self.nargs == 0:
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
+def renamed(parser: argparse.ArgumentParser, old: str, new: str, dest: str | None = None,
+            switch: bool = False, **kwargs) -> None:
+    """Keep `old` working one release as `new` (its field `dest`, default new's name)."""
+    dest = dest or new.lstrip("-").replace("-", "_")
+    if switch:
+        kwargs.update(nargs=0, const=True)
+    parser.add_argument(old, dest=dest, new=new, action=_Renamed, help=argparse.SUPPRESS,
+                        **kwargs)
+
+
+def deprecated(old: str, new: str) -> None:
+    """The one-line notice for an old spelling (it keeps working for one release)."""
+    print(f"taskladder: {old} is deprecated, use {new} (the old spelling goes in the next "
+          "release)", file=sys.stderr)
+
+
+def write_json_result(path: str | None, document, **options) -> None:
+    """`--json PATH`: the verb's JSON result to PATH (atomically), or to stdout for `-`;
+    `options` are `common.io.write_json`'s (indent, default, allow_nan)."""
+    if not path:
+        return
+    if path == "-":
+        import json
+
+        options.setdefault("indent", 2)
+        print(json.dumps(document, sort_keys=True, ensure_ascii=False, **options))
+        return
+    from taskladder.common.io import write_json
+
+    write_json(path, document, **options)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def table_stream(json_path: str | None):
+    """Where a verb prints its human table: stderr when the JSON result goes to stdout."""
+    return sys.stderr if json_path == "-" else sys.stdout
