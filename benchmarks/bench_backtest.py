@@ -29,7 +29,7 @@ import numpy as np
 
 from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS
 from taskladder.data import PAPER_LADDER_DIR
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder, select_runs
 

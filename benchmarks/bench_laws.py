@@ -20,8 +20,10 @@ from scipy.optimize import minimize
 
 from taskladder.common.facts import CHANCE, PAPER_LADDER, PAPER_TASKS, TARGETS
 from taskladder.data import PAPER_LADDER_DIR
-from taskladder.laws.chained import ChainedFitter, Step1Cache, bootstrap, fit_chained, step_inputs
+from taskladder.laws.bootstrap import bootstrap
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.fitting import single_threaded_blas
+from taskladder.laws.point_fit import Step1Cache, fit_chained, step_inputs
 from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss

@@ -27,6 +27,8 @@ import numpy as np
 from taskladder.common.errors import InputError
 
 from .observations import Observations
+from .point_fit import fit_chained
+from .resolve import features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import accuracy_metric
@@ -38,8 +40,6 @@ def candidates(base: LawSettings, obs: Observations, task: str) -> dict[str, Law
     """The concrete settings `default` weighs: the paper's procedure on the task's own feature
     and, where `--feature` is auto and the ladder has it, on C4 loss (an LM loss shared by all
     tasks, so its step 1 is fitted once)."""
-    from .chained import features, resolve_settings
-
     primary, _ = resolve_settings(base, obs, task)
     fixed = primary.replace(select="fixed", n_bootstrap=0)
     feats = [primary.feature]
@@ -74,8 +74,6 @@ def held_out(
     obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per holdout split: (predicted, actual) final accuracies of the held-out runs."""
-    from .chained import fit_chained
-
     actual = step1_data(
         obs, task, accuracy_metric(task, obs), settings.final_window, log_space=False
     )

@@ -19,8 +19,9 @@ import numpy as np
 from taskladder.common.facts import LABELS
 from taskladder.common.io import atomic_write
 
-from .chained import ChainedFit, step1_eval, step2_eval, step_inputs
+from .chained import ChainedFit, step1_eval, step2_eval
 from .observations import Observations
+from .point_fit import step_inputs
 
 STATUS_COLORS = {"ok": "tab:green", "caution": "tab:orange", "unpredictable": "tab:red"}
 

@@ -20,9 +20,9 @@ from scipy.optimize import least_squares
 
 from taskladder.common.errors import InputError
 
-from .chained import fit_chained
 from .fitting import Solution, at_bounds, huber, lbfgsb
 from .observations import Observations
+from .point_fit import fit_chained
 from .settings import LawSettings
 from .step1 import PAPER_BOUNDS, PAPER_P0, nd_jac, step1_data
 from .step2 import paired_series, sigmoid

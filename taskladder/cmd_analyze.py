@@ -119,7 +119,7 @@ def _mc_step2(args, inputs, tasks, target, actual) -> list[dict]:
 
 
 def _variance(args, inputs, tasks, target, actual) -> list[dict]:
-    from taskladder.laws.chained import features
+    from taskladder.laws.resolve import features
     from taskladder.laws.variants import variance_table
 
     feats = {}

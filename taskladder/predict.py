@@ -24,7 +24,7 @@ class LawInputs:
     obs: object  # taskladder.laws.observations.Observations
     ladder: dict  # the report's "ladder": source, format, runs, data_hash
     tasks: tuple[str, ...]
-    fitter: object  # taskladder.laws.chained.ChainedFitter
+    fitter: object  # taskladder.laws.fitter.ChainedFitter
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
                where: str = "--tasks", **settings) -> LawInputs:
     """Check that every task can be fitted on `obs` (observations, sizes, runs) and build the
     fitter; `settings` override the method's (seed, n_bootstrap)."""
-    from taskladder.laws.chained import ChainedFitter, check_ladder
+    from taskladder.laws.fitter import ChainedFitter
+    from taskladder.laws.resolve import check_ladder
 
     if settings.get("n_bootstrap", 0) < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {settings['n_bootstrap']}")

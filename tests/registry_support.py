@@ -113,7 +113,7 @@ def scratch() -> Path:
 @functools.cache
 def fits() -> dict:
     """The chained fits of the synthetic ladder (paper method, a small bootstrap)."""
-    from taskladder.laws.chained import ChainedFitter
+    from taskladder.laws.fitter import ChainedFitter
 
     obs = synthetic_ladder()
     return {t: ChainedFitter("paper", n_bootstrap=10).fit(obs, t) for t in TASKS}

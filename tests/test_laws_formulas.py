@@ -8,7 +8,9 @@ import pytest
 
 from taskladder.common.errors import InputError
 from taskladder.laws.backtest import backtest, holdouts
-from taskladder.laws.chained import ChainedFit, ChainedFitter, checkpoint_counts
+from taskladder.laws.bootstrap import checkpoint_counts
+from taskladder.laws.chained import ChainedFit
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.fitting import batched_lm, huber
 from taskladder.laws.observations import Observations
 from taskladder.laws.settings import LawSettings

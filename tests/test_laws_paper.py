@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from taskladder.common.facts import PAPER_LADDER, PAPER_TARGET_RUN, PAPER_TASKS, TARGETS
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.report import actual_values
 

@@ -4,7 +4,7 @@ ladders, and the coverage of the calibrated 90% interval over seeded repetitions
 import numpy as np
 import pytest
 
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.step1 import nd_loss
 from taskladder.laws.step2 import sigmoid

@@ -24,7 +24,7 @@ from registry_support import (
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.registry.gate import EXPERIMENT, check_target, run_gate
 from taskladder.registry.laws import register_fit
 from taskladder.registry.predictions import (

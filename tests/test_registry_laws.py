@@ -13,7 +13,7 @@ from registry_support import TASKS, fits, registered_template, store_copy, synth
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.registry.laws import OUTPUT_COLUMNS, load_law, model_name, register_fit
 
 

@@ -1,0 +1,142 @@
+"""The point fit of both steps of a chained law with fixed settings, and the inputs it reads.
+
+`Step1Cache` lets one fitter reuse a step-1 solution: an LM-loss feature has the same step 1
+for every task, and backtest folds repeat across candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .chained import ChainedFit, StepFit, step1_eval, step2_eval
+from .fitting import Bounds, Solution
+from .observations import Finals, Observations
+from .resolve import concrete, feature_of
+from .settings import LawSettings
+from .step1 import (
+    COMPUTE_PARAMS,
+    FREE_BOUNDS,
+    ND_PARAMS,
+    PAPER_BOUNDS,
+    PAPER_P0,
+    fit_step1,
+    step1_data,
+)
+from .step2 import (
+    LOGSIG_PARAMS,
+    SIGMOID_PARAMS,
+    Step2Data,
+    fit_log_sigmoid,
+    fit_sigmoid_grid,
+    fit_sigmoid_paper,
+    step2_data,
+)
+from .tasks import accuracy_metric, chance_level
+
+
+class Step1Cache:
+    """Step-1 solutions keyed by their exact inputs. A fitter owns one: an LM-loss feature
+    has the same step 1 for every task, and backtest folds repeat across candidates."""
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple, Solution] = {}
+
+    def fit(self, d1: Finals, form: str, p0, bounds: Bounds, delta: float) -> Solution:
+        key = (
+            form,
+            p0,
+            tuple(bounds),
+            delta,
+            d1.N.tobytes(),
+            d1.D.tobytes(),
+            d1.flops.tobytes(),
+            d1.y.tobytes(),
+        )
+        if key not in self._fits:
+            self._fits[key] = fit_step1(d1, form, p0, bounds, delta)
+        return self._fits[key]
+
+
+def _solution_fit(
+    sol: Solution, form: str, names: tuple[str, ...], n_points: int, errors: dict
+) -> StepFit:
+    return StepFit(
+        form,
+        names,
+        tuple(map(float, sol.params)),
+        sol.objective,
+        sol.converged,
+        tuple(names[i] for i in sol.at_bound),
+        n_points,
+        sol.n_starts,
+        errors,
+    )
+
+
+def step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Finals, Step2Data]:
+    """The points each step is fitted to (step 1: one per run; step 2: smoothed checkpoints)."""
+    s = concrete(s, obs, task)
+    x_task, x_metric = feature_of(s, task)
+    rows = obs.where(task=[task, x_task])
+    acc = accuracy_metric(task, obs)
+    d1 = step1_data(rows, x_task, x_metric, s.final_window)
+    if s.step2_form == "log_sigmoid":
+        skip, window, anchor = (0.5 if s.skip else 0.0), 1, False  # METHOD.md s. 7
+    else:
+        skip, window, anchor = s.skip, s.window, s.anchor
+    d2 = step2_data(rows, task, x_metric, acc, skip, window, anchor, x_task=x_task)
+    return d1, d2
+
+
+def step1_setup(s: LawSettings, d1: Finals) -> tuple[Finals, Bounds]:
+    """Bounds of the step-1 form; the compute form uses C = 6ND (also what `predict` uses)."""
+    bounds = PAPER_BOUNDS if s.step1_bounds == "paper" else FREE_BOUNDS
+    if s.step1_form == "compute":
+        d1 = Finals(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
+        return d1, [bounds[0], bounds[2], bounds[4]]
+    return d1, bounds
+
+
+def fit_chained(
+    obs: Observations,
+    task: str,
+    s: LawSettings,
+    chance: float | None = None,
+    cache: Step1Cache | None = None,
+) -> ChainedFit:
+    """The point fit of both steps with fixed settings (`auto` ones resolved on `obs`)."""
+    s = concrete(s, obs, task)
+    chance = chance_level(task, obs) if chance is None else chance
+    x_task, x_metric = feature_of(s, task)
+    d1, d2 = step_inputs(obs, task, s)
+    d1, bounds = step1_setup(s, d1)
+    names1 = ND_PARAMS if s.step1_form == "nd" else COMPUTE_PARAMS
+    p0 = None
+    if s.step1_starts == "paper":
+        p0 = PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])
+    sol1 = (cache or Step1Cache()).fit(d1, s.step1_form, p0, bounds, s.huber_delta)
+    rel = (step1_eval(s.step1_form, sol1.params, d1.N, d1.D) - d1.y) / d1.y
+    err1 = {"mean_abs_rel": float(np.mean(np.abs(rel))), "max_abs_rel": float(np.max(np.abs(rel)))}
+    if s.step2_form == "log_sigmoid":
+        sol2, names2 = fit_log_sigmoid(d2), LOGSIG_PARAMS
+    elif s.step2_starts == "paper":
+        sol2, names2 = fit_sigmoid_paper(d2, chance), SIGMOID_PARAMS
+    else:
+        sol2, names2 = fit_sigmoid_grid(d2, chance), SIGMOID_PARAMS
+    res2 = step2_eval(s.step2_form, sol2.params, d2.x) - d2.y
+    real = d2.runs != "<anchor>"
+    err2 = {
+        "rmse": float(np.sqrt(np.mean(res2[real] ** 2))),
+        "mean_abs": float(np.mean(np.abs(res2[real]))),
+    }
+    return ChainedFit(
+        task=task,
+        acc_metric=accuracy_metric(task, obs),
+        x_task=x_task,
+        x_metric=x_metric,
+        chance=chance,
+        method=s.method,
+        settings=s,
+        step1=_solution_fit(sol1, s.step1_form, names1, len(d1.y), err1),
+        step2=_solution_fit(sol2, s.step2_form, names2, len(d2.x), err2),
+    )

@@ -1,0 +1,92 @@
+"""What a task's fit can use on a given ladder: checks, its features, concrete settings.
+
+`auto` settings become concrete here (feature, step-1 form), and settings a ladder cannot
+support (skip and smoothing on a final-only ladder) are turned off with a note, so that the
+fitter, the backtests and the plots all read the same resolved settings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from taskladder.common.errors import InputError
+
+from .observations import Observations
+from .settings import LawSettings
+from .tasks import accuracy_metric
+
+
+def check_ladder(obs: Observations, task: str) -> None:
+    """Enough runs and sizes for a fit, and the task's accuracy present."""
+    sub = obs.where(task=task)
+    if len(sub) == 0:
+        raise InputError(f"task {task!r}: no observations in the ladder")
+    metric = accuracy_metric(task, obs)
+    if len(sub.where(metric=metric)) == 0:
+        raise InputError(f"--tasks: task {task!r} has no accuracy column ({metric}) in the ladder")
+    sizes, runs = set(sub.N.tolist()), sub.unique("run")
+    if len(sizes) < 2:
+        raise InputError(
+            f"task {task!r}: the ladder has {len(sizes)} model size(s); a fit needs at least 2"
+        )
+    if len(runs) < 5:
+        raise InputError(
+            f"task {task!r}: the ladder has {len(runs)} run(s); a step-1 fit needs at least 5"
+        )
+
+
+def features(obs: Observations, task: str) -> list[str]:
+    """The intermediate features the ladder has for a task, in `auto`'s order of preference:
+    task bpb, TaskCE, then the LM losses (C4 first)."""
+    have = set(obs.where(task=task).metric.tolist())
+    out = [f for f in ("bpb", "task_ce") if f in have]
+    lm = sorted(set(obs.where(task="lm").metric.tolist()), key=lambda m: (m != "ce_c4_en", m))
+    return out + [m for m in lm if m.startswith("ce_")]
+
+
+def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawSettings, list]:
+    """`auto` feature and step-1 form made concrete for this ladder; settings that cannot
+    apply to it (skip and smoothing on a final-only ladder) turned off, with a note each."""
+    notes = []
+    have = features(obs, task)
+    if s.feature == "auto":
+        if not have:
+            raise InputError(
+                f"--feature: the ladder has no feature for task {task!r} "
+                "(no bpb, task_ce or lm ce_<set>)"
+            )
+        s = s.replace(feature=have[0])
+    elif s.feature not in have:
+        raise InputError(
+            f"--feature: the ladder lacks {s.feature!r} for task {task!r} "
+            f"(it has: {', '.join(have) or 'none'})"
+        )
+    acc = obs.finals(task, accuracy_metric(task, obs), 1)
+    if s.step1_form == "auto":
+        ratios = set(np.round(np.log2(acc.D / acc.N), 1).tolist())
+        s = s.replace(step1_form="nd" if len(ratios) >= 2 and len(acc.runs) >= 5 else "compute")
+    per_run = obs.checkpoints_per_run(task, accuracy_metric(task, obs))
+    if max(per_run.values()) <= 1:
+        changed = {
+            k: v
+            for k, v in (("skip", 0.0), ("window", 1), ("final_window", 1))
+            if getattr(s, k) != v
+        }
+        if changed:
+            notes.append(
+                "final-only ladder: "
+                + ", ".join(f"{k}={getattr(s, k)} cannot apply" for k in changed)
+                + " (step 2 fits final points)"
+            )
+            s = s.replace(**changed)
+    return s, notes
+
+
+def concrete(s: LawSettings, obs: Observations, task: str) -> LawSettings:
+    return resolve_settings(s, obs, task)[0] if "auto" in (s.feature, s.step1_form) else s
+
+
+def feature_of(s: LawSettings, task: str) -> tuple[str, str]:
+    if s.feature in ("bpb", "task_ce"):
+        return task, s.feature
+    return "lm", s.feature
