@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .facts import train_flops
 from .io import read_json, write_json
 
 META_FILE = "ladder_meta.json"
@@ -45,7 +46,7 @@ class LadderMeta:
         run = str(d["run"])
         N, D = float(d["N"]), float(d["D"])
         return cls(run=run, size=str(d.get("size") or run.split("-")[0]), N=N, D=D,
-                   step=int(d["step"]), flops=float(d.get("flops") or 6.0 * N * D),
+                   step=int(d["step"]), flops=float(d.get("flops") or train_flops(N, D)),
                    lm_losses={str(k): float(v) for k, v in (d.get("lm_losses") or {}).items()})
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from taskladder.common.facts import mmlu_mean
+
 LOG2_E = 1.0 / math.log(2.0)
 
 
@@ -64,10 +66,9 @@ def process_results_grouped(doc: dict[str, Any], results: Sequence[tuple[float, 
     return {k: (doc["group"], v) for k, v in process_results(doc, results).items()}
 
 
-def weighted_group_mean(items: Sequence[tuple[str, float]], weights: dict[str, float]) -> float:
-    """Mean per group, then the weighted mean of the groups present (weights renormalised)."""
+def mmlu_weighted_mean(items: Sequence[tuple[str, float]]) -> float:
+    """Mean per MMLU group, then MMLU's weighted mean of the groups present."""
     by_group: dict[str, list[float]] = {}
     for group, value in items:
         by_group.setdefault(group, []).append(value)
-    total = sum(weights[g] for g in by_group)
-    return sum(weights[g] * float(np.mean(v)) for g, v in by_group.items()) / total
+    return mmlu_mean({g: float(np.mean(v)) for g, v in by_group.items()})

@@ -24,23 +24,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from taskladder.common.errors import InputError
-from taskladder.common.facts import MMLU_WEIGHTS
+from taskladder.common.facts import MMLU_WEIGHTS, SPLITS, TASKS
 
 SOURCE_ENV = "TASKLADDER_DATA_SOURCE"
 SOURCES = ("offline", "hub")
 
-# Task key -> (oe_eval_tasks folder, split of METHOD.md section 3).
-OLMES_TASKS: dict[str, tuple[str, str]] = {
-    "hellaswag": ("hellaswag", "val"),
-    "arc_challenge": ("arc_challenge", "test"),
-    "arc_easy": ("arc_easy", "test"),
-    "piqa": ("piqa", "val"),
-    "csqa": ("csqa", "val"),
-    "socialiqa": ("socialiqa", "val"),
-    "openbookqa": ("openbookqa", "test"),
-    "boolq": ("boolq", "val"),
-    "winogrande": ("winogrande", "val"),
-}
+# Task key -> (oe_eval_tasks folder, split): every task but MMLU (read per subject) has a folder.
+OLMES_TASKS: dict[str, tuple[str, str]] = {t: (t, SPLITS[t]) for t in TASKS if t != "mmlu"}
 MMLU_GROUPS = tuple(MMLU_WEIGHTS)
 FORMATS = ("rc", "mc")
 MMLU_DATASET = "hails/mmlu_no_train"
@@ -150,7 +140,7 @@ def mmlu_docs(group: str, fmt: str) -> tuple[dict[str, Any], ...]:
             dev_set={subject: _mmlu_split(subject, "dev")},
             metric_type="len_norm" if fmt == "rc" else "acc",
         )
-        for row in _mmlu_split(subject, "test"):
+        for row in _mmlu_split(subject, SPLITS["mmlu"]):
             context = MMLU.doc_to_text(builder, row)
             continuations = MMLU.doc_to_continuations(builder, row)
             docs.append(

@@ -43,7 +43,7 @@ import re
 from pathlib import Path
 
 from taskladder.common.errors import InputError
-from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
+from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, SPLITS, mmlu_mean, train_flops
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
 from .observations import COLUMNS, Observations
@@ -51,7 +51,7 @@ from .tasks import parse_named
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
-_TEST_SPLIT = {"mmlu", "arc_easy", "arc_challenge", "openbookqa"}
+_TEST_SPLIT = {task for task, split in SPLITS.items() if split == "test"}
 _RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")
 
 
@@ -241,7 +241,7 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
     where = str(path)
     size = _olmo_size(path.stem, where, sizes)
     n_params, flops_per_token = sizes[size]
-    flops_per_token = flops_per_token or 6.0 * n_params
+    flops_per_token = flops_per_token or train_flops(n_params, 1.0)
     col = {name: j for j, name in enumerate(header)}
     if "throughput/total_tokens" not in col and not {"_step", "batch_size_in_tokens"} <= set(col):
         raise InputError(
@@ -277,7 +277,7 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
         for (task, metric), parts in metrics.items():
             vals = {p: _number(row[j], path, line, header[j]) for p, j in parts.items()}
             value = (
-                sum(MMLU_WEIGHTS[p] * v for p, v in vals.items()) if task == "mmlu" else vals[""]
+                mmlu_mean(vals) if task == "mmlu" else vals[""]
             )
             if metric == "task_ce":
                 value = -value
@@ -393,8 +393,7 @@ def _lm_eval_file(path: Path) -> list[dict]:
     for metric in {m for _, m in values}:
         groups = [values.get((f"mmlu_{g}", metric)) for g in MMLU_WEIGHTS]
         if ("mmlu", metric) not in values and all(g is not None for g in groups):
-            weights = MMLU_WEIGHTS.values()
-            values[("mmlu", metric)] = sum(w * g for w, g in zip(weights, groups, strict=True))
+            values[("mmlu", metric)] = mmlu_mean(dict(zip(MMLU_WEIGHTS, groups, strict=True)))
     for name, v in meta.lm_losses.items():
         values[("lm", name)] = v
     base = {

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import train_flops
 
 from .fitting import Solution, at_bounds, huber, lbfgsb
 from .observations import Observations
@@ -161,7 +162,7 @@ def compute_vs_error(
                     "sizes": list(keep_s),
                     "tokens_per_param": list(keep_l),
                     "runs": runs,
-                    "compute": float(np.sum(6 * d.N[mask] * d.D[mask])),
+                    "compute": float(np.sum(train_flops(d.N[mask], d.D[mask]))),
                     "predicted": pred,
                 }
                 if actual_acc is not None:

@@ -67,7 +67,7 @@ def _final(actual, task: str, metric: str) -> float | None:
 
 def _single_step(args, inputs, tasks, target, actual) -> list[dict]:
     from taskladder.laws.tasks import accuracy_metric, chance_level
-    from taskladder.laws.variants import fit_single_step, single_step
+    from taskladder.laws.variants import SINGLE_STEP_PARAMS, fit_single_step, single_step
 
     rows = []
     for task in tasks:
@@ -80,7 +80,7 @@ def _single_step(args, inputs, tasks, target, actual) -> list[dict]:
             "predicted": pred,
             "converged": sol.converged,
             "params": dict(
-                zip(("a", "b", "alpha", "beta", "E", "p", "q"), map(float, sol.params), strict=True)
+                zip(SINGLE_STEP_PARAMS, map(float, sol.params), strict=True)
             ),
         }
         got = _final(actual, task, accuracy_metric(task, inputs.obs))

@@ -13,10 +13,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from taskladder.common.facts import PAPER_TASKS, TASKS
-from taskladder.common.specfile import parse_mapping, read_mapping
+from taskladder.common.facts import PAPER_TASKS, TARGETS, TASKS
+from taskladder.common.specfile import SUFFIXES, parse_mapping, read_mapping
 from taskladder.data import PAPER_LADDER_DIR
 from taskladder.errors import UsageError
 
@@ -63,10 +70,12 @@ class LadderSource(_Model):
 class EvaluateSpec(_Model):
     """How each kept checkpoint is scored on the `ladder_*` tasks."""
 
-    tasks: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1, description="task keys, or 'paper' / 'all'")
     limit: int | None = Field(default=None, gt=0, description="docs per task (None: all)")
     backend: str = "fast"
     batch_size: int = Field(default=32, gt=0)
+
+    _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
 
     @model_validator(mode="after")
     def _known_tasks(self) -> EvaluateSpec:
@@ -84,7 +93,9 @@ class FitSpec(_Model):
     """Which law: the paper's settings or the careful default; which tasks to fit."""
 
     method: Literal["paper", "default"] = "default"
-    tasks: list[str] | None = None
+    tasks: list[str] | None = Field(default=None, description="task keys, or 'paper' / 'all'")
+
+    _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
 
     @model_validator(mode="after")
     def _known_tasks(self) -> FitSpec:
@@ -94,7 +105,8 @@ class FitSpec(_Model):
 
 
 class TargetSpec(_Model):
-    """The model to predict: (N, D) given, or a training spec whose build gives them.
+    """The model to predict: a named target of the paper (`7B-4T`: its N and D are facts),
+    (N, D) given, or a training spec whose build gives them.
 
     `train: true` trains and evaluates the target here (needs `spec`); `actual` points at the
     target's real evaluation (a CSV or lm-eval results) when it was trained elsewhere.
@@ -111,10 +123,20 @@ class TargetSpec(_Model):
     actual: str | None = None
     actual_format: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        """A paper target's N and D come from common.facts unless the spec gives them."""
+        if isinstance(data, dict) and data.get("name") in TARGETS and data.get("spec") is None:
+            n, d = TARGETS[data["name"]]
+            data = {"N": n, "D": d, **{k: v for k, v in data.items() if v is not None}}
+        return data
+
     @model_validator(mode="after")
     def _has_size(self) -> TargetSpec:
         if self.spec is None and (self.N is None or self.D is None):
-            raise ValueError("target needs N and D, or a training spec in target.spec")
+            raise ValueError("target needs N and D, a training spec in target.spec, or a "
+                             f"known name ({', '.join(TARGETS)})")
         if self.train and self.spec is None:
             raise ValueError("target.train is true but target.spec (what to train) is missing")
         if self.train and self.actual is not None:
@@ -253,6 +275,12 @@ class PipelineSpec(_Model):
         return _validate(data, self.source or "overrides")
 
 
+def _task_list(value: Any) -> Any:
+    """`paper` = the paper's eight tasks, `all` = every task (as `--tasks` takes them)."""
+    named = {"paper": PAPER_TASKS, "all": TASKS}
+    return list(named[value]) if isinstance(value, str) and value in named else value
+
+
 def _check_tasks(tasks: list[str], field: str) -> None:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
@@ -272,7 +300,7 @@ def load_spec(name_or_path: str | None = None) -> PipelineSpec:
     """A bundled spec by name, or a YAML/TOML/JSON file; None means the embedded default."""
     name = name_or_path or DEFAULT_SPEC
     path = Path(os.path.expanduser(name))
-    if path.suffix in (".yaml", ".yml", ".toml", ".json") or path.exists():
+    if path.suffix in SUFFIXES or path.exists():
         if not path.is_file():
             raise UsageError(f"spec file {name!r} not found (bundled specs: "
                              f"{', '.join(bundled_specs())})")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskladder.common.errors import InputError
-from taskladder.common.facts import TARGETS
+from taskladder.common.facts import TARGETS, train_flops
 from taskladder.errors import UsageError
 
 
@@ -75,12 +75,12 @@ def resolve_target(name: str | None = None, n: float | None = None, d: float | N
         if v is not None and (not math.isfinite(v) or v <= 0):
             raise UsageError(f"{flag} must be a positive number, got {v!r}")
     if d is None and flops and n:
-        d = flops / (6.0 * n)
+        d = flops / train_flops(n, 1.0)
     if n is None or d is None:
         raise UsageError("predict: give the target as --target NAME, --target-n and --target-d "
                          "(or --target-flops), or --actual")
     return {"name": name or f"N={n:.3g},D={d:.3g}", "N": float(n), "D": float(d),
-            "flops": float(flops or 6.0 * n * d)}
+            "flops": float(flops or train_flops(n, d))}
 
 
 def check_target(target: dict, n_max: float, d_max: float) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from taskladder.common.facts import train_flops
 from taskladder.common.io import write_json
 from taskladder.config import PipelineSpec
 from taskladder.errors import UsageError
@@ -180,7 +181,7 @@ def target_size(spec: PipelineSpec) -> dict:
         n, d = float(final.N), float(final.tokens)
     else:
         n, d = spec.target.N, spec.target.D
-    return {"name": spec.target.name, "N": n, "D": d, "flops": 6.0 * n * d}
+    return {"name": spec.target.name, "N": n, "D": d, "flops": train_flops(n, d)}
 
 
 def fit_inputs(ctx: RunContext) -> dict:

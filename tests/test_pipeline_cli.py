@@ -14,7 +14,7 @@ def test_paper_dry_run_plans_the_sixteen_runs_and_the_7b_target(capsys):
     assert main(["run", "paper", "--dry-run"]) == 0
     out = capsys.readouterr().out
     runs = [line.split()[0] for line in out.splitlines() if "xC " in line]
-    assert sorted(runs) == sorted(f"{size}-{m}xC" for size in ("190M", "370M", "760M", "1.3B")
+    assert sorted(runs) == sorted(f"{size}-{m}xC" for size in ("190M", "370M", "760M", "1B")
                                   for m in (1, 2, 5, 10))
     n, d = TARGETS["7B-4T"]
     assert f"target    7B-4T: N = {n:,.0f}, D = {d:,.0f}" in out

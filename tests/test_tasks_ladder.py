@@ -11,7 +11,7 @@ import pytest
 from taskladder.common.errors import InputError
 from taskladder.common.facts import MMLU_WEIGHTS
 from taskladder.harness_ext import olmes
-from taskladder.harness_ext.metrics import question_metrics, weighted_group_mean
+from taskladder.harness_ext.metrics import mmlu_weighted_mean, question_metrics
 from taskladder.harness_ext.runner import TASKS_DIR, resolve_tasks, task_manager
 
 KEYS = [*olmes.OLMES_TASKS, "mmlu", *(f"mmlu_{g}" for g in olmes.MMLU_GROUPS)]
@@ -112,11 +112,11 @@ def test_question_metrics_by_hand():
     assert raw["task_ce"] == pytest.approx(math.log(1 + math.exp(2.0)))
 
 
-def test_weighted_group_mean_renormalises():
+def test_mmlu_weighted_mean_renormalises():
     items = [("stem", 1.0), ("stem", 3.0), ("other", 4.0)]
     w = MMLU_WEIGHTS
     want = (w["stem"] * 2 + w["other"] * 4) / (w["stem"] + w["other"])
-    assert weighted_group_mean(items, w) == pytest.approx(want)
+    assert mmlu_weighted_mean(items) == pytest.approx(want)
 
 
 def test_bad_data_settings(monkeypatch, tmp_path):

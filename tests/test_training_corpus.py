@@ -216,7 +216,7 @@ def test_paper_dry_run_passes_with_a_local_tokenizer_and_corpus(tmp_path, capsys
                                                     "D": 3945065873408},
         "output_dir": str(tmp_path / "out")}))
     assert main(["run", str(spec), "--dry-run"]) == 0
-    assert "1.3B-10xC" in capsys.readouterr().out
+    assert "1B-10xC" in capsys.readouterr().out
     check_ready(load_ladder_spec("paper", overrides))  # what a real run checks first
     with pytest.raises(InputError, match="corpus.kind is 'numpy' but corpus.paths is empty"):
         check_ready(LadderSpec.paper())  # the bare preset has no data of its own

@@ -23,8 +23,7 @@ def test_paper_preset_n_and_target_match_the_released_ladder():
     plans = spec.plan()
     assert len(plans) == 16
     assert {p.size: p.N for p in plans} == {
-        size: OLMO_SIZES["1B" if size == "1.3B" else size][0] for size in ("190M", "370M",
-                                                                           "760M", "1.3B")}
+        size: OLMO_SIZES[size][0] for size in ("190M", "370M", "760M", "1B")}
     for p in plans:  # steps rounded up to whole batches: at most one batch over m x 20 N
         assert 0 <= p.tokens - p.multiplier * 20 * p.N < p.batch_tokens
     target = spec.target_spec().plan()[0]

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from taskladder.common.facts import train_flops
 from taskladder.common.meta import META_FILE, LadderMeta
 from taskladder.training.callbacks import read_val_losses, validation_loss
 from taskladder.training.corpus import TokenData
@@ -32,7 +33,7 @@ def hf_dir(run_dir: Path, step: int) -> Path:
 def ladder_meta(plan: RunPlan, step: int, ce_val: float) -> LadderMeta:
     d = float(step * plan.batch_tokens)
     return LadderMeta(run=plan.run, size=plan.size, N=plan.N, D=d, step=step,
-                      flops=6.0 * plan.N * d, lm_losses={"ce_val": ce_val})
+                      flops=train_flops(plan.N, d), lm_losses={"ce_val": ce_val})
 
 
 def export_checkpoint(run_dir: Path, step: int, plan: RunPlan, spec: LadderSpec,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from taskladder.common.errors import InputError
-from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS
+from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS, train_flops
 from taskladder.common.specfile import read_mapping
 
 # Assumed sustained throughput for cost estimates before anything is measured.
@@ -216,7 +216,7 @@ class LadderSpec(_Spec):
     # presets -------------------------------------------------------------------------------
     @classmethod
     def paper(cls, **overrides: Any) -> LadderSpec:
-        """The paper's GPU ladder: 190M/370M/760M/1.3B OLMo-2 x 1/2/5/10xC, seq 4096.
+        """The paper's GPU ladder: 190M/370M/760M/1B OLMo-2 x 1/2/5/10xC, seq 4096.
 
         Data is the user's: `tokenizer.path` a local copy of the dolma2 tokenizer and
         `corpus.paths` olmo-core token files (uint32); both are checked before any compute.
@@ -227,7 +227,7 @@ class LadderSpec(_Spec):
             dict(
                 name="paper",
                 sizes=[size("190M", 768, 12, 12, 128), size("370M", 1024, 16, 16, 192),
-                       size("760M", 1536, 16, 16, 320), size("1.3B", 2048, 16, 16, 384)],
+                       size("760M", 1536, 16, 16, 320), size("1B", 2048, 16, 16, 384)],
                 multipliers=[1, 2, 5, 10],
                 sequence_length=4096,
                 tokenizer=TokenizerSpec(kind="path", path="allenai/dolma2-tokenizer",
@@ -344,7 +344,7 @@ class LadderSpec(_Spec):
         a, n0, div = self.lr_rule
         interval = self.checkpoint_interval or max(1, math.ceil(steps / self.checkpoints_per_run))
         ckpts = sorted({*range(interval, steps + 1, interval), steps})
-        flops = 6.0 * n * steps * batch_tokens
+        flops = train_flops(n, steps * batch_tokens)
         return RunPlan(
             run=f"{size.name}-{_fmt_mult(multiplier)}xC", size=size.name, multiplier=multiplier,
             N=n,
