@@ -17,14 +17,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from taskladder.common.facts import PAPER_TASKS, TARGETS, TASKS
-from taskladder.common.specfile import SUFFIXES, parse_mapping, read_mapping
-from taskladder.data import PAPER_LADDER_DIR
+from taskladder.common.specfile import (
+    SUFFIXES,
+    parse_mapping,
+    read_mapping,
+    resolve_path,
+    validate,
+)
 from taskladder.errors import UsageError
 
 DEFAULT_SPEC = "cpu-micro"
@@ -147,50 +151,39 @@ class TargetSpec(_Model):
 class GateSpec(_Model):
     """Drift gate: compare the target's real evaluation with the registered prediction.
 
-    `metric: acc` compares accuracy, `tolerance` in absolute points (a number); `metric: loss`
-    compares the task loss (bpb), `tolerance` relative ("5%"). Either takes "interval" (the
-    prediction's own interval). `max_shift` bounds how far a re-fit may move a registered
-    prediction (as `taskladder gate --max-shift`; None: the gate's default).
+    The fields are `taskladder gate`'s and are checked by the gate's own parser
+    (`registry.rule.GateRule.parse`), so a spec accepts exactly what the gate accepts:
+    `metric: acc` with `tolerance` in points (5), `metric: loss` with a relative one ("5%"),
+    either "interval"; `max_shift` bounds how far a re-fit may move a registered prediction
+    (None: the gate's default). A missing tolerance is the metric's default.
     """
 
     enabled: bool = False
-    metric: Literal["acc", "loss"] = "acc"
-    tolerance: float | str = Field(default=5.0, description="points, 'N%' or 'interval'")
-    max_shift: float | str | None = None
+    metric: str = "acc"
+    tolerance: float | int | str | bool | None = Field(
+        default=None, description="points, 'N%' or 'interval' (None: the metric's default)")
+    max_shift: float | int | str | bool | None = None
 
     @model_validator(mode="after")
-    def _amounts(self) -> GateSpec:
-        _check_amount("tolerance", self.tolerance, self.metric, interval=True)
-        if self.max_shift is not None:
-            _check_amount("max_shift", self.max_shift, self.metric, interval=False)
+    def _valid_rule(self) -> GateSpec:
+        self.rule()
         return self
 
+    def rule_values(self) -> dict[str, Any]:
+        """The fields as `GateRule.parse` and `registry.gate.run_gate` take them."""
+        from taskladder.registry.rule import DEFAULT
+
+        shift = DEFAULT if self.max_shift is None else self.max_shift
+        return {"metric": self.metric, "tolerance": self.tolerance, "max_shift": shift}
+
+    def rule(self):
+        """The gate's rule (registry.rule.GateRule) these fields give."""
+        from taskladder.registry.rule import GateRule
+
+        return GateRule.parse(**self.rule_values(), prefix="gate.")
+
     def describe(self) -> str:
-        tol = self.tolerance
-        unit = "" if tol == "interval" or isinstance(tol, str) else " points"
-        what = "task loss (bpb)" if self.metric == "loss" else "accuracy"
-        return f"{what}, tolerance {tol}{unit}"
-
-
-def _check_amount(name: str, value: float | str, metric: str, interval: bool) -> None:
-    """Accuracy points (a number > 0) for `acc`, a percentage ("5%") for `loss`; "interval"
-    where allowed (the rule of the registry's gate)."""
-    if interval and value == "interval":
-        return
-    forms = "points > 0" if metric == "acc" else "a relative amount like '5%'"
-    ok = isinstance(value, float) and value > 0 if metric == "acc" else _percent(value)
-    if not ok:
-        more = " or 'interval'" if interval else ""
-        raise ValueError(f"gate.{name}: {metric} mode takes {forms}{more}, got {value!r}")
-
-
-def _percent(value: float | str) -> bool:
-    """A positive percentage below 100, written "5%"."""
-    body = value.strip() if isinstance(value, str) else ""
-    try:
-        return body.endswith("%") and 0 < float(body[:-1]) < 100
-    except ValueError:
-        return False
+        return self.rule().describe()
 
 
 class PipelineSpec(_Model):
@@ -242,21 +235,15 @@ class PipelineSpec(_Model):
         return list(self.evaluate.tasks) if self.evaluate else list(PAPER_TASKS)
 
     def resolve_path(self, value: str) -> Path:
-        """A path from the spec, resolved: `~` expanded, `{data}` = the data shipped with the
-        package (the paper's ladder), `{shared}` = $TASKLADDER_SHARED or ../shared (the optional
-        large corpus), `{ladder}` = the imported ladder's folder; relative paths are relative to the
-        spec file (bundled specs: to the working directory)."""
+        """A path from the spec by `common.specfile.resolve_path` (relative to the spec file;
+        bundled specs: to the working directory), and `{ladder}` = the imported ladder's
+        folder."""
         if "{ladder}" in value:
             ladder = self.resolve_path(self.ladder.import_ or ".")
             folder = ladder if not ladder.is_file() else ladder.parent
             value = value.replace("{ladder}", str(folder))
-        shared = os.environ.get("TASKLADDER_SHARED", "../shared")
-        data = str(PAPER_LADDER_DIR.parent.parent)
-        value = value.replace("{data}", data).replace("{shared}", shared)
-        path = Path(os.path.expanduser(value))
-        if path.is_absolute() or self.source is None or self.source.startswith("bundled:"):
-            return path.resolve()
-        return (Path(self.source).parent / path).resolve()
+        bundled = self.source is None or self.source.startswith("bundled:")
+        return resolve_path(value, None if bundled else Path(self.source).parent)
 
     def out_dir(self) -> Path:
         return Path(self.output_dir or Path("taskladder-out") / self.name).expanduser().resolve()
@@ -272,7 +259,7 @@ class PipelineSpec(_Model):
         """A copy with top-level fields replaced (CLI flags), validated again."""
         data = self.model_dump(mode="python", by_alias=True)
         data.update({k: v for k, v in values.items() if v is not None})
-        return _validate(data, self.source or "overrides")
+        return validate_pipeline_spec(data, self.source or "overrides")
 
 
 def _task_list(value: Any) -> Any:
@@ -304,21 +291,15 @@ def load_spec(name_or_path: str | None = None) -> PipelineSpec:
         if not path.is_file():
             raise UsageError(f"spec file {name!r} not found (bundled specs: "
                              f"{', '.join(bundled_specs())})")
-        return _validate(read_mapping(path), str(path.resolve()))
+        return validate_pipeline_spec(read_mapping(path), str(path.resolve()))
     if name not in bundled_specs():
         raise UsageError(f"spec {name!r} is neither a file nor a bundled spec "
                          f"({', '.join(bundled_specs())})")
     text = (resources.files("taskladder") / "specs" / f"{name}.yaml").read_text()
-    return _validate(parse_mapping(text, ".yaml", f"bundled spec {name}"), f"bundled:{name}")
+    data = parse_mapping(text, ".yaml", f"bundled spec {name}")
+    return validate_pipeline_spec(data, f"bundled:{name}")
 
 
-def _validate(data: dict, source: str) -> PipelineSpec:
-    try:
-        return PipelineSpec.model_validate({**data, "source": source})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        msg = err["msg"].removeprefix("Value error, ")
-        raise UsageError(f"spec {source}: {loc or 'spec'}: {msg}{shown}") from None
+def validate_pipeline_spec(data: dict, source: str) -> PipelineSpec:
+    """A PipelineSpec from plain data read at `source`; the first problem is one line."""
+    return validate(PipelineSpec, {**data, "source": source}, f"spec {source}")

@@ -254,12 +254,10 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
     from taskladder.registry.gate import check_target, run_gate
 
     path, fmt = _actual_source(ctx)
-    g, name = ctx.spec.gate, ctx.spec.target.name
+    name = ctx.spec.target.name
     recorded = check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
-    rule = {"metric": g.metric, "tolerance": g.tolerance}
-    if g.max_shift is not None:
-        rule["max_shift"] = g.max_shift
-    verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store, **rule)
+    verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store,
+                       **ctx.spec.gate.rule_values())
     path = write_json(ctx.out / "gate.json", verdict)
     return Gated(str(path), bool(verdict["passed"]), recorded["eval_run"])
 

@@ -27,7 +27,7 @@ def test_default_dry_run_is_the_cpu_micro_spec(capsys, tmp_path):
     assert f"output    {tmp_path / 'o'}" in out
     tasks = ", ".join(f"ladder_{t}_rc" for t in spec.evaluate.tasks)
     assert f"evaluate  {tasks} on every kept checkpoint, limit {spec.evaluate.limit} docs" in out
-    assert "gate      task loss (bpb), tolerance 5%" in out
+    assert "gate      loss 5%, max shift 2%" in out
 
 
 def test_dry_run_does_no_work(tmp_path, capsys):
@@ -104,9 +104,9 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
 @pytest.mark.parametrize("edit, words", [
     (("backend: fast", "backend: fastest"), ["evaluate.backend", "'fastest'"]),
     (("metric: loss", "metric: perplexity"), ["gate.metric", "'perplexity'"]),
-    (("tolerance: 5%", "tolerance: 5"), ["gate.tolerance", "'5%'", "5"]),
+    (("tolerance: 5%", "tolerance: 5"), ["gate.tolerance", "5%", "5"]),
     (("tolerance: 5%", "tolerance: 5 percent"), ["gate.tolerance", "'5 percent'"]),
-    (("tolerance: 5%", "tolerance: 5%\n  max_shift: 2"), ["gate.max_shift", "'5%'", "2"]),
+    (("tolerance: 5%", "tolerance: 5%\n  max_shift: 2"), ["gate.max_shift", "5%", "2"]),
     (("metric: loss", "metric: acc"), ["gate.tolerance", "points", "'5%'"]),
     (("tasks: [hellaswag, piqa]", "tasks: [hellaswag, piqa, trivia]"),
      ["evaluate.tasks", "'trivia'"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taskladder.common.errors import InputError
-from taskladder.config import PipelineSpec, bundled_specs, load_spec
+from taskladder.config import PipelineSpec, bundled_specs, load_spec, validate_pipeline_spec
 
 
 def test_bundled_specs_are_found_through_the_package():
@@ -119,3 +119,28 @@ def test_specs_are_frozen():
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         spec.name = "other"  # type: ignore[misc]
     assert isinstance(spec, PipelineSpec)
+
+
+@pytest.mark.parametrize("metric, tolerance, max_shift", [
+    ("acc", "5", None), ("acc", "Interval", 1), ("acc", True, None), ("acc", 0, None),
+    ("loss", "5%", "2%"), ("loss", 5, None), ("loss", "interval", True), ("f1", 5, None),
+])
+def test_the_spec_accepts_exactly_what_the_gate_accepts(tmp_path, metric, tolerance, max_shift):
+    """One parser: a gate section is valid in a spec iff `taskladder gate` takes the same values,
+    and the message is the gate's, naming the spec's field."""
+    from taskladder.registry.rule import DEFAULT, GateRule
+
+    gate = {"metric": metric, "tolerance": tolerance}
+    if max_shift is not None:
+        gate["max_shift"] = max_shift
+    data = {"name": "mine", "ladder": {"import": "x"}, "target": {"name": "7B-4T"},
+            "gate": gate}
+    shift = DEFAULT if max_shift is None else max_shift
+    try:
+        want = GateRule.parse(metric, tolerance, shift, prefix="gate.")
+    except InputError as exc:
+        with pytest.raises(InputError) as info:
+            validate_pipeline_spec(data, "test")
+        assert str(exc) in str(info.value)
+    else:
+        assert validate_pipeline_spec(data, "test").gate.rule() == want

@@ -16,11 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from taskladder.common.errors import InputError
 from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS, train_flops
-from taskladder.common.specfile import read_mapping
+from taskladder.common.specfile import read_mapping, resolve_path, validate
 
 # Assumed sustained throughput for cost estimates before anything is measured.
 H100_BF16_PEAK_FLOPS = 989e12
@@ -431,15 +431,7 @@ PRESETS = {"paper": LadderSpec.paper, "paper-small": LadderSpec.paper_small,
 
 def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
     """A LadderSpec from plain data; the first problem becomes one InputError line."""
-    try:
-        return LadderSpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        value = err.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"{where}: {loc or 'spec'}: {msg}{shown}") from None
+    return validate(LadderSpec, data, where)
 
 
 def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | None = None,
@@ -469,9 +461,10 @@ def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | N
 
 
 def _relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Corpus and output paths (and a tokenizer path that is a local file) by the one rule of
+    `common.specfile.resolve_path`: relative to the spec file."""
     def fix(p: str) -> str:
-        q = Path(os.path.expanduser(p))
-        return str(q if q.is_absolute() else (base / q).resolve())
+        return str(resolve_path(p, base))
 
     data = dict(data)
     corpus = dict(data.get("corpus") or {})
