@@ -75,7 +75,12 @@ def held_out(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per holdout split: (predicted, actual) final accuracies of the held-out runs."""
     actual = step1_data(
-        obs, task, accuracy_metric(task, obs), settings.final_window, log_space=False
+        obs,
+        task,
+        accuracy_metric(task, obs),
+        settings.final_window,
+        log_space=False,
+        fraction=settings.final_fraction,
     )
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
@@ -114,10 +119,11 @@ def select_forms(
             continue
         scores[label] = dict(errs, mean=float(np.mean(list(errs.values()))))
         results[label] = res
-    if not results:  # nothing to backtest on (a tiny ladder): the paper's settings alone
+    if not results:  # nothing to backtest on (a tiny ladder): the primary candidate alone
+        label = next(iter(cands))
         return (
-            [(1.0, cands["paper"])],
-            {"chosen": "paper", "weights": {"paper": 1.0}, "scores": scores, "splits": {}},
+            [(1.0, cands[label])],
+            {"chosen": label, "weights": {label: 1.0}, "scores": scores, "splits": {}},
             None,
         )
     best = min(scores[k]["mean"] for k in results)

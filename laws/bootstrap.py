@@ -20,8 +20,11 @@ def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:
     rng = np.random.default_rng(s.seed)
     d1, d2 = step_inputs(obs, fit.task, s)
     B = s.n_bootstrap
-    n_runs = len(d1.y)
-    c1 = rng.multinomial(n_runs, np.full(n_runs, 1 / n_runs), size=B)
+    if s.schedule == "constant":  # several points per run: runs, then their checkpoints
+        c1 = checkpoint_counts(np.array(d1.runs, dtype=object), rng, B)
+    else:
+        n_runs = len(d1.y)
+        c1 = rng.multinomial(n_runs, np.full(n_runs, 1 / n_runs), size=B)
     d1, bounds = step1_setup(s, d1)
     P1 = bootstrap_step1(d1, np.array(fit.step1.params), c1, s.step1_form, bounds, s.huber_delta)
     c2 = checkpoint_counts(d2.runs, rng, B)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 
 from taskladder.common.errors import InputError
 
 from .settings import LawSettings
-from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, nd_loss
+from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
 from .trust import assess, interval
 
@@ -164,6 +165,12 @@ class ChainedFit:
             (ll, lh), (al, ah) = np.nanpercentile(L, q, axis=0), np.nanpercentile(A, q, axis=0)
             loss_lo, loss_hi = np.minimum(ll, loss), np.maximum(lh, loss)
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
+        if self.method != "paper" and "log_cov" in self.step1.errors:
+            hw = self._loss_halfwidth(n, d, level)
+            loss_lo, loss_hi = (
+                np.minimum(loss_lo, loss * np.exp(-hw)),
+                np.maximum(loss_hi, loss * np.exp(hw)),
+            )
         distance = self._distance(loss)
         lo, hi = interval(
             acc,
@@ -187,6 +194,12 @@ class ChainedFit:
             "distance": distance,
         }
         return {k: np.asarray(v, dtype=float).reshape(shape) for k, v in out.items()}
+
+    def _loss_halfwidth(self, n: np.ndarray, d: np.ndarray, level: float) -> np.ndarray:
+        """Half-width in ln L: the delta method at (n, d) from the step-1 covariance."""
+        g = log_jac(self.step1.form, np.array(self.step1.params), n, d)
+        var = np.einsum("np,pq,nq->n", g, np.array(self.step1.errors["log_cov"]), g)
+        return norm.ppf((1 + level) / 2) * np.sqrt(np.maximum(var, 0.0))
 
     def _distance(self, loss: np.ndarray) -> np.ndarray:
         """How far below the ladder's feature range the feature is, in units of that range."""

@@ -220,13 +220,24 @@ class Observations:
         }
 
     def finals(
-        self, task: str, metric: str, window: int = 5, stat: Callable[[np.ndarray], float] = np.mean
+        self,
+        task: str,
+        metric: str,
+        window: int = 5,
+        stat: Callable[[np.ndarray], float] = np.mean,
+        fraction: float = 0.0,
     ) -> Finals:
         """Per run: N, D, flops of its last checkpoint and `stat` (the mean) of the values of
-        its last `window` checkpoints by D. The one definition of a run's final value."""
+        its last `window` checkpoints by D, or with `fraction` > 0 of the checkpoints in the
+        last `fraction` of its tokens (the final one at least). The one definition of a run's
+        final value."""
         series = self.series(task, metric)
         last = np.array([idx[-1] for idx, _ in series.values()], dtype=np.int64)
-        y = np.array([float(stat(v[-window:])) for _, v in series.values()])
+        if fraction > 0:
+            ends = [(i, self.D[i] >= (1 - fraction) * self.D[i[-1]]) for i, _ in series.values()]
+            y = np.array([float(stat(self.value[i][e])) for i, e in ends])
+        else:
+            y = np.array([float(stat(v[-window:])) for _, v in series.values()])
         return Finals(tuple(series), self.N[last], self.D[last], self.flops[last], y)
 
     def checkpoints_per_run(self, task: str, metric: str) -> dict[str, int]:

@@ -20,6 +20,9 @@ from .step1 import (
     PAPER_BOUNDS,
     PAPER_P0,
     fit_step1,
+    log_covariance,
+    relative_noise,
+    step1_checkpoints,
     step1_data,
 )
 from .step2 import (
@@ -79,7 +82,10 @@ def step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Finals, S
     x_task, x_metric = feature_of(s, task)
     rows = obs.where(task=[task, x_task])
     acc = accuracy_metric(task, obs)
-    d1 = step1_data(rows, x_task, x_metric, s.final_window)
+    if s.schedule == "constant":
+        d1 = step1_checkpoints(rows, x_task, x_metric, s.skip)
+    else:
+        d1 = step1_data(rows, x_task, x_metric, s.final_window, fraction=s.final_fraction)
     if s.step2_form == "log_sigmoid":
         skip, window, anchor = (0.5 if s.skip else 0.0), 1, False  # METHOD.md s. 7
     else:
@@ -95,6 +101,21 @@ def step1_setup(s: LawSettings, d1: Finals) -> tuple[Finals, Bounds]:
         d1 = Finals(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
         return d1, [bounds[0], bounds[2], bounds[4]]
     return d1, bounds
+
+
+def _step1_sigma(
+    obs: Observations, x_task: str, x_metric: str, s: LawSettings, resid: np.ndarray, n_par: int
+) -> dict:
+    """The SD of one step-1 point in ln L: the larger of the fit's residual SD (degrees of
+    freedom counted) and the feature's checkpoint noise over the checkpoints a point averages
+    (an exact fit of 3 runs still has its measurement noise)."""
+    dof = len(resid) - n_par
+    resid_sd = float(np.sqrt(np.sum(resid**2) / dof)) if dof > 0 else 0.0
+    noise = relative_noise(obs, x_task, x_metric)
+    if s.schedule != "constant":
+        n = obs.finals(x_task, x_metric, s.final_window, len, fraction=s.final_fraction).y
+        noise /= np.sqrt(max(1.0, float(n.min())))
+    return {"resid_sd": resid_sd, "noise": float(noise), "sigma": max(resid_sd, float(noise))}
 
 
 def fit_chained(
@@ -115,8 +136,11 @@ def fit_chained(
     if s.step1_starts == "paper":
         p0 = PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])
     sol1 = (cache or Step1Cache()).fit(d1, s.step1_form, p0, bounds, s.huber_delta)
-    rel = (step1_eval(s.step1_form, sol1.params, d1.N, d1.D) - d1.y) / d1.y
+    pred1 = step1_eval(s.step1_form, sol1.params, d1.N, d1.D)
+    rel = (pred1 - d1.y) / d1.y
     err1 = {"mean_abs_rel": float(np.mean(np.abs(rel))), "max_abs_rel": float(np.max(np.abs(rel)))}
+    err1.update(_step1_sigma(obs, x_task, x_metric, s, np.log(pred1 / d1.y), len(names1)))
+    err1["log_cov"] = log_covariance(s.step1_form, sol1.params, d1, err1["sigma"]).tolist()
     if s.step2_form == "log_sigmoid":
         sol2, names2 = fit_log_sigmoid(d2), LOGSIG_PARAMS
     elif s.step2_starts == "paper":

@@ -3,6 +3,10 @@
 `auto` settings become concrete here (feature, step-1 form), and settings a ladder cannot
 support (skip and smoothing on a final-only ladder) are turned off with a note, so that the
 fitter, the backtests and the plots all read the same resolved settings.
+
+Step-1 form by ladder shape: the (N, D) form where a size has runs of several lengths (or a
+declared constant schedule makes every checkpoint a point) and there are >= 5 runs; else
+the compute form (3 parameters: a model suite whose sizes share one length, 3-4 sizes).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from taskladder.common.errors import InputError
 from .observations import Observations
 from .settings import LawSettings
 from .tasks import accuracy_metric
+
+# The compute form has 3 parameters; the (N, D) form 5, and it needs several lengths per size.
+MIN_RUNS, ND_MIN_RUNS = 3, 5
 
 
 def check_ladder(obs: Observations, task: str) -> None:
@@ -29,9 +36,10 @@ def check_ladder(obs: Observations, task: str) -> None:
         raise InputError(
             f"task {task!r}: the ladder has {len(sizes)} model size(s); a fit needs at least 2"
         )
-    if len(runs) < 5:
+    if len(runs) < MIN_RUNS:
         raise InputError(
-            f"task {task!r}: the ladder has {len(runs)} run(s); a step-1 fit needs at least 5"
+            f"task {task!r}: the ladder has {len(runs)} run(s); a step-1 fit needs at least "
+            f"{MIN_RUNS}"
         )
 
 
@@ -62,10 +70,23 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
             f"(it has: {', '.join(have) or 'none'})"
         )
     acc = obs.finals(task, accuracy_metric(task, obs), 1)
-    if s.step1_form == "auto":
-        ratios = set(np.round(np.log2(acc.D / acc.N), 1).tolist())
-        s = s.replace(step1_form="nd" if len(ratios) >= 2 and len(acc.runs) >= 5 else "compute")
     per_run = obs.checkpoints_per_run(task, accuracy_metric(task, obs))
+    lengths: dict[float, set] = {}
+    for n, d in zip(acc.N.tolist(), acc.D.tolist(), strict=True):
+        lengths.setdefault(n, set()).add(round(float(np.log2(d)), 1))
+    several = max(map(len, lengths.values())) >= 2 or (
+        s.schedule == "constant" and max(per_run.values()) >= 2
+    )
+    if s.step1_form == "auto":
+        s = s.replace(step1_form="nd" if several and len(acc.runs) >= ND_MIN_RUNS else "compute")
+    elif s.step1_form == "nd" and len(acc.runs) < ND_MIN_RUNS and s.schedule != "constant":
+        notes.append(
+            f"{len(acc.runs)} runs: too few for the (N, D) form of step 1 (5 parameters); "
+            "fitted its compute form"
+        )
+        s = s.replace(step1_form="compute")
+    if s.schedule == "constant" and s.step1_starts == "paper":  # the paper's start is for finals
+        s = s.replace(step1_starts="grid")
     if max(per_run.values()) <= 1:
         changed = {
             k: v

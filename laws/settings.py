@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from taskladder.common.errors import InputError
 
 METHODS = ("paper", "default")
+# The paper's "last 5 checkpoints" span 2-9% of a run's tokens on its ladder; a share of the
+# tokens keeps a run with few checkpoints from averaging in a mid-run one.
+FINAL_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class LawSettings:
     step1_starts: str = "paper"  # "paper": p0 = [3, 6, 0.1, 0.2, 1]; "grid": best of a grid
     huber_delta: float = 1e-3
     final_window: int = 5  # step-1 y = mean of the last checkpoints of each run
+    # > 0: instead, the mean of the checkpoints in that last share of a run's tokens
+    final_fraction: float = 0.0
+    # "cosine" (any decaying schedule): a mid-run checkpoint is not a finished run, step 1
+    # fits one point per run; "constant": every checkpoint is one (step 1 fits them all)
+    schedule: str = "cosine"
     # step 2 ----------------------------------------------------------------------------------
     step2_form: str = "sigmoid"  # "sigmoid" or "log_sigmoid" (TaskCE)
     step2_starts: str = "paper"  # "paper": p0 = [chance - 1, 0.9, 3, 1]; "grid"
@@ -50,6 +58,7 @@ class LawSettings:
         return cls(
             method="default",
             step1_form="auto",
+            final_fraction=FINAL_FRACTION,
             n_bootstrap=200,
             select="backtest",
         ).replace(**overrides)
@@ -77,6 +86,7 @@ class LawSettings:
             "step2_form": ("sigmoid", "log_sigmoid"),
             "step2_starts": ("paper", "grid"),
             "select": ("fixed", "backtest"),
+            "schedule": ("cosine", "constant"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -86,6 +96,8 @@ class LawSettings:
                 )
         if self.feature not in ("auto", "bpb", "task_ce") and not self.feature.startswith("ce_"):
             raise InputError(f"--feature: {self.feature!r} (allowed: auto, bpb, task_ce, ce_<set>)")
+        if not 0 <= self.final_fraction < 1:
+            raise InputError(f"law settings: final_fraction in [0, 1), got {self.final_fraction}")
         if not 0 <= self.skip < 1 or self.window < 1 or self.final_window < 1:
             raise InputError(
                 f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, "

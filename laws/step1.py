@@ -8,6 +8,8 @@ Huber(ln L_hat - ln L) with L-BFGS-B and an analytic gradient. Also the compute 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from taskladder.common.errors import InputError
@@ -58,16 +60,61 @@ def compute_jac(p: np.ndarray, C) -> tuple[np.ndarray, np.ndarray]:
 
 
 def step1_data(
-    obs: Observations, task: str, metric: str, window: int = 5, log_space: bool = True
+    obs: Observations,
+    task: str,
+    metric: str,
+    window: int = 5,
+    log_space: bool = True,
+    fraction: float = 0.0,
 ) -> Finals:
     """One point per run (`Observations.finals`). `log_space` (a fit on log values) requires
     every final value > 0; backtests read final accuracies, where 0 (a micro model) is valid."""
-    d = obs.finals(task, metric, window)
+    d = obs.finals(task, metric, window, fraction=fraction)
     if log_space and np.any(d.y <= 0):
         raise InputError(
             f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {d.y.min()!r}"
         )
     return d
+
+
+def step1_checkpoints(obs: Observations, task: str, metric: str, skip: float) -> Finals:
+    """Every checkpoint of every run past its first `skip` share, one point each (`runs`
+    repeats a run's name): step 1 on a schedule whose mid-run loss is a finished run's."""
+    rows = []
+    for idx, _ in obs.series(task, metric).values():
+        rows.append(idx[math.ceil(skip * len(idx)) :] if len(idx) > 1 else idx)
+    i = np.concatenate(rows)
+    if np.any(obs.value[i] <= 0):
+        raise InputError(f"step 1 for {task}: {metric} must be > 0 for a log-space fit")
+    return Finals(tuple(obs.run[i].tolist()), obs.N[i], obs.D[i], obs.flops[i], obs.value[i])
+
+
+def relative_noise(obs: Observations, task: str, metric: str, last: int = 10) -> float:
+    """Noise SD of one measurement of a loss, relative: second differences of ln(loss) over
+    each run's last `last` checkpoints (a smooth trend cancels; var = 6 sd^2), median over
+    runs; 0 where no run has 4 checkpoints."""
+    sds = [
+        math.sqrt(np.mean(np.diff(np.log(v[-last:]), 2) ** 2) / 6)
+        for _, v in obs.series(task, metric).values()
+        if len(v) >= 4 and np.all(v[-last:] > 0)
+    ]
+    return float(np.median(sds)) if sds else 0.0
+
+
+def log_jac(form: str, p: np.ndarray, N, D) -> np.ndarray:
+    """d ln L / d p at points (N, D): rows (n, params); the compute form reads C = 6ND."""
+    if form == "nd":
+        pred, jac = nd_jac(p, N, D)
+    else:
+        pred, jac = compute_jac(p, 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float))
+    return jac / pred[..., None]
+
+
+def log_covariance(form: str, p: np.ndarray, data: Finals, sigma: float) -> np.ndarray:
+    """The delta method's covariance of the parameters for residuals of SD `sigma` in ln L
+    (a pseudo-inverse: directions the points do not constrain add nothing)."""
+    J = log_jac(form, p, data.N, data.D)
+    return sigma**2 * np.linalg.pinv(J.T @ J)
 
 
 def huber_log_objective(jac_fn, x: tuple, y: np.ndarray, delta: float, weights=None):

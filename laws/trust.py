@@ -11,6 +11,7 @@ Status of a task's prediction at a target:
 - ``caution``: the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
   points) above the ladder's best final accuracy, or the target's predicted feature below the
   ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
+  A ladder of fewer than 5 runs (3-4 sizes) is fitted by the compute form, with caution.
 - ``ok`` otherwise.
 
 The noise SD of one accuracy measurement is, in order of preference: from consecutive
@@ -44,6 +45,7 @@ MIN_SIGNAL = 0.01
 ACC_MARGIN = 0.10
 RISE_FACTOR = 3.0
 FEATURE_MARGIN = 0.5
+SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 _LAST = 10
 
 
@@ -74,16 +76,15 @@ def _second_diff_sd(v: np.ndarray) -> float:
 
 def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
     """What the trust rules and the interval read, from the ladder a fit was made on."""
-    w = fit.settings.final_window
-    acc = obs.finals(fit.task, fit.acc_metric, w).as_dict()
-    x = obs.finals(fit.x_task, fit.x_metric, w).as_dict()
+    w, f = fit.settings.final_window, fit.settings.final_fraction
+    acc = obs.finals(fit.task, fit.acc_metric, w, fraction=f).as_dict()
+    x = obs.finals(fit.x_task, fit.x_metric, w, fraction=f).as_dict()
     runs = sorted((r for r in acc if r in x), key=lambda r: x[r])  # best feature first
     k = max(1, len(runs) // 3)
     rise = np.mean([acc[r] for r in runs[:k]]) - np.mean([acc[r] for r in runs[-k:]])
     noise, source = accuracy_noise(obs, fit.task, fit.acc_metric, fit.x_task, fit.x_metric)
     xs = [x[r] for r in runs]
-    per_run = obs.checkpoints_per_run(fit.task, fit.acc_metric).values()
-    window = max(1, min(w, *per_run))
+    window = max(1, int(obs.finals(fit.task, fit.acc_metric, w, len, fraction=f).y.min()))
     return {
         "chance": fit.chance,
         "acc_noise": noise,
@@ -124,6 +125,11 @@ def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[s
         unpredictable.append("degenerate fit")
     if acc - best > ACC_MARGIN:
         caution.append(f"predicted {(acc - best) * 100:.0f} points above the ladder's best")
+    if diag.get("n_runs", SMALL_LADDER) < SMALL_LADDER:
+        caution.append(
+            f"a ladder of {diag['n_runs']} runs: too few to check the law's form (a backtest "
+            f"needs {SMALL_LADDER})"
+        )
     if distance > FEATURE_MARGIN:
         caution.append(f"feature {distance:.0%} of the ladder's span beyond its range")
     if unpredictable:
