@@ -4,7 +4,7 @@ default method: inside its calibrated intervals)."""
 
 import pytest
 
-from taskladder.laws.chained import ChainedFitter
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.synthetic import SHAPES, shaped_ladder
 
 STATUSES = {"ok", "caution", "unpredictable"}
