@@ -33,6 +33,16 @@ def resolve_backend(backend: str) -> str:
     return name
 
 
+def pick_fast() -> str:
+    """The fastest backend here: ladder-vllm on a GPU machine with vLLM installed (one engine
+    per device with several workers), else ladder-hf (vLLM's CPU build is slower than it)."""
+    if find_spec("vllm") is None or vllm_version() is None or vllm_on_cpu():
+        return "ladder-hf"
+    import torch
+
+    return "ladder-vllm" if torch.cuda.is_available() else "ladder-hf"
+
+
 def vllm_version() -> str | None:
     """The version lm-eval's vllm model reads (`importlib.metadata.version("vllm")`)."""
     try:

@@ -8,17 +8,21 @@ import argparse
 from taskladder import flags
 from taskladder.common.errors import require_extra
 from taskladder.harness_ext.preflight import BACKENDS, DEVICES, DTYPES
+from taskladder.harness_ext.shards import LAUNCHERS
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model directory on ladder_* tasks (writes lm-eval's results JSON)",
-        description="Evaluate a Hugging Face model directory on OLMES ranked-classification "
-        "tasks; the results JSON gets a top-level 'taskladder' key with the directory's "
-        "ladder_meta.json when present.",
+        description="Evaluate Hugging Face model directories on OLMES ranked-classification "
+        "tasks; each results JSON gets a top-level 'taskladder' key with the directory's "
+        "ladder_meta.json when present. Several directories (a ladder's checkpoints) are "
+        "scored into OUTPUT/<run>/step<step>/, spread over --devices local workers or "
+        "--launcher slurm jobs; checkpoints already scored there are skipped.",
     )
-    p.add_argument("--model-dir", required=True, metavar="DIR", help="Hugging Face model folder")
+    p.add_argument("--model-dir", required=True, nargs="+", metavar="DIR",
+                   help="Hugging Face model folder(s)")
     flags.add(p, "--tasks", default="ladder_core",
               help="comma-separated task names, tags, wildcards or keys (default ladder_core)")
     p.add_argument("--limit", type=int, default=None, metavar="K", help="documents per task")
@@ -35,6 +39,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="weights and activations (default float32; bfloat16 moves bpb/ce slightly)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B",
                    help="batch size of the hf and vllm backends (default 32)")
+    flags.add(p, "--devices", type=int, default=1,
+              help="local workers, one per GPU (or per share of the CPU cores), checkpoints "
+              "dealt among them (default 1)")
+    flags.add(p, "--launcher", default="local", choices=LAUNCHERS,
+              help="local (default) or slurm: a job array over checkpoint shards, cancelled or "
+              "failed jobs resubmitted")
+    flags.add(p, "--shards", type=int, default=None,
+              help="slurm: jobs the checkpoints are split into (default one per checkpoint)")
     p.set_defaults(func=_eval)
 
     lm = subparsers.add_parser(
@@ -51,11 +63,34 @@ def _eval(args: argparse.Namespace) -> int:
     require_extra("eval", "taskladder eval", "lm_eval", "torch")
     from taskladder.harness_ext.runner import evaluate
 
-    path = evaluate(args.model_dir, args.tasks, limit=args.limit, output=args.output,
-                    backend=args.backend, batch_size=args.batch_size, device=args.device,
-                    dtype=args.dtype)
-    print(path, file=flags.table_stream(args.json))
-    flags.write_json_result(args.json, {"results": str(path)})
+    if len(args.model_dir) == 1 and args.devices == 1 and args.launcher == "local" \
+            and args.shards is None:
+        path = evaluate(args.model_dir[0], args.tasks, limit=args.limit, output=args.output,
+                        backend=args.backend, batch_size=args.batch_size, device=args.device,
+                        dtype=args.dtype)
+        print(path, file=flags.table_stream(args.json))
+        flags.write_json_result(args.json, {"results": str(path)})
+        return 0
+    return _eval_many(args)
+
+
+def _eval_many(args: argparse.Namespace) -> int:
+    """Several checkpoints (or workers): one results file each under OUTPUT/<run>/step<step>."""
+    from pathlib import Path
+
+    from taskladder.common.errors import InputError
+    from taskladder.harness_ext.shards import evaluate_sharded
+
+    if args.output.endswith(".json"):
+        raise InputError(f"output: {args.output!r} is a file; several checkpoints or workers "
+                         "write into a folder")
+    out = flags.table_stream(args.json)
+    paths = evaluate_sharded([Path(d) for d in args.model_dir], args.tasks, args.limit,
+                             Path(args.output), args.backend,
+                             lambda line: print(line, file=out, flush=True), args.batch_size,
+                             args.device, args.dtype, args.devices, args.launcher, args.shards)
+    print("\n".join(map(str, paths)), file=out)
+    flags.write_json_result(args.json, {"results": [str(p) for p in paths]})
     return 0
 
 

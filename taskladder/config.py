@@ -71,13 +71,33 @@ class LadderSource(_Model):
         return self.train is not None
 
 
+class EvalSlurm(_Model):
+    """What each evaluation job asks Slurm for (`evaluate.launcher: slurm`)."""
+
+    partition: str | None = None
+    gpus_per_job: int = Field(default=0, ge=0, description="0: a CPU job")
+    cpus_per_task: int | None = Field(default=None, gt=0)
+    mem_gb: float | None = Field(default=None, gt=0)
+    timeout_min: int = Field(default=24 * 60, gt=0)
+    max_retries: int = Field(default=3, ge=0, description="resubmissions of a shard's job")
+    poll_seconds: float = Field(default=10.0, gt=0)
+    additional: dict[str, Any] = Field(default_factory=dict,
+                                       description="more sbatch options (submitit's names)")
+
+
 class EvaluateSpec(_Model):
-    """How each kept checkpoint is scored on the `ladder_*` tasks."""
+    """How each kept checkpoint is scored on the `ladder_*` tasks, and where: `devices` local
+    workers (one per GPU, or per share of the CPU cores), or `shards` Slurm jobs."""
 
     tasks: list[str] = Field(min_length=1, description="task keys, or 'paper' / 'all'")
     limit: int | None = Field(default=None, gt=0, description="docs per task (None: all)")
     backend: str = "fast"
     batch_size: int = Field(default=32, gt=0)
+    devices: int = Field(default=1, gt=0)
+    launcher: Literal["local", "slurm"] = "local"
+    shards: int | None = Field(default=None, gt=0, description="slurm jobs (None: one per "
+                               "checkpoint)")
+    slurm: EvalSlurm = Field(default_factory=EvalSlurm)
 
     _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
 

@@ -92,20 +92,33 @@ def train_ladder(ctx: RunContext, folder: Path) -> Trained:
 def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
     """One lm-eval results JSON per model under `root`; models already scored are skipped.
 
-    The harness's `evaluate_many`: one process, tasks and requests built once, models loaded
-    in turn; it prints requests/s.
+    The harness's `evaluate_sharded`: in one process (tasks and requests built once, models
+    loaded in turn), or spread over `devices` local workers or Slurm jobs; it prints progress.
     """
-    from taskladder.harness_ext.runner import evaluate_many
+    from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     e = ctx.spec.evaluate
-    return evaluate_many([Path(m.dir) for m in models], e.tasks, e.limit, root,
-                         backend=e.backend, echo=ctx.echo, batch_size=e.batch_size)
+    return evaluate_sharded([Path(m.dir) for m in models], e.tasks, e.limit, root,
+                            backend=fast_backend(e.backend), echo=ctx.echo,
+                            batch_size=e.batch_size, devices=e.devices, launcher=e.launcher,
+                            shards=e.shards if e.launcher == "slurm" else None,
+                            slurm=SlurmResources(**e.slurm.model_dump()))
+
+
+def fast_backend(backend: str) -> str:
+    """`fast` is ladder-vllm on a GPU machine where vLLM is installed, else ladder-hf."""
+    from taskladder.harness_ext.preflight import pick_fast
+
+    return pick_fast() if backend == "fast" else backend
 
 
 def _eval_settings(spec: PipelineSpec) -> dict:
-    """What changes the scores: tasks, documents and backend (not the batch size)."""
+    """What changes the scores: tasks, documents and backend (not the batch size, nor where the
+    work runs); `fast` picking vLLM on a GPU machine is another backend."""
     e = spec.evaluate
-    return {"tasks": e.tasks, "limit": e.limit, "backend": e.backend}
+    picked = {"engine": "ladder-vllm"} if fast_backend(e.backend) == "ladder-vllm" and \
+        e.backend == "fast" else {}
+    return {"tasks": e.tasks, "limit": e.limit, "backend": e.backend, **picked}
 
 
 def eval_inputs(ctx: RunContext) -> dict:
@@ -316,7 +329,11 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
     if not dry_run and spec.evaluate is not None and (spec.ladder.trained or spec.target.train):
         from taskladder.harness_ext.preflight import check_backend
 
-        check_backend(spec.evaluate.backend)
+        check_backend(fast_backend(spec.evaluate.backend))
+        if spec.evaluate.launcher == "slurm":
+            from taskladder.common.slurm import check_slurm
+
+            check_slurm("evaluate.launcher")
     if spec.ladder.trained:
         lspec = ladder_spec(spec)
         _check_beyond_ladder(spec, lspec)
@@ -342,6 +359,12 @@ def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:
                  max(float(p.tokens) for p in plans))
 
 
+def _where(e) -> str:
+    if e.launcher == "slurm":
+        return f"{e.shards or 'one per checkpoint'} Slurm jobs"
+    return f"{e.devices} local worker{'s' * (e.devices > 1)}"
+
+
 def plan_lines(spec: PipelineSpec) -> list[str]:
     """What `--dry-run` prints: every stage's inputs, and the training plans run by run."""
     lines = [f"spec {spec.name}: {spec.description}", f"output    {spec.out_dir()}",
@@ -350,7 +373,8 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
         lines += ["", ladder_spec(spec).describe_plan(), ""]
         e = spec.evaluate
         lines.append(f"evaluate  {', '.join(f'ladder_{t}_rc' for t in e.tasks)} on every kept "
-                     f"checkpoint, limit {e.limit or 'all'} docs, backend {e.backend}")
+                     f"checkpoint, limit {e.limit or 'all'} docs, backend {e.backend}, "
+                     f"{_where(e)}")
     else:
         lines.append(f"ladder    import {spec.resolve_path(spec.ladder.import_)} "
                      f"(format {spec.ladder.format or 'detected'}; runs "

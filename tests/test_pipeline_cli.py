@@ -27,6 +27,7 @@ def test_default_dry_run_is_the_cpu_micro_spec(capsys, tmp_path):
     assert f"output    {tmp_path / 'o'}" in out
     tasks = ", ".join(f"ladder_{t}_rc" for t in spec.evaluate.tasks)
     assert f"evaluate  {tasks} on every kept checkpoint, limit {spec.evaluate.limit} docs" in out
+    assert "backend fast, 1 local worker" in out
     assert "gate      loss 5%, max shift 2%" in out
 
 
@@ -110,6 +111,9 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
     (("metric: loss", "metric: acc"), ["gate.tolerance", "points", "'5%'"]),
     (("tasks: [hellaswag, piqa]", "tasks: [hellaswag, piqa, trivia]"),
      ["evaluate.tasks", "'trivia'"]),
+    (("backend: fast", "backend: fast\n  devices: 0"), ["evaluate.devices", "0"]),
+    (("backend: fast", "backend: fast\n  launcher: pbs"), ["evaluate.launcher", "'pbs'"]),
+    (("backend: fast", "backend: fast\n  slurm: {gpus: 1}"), ["evaluate.slurm.gpus"]),
     (("multiplier: 0.06\n      size: {name: d96, d_model: 96, n_layers: 2, n_heads: 3",
       "multiplier: 0.03\n      size: {name: d32, d_model: 32, n_layers: 2, n_heads: 1"),
      ["target d96-0.06xC", "smaller than the ladder"]),

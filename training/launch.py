@@ -6,9 +6,8 @@ A run is finished when its `result.json` exists, so a job that failed or was can
 simply submitted again and resumes from the run's last checkpoint. Job ids are kept in
 `<run>/job.json`, so `submit` started by one command can be waited on by another.
 
-Job states come from `squeue` (which answers on every Slurm, with or without accounting), not
-from `sacct`: a job that is no longer pending or running has ended, and its run's
-`result.json` says whether it succeeded.
+Job states come from `squeue` (taskladder.common.slurm): a job that is no longer pending or
+running has ended, and its run's `result.json` says whether it succeeded.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,13 +25,12 @@ from pathlib import Path
 
 from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
+from taskladder.common.slurm import ACTIVE, Progress, check_slurm, executor, job_state
 from taskladder.training.spec import LadderSpec, RunPlan
 
 LAUNCHERS = ("local", "slurm")
 JOB_FILE = "job.json"
 SPEC_FILE = "spec.json"
-ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING",
-          "SUSPENDED", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED"}
 
 
 @dataclass(frozen=True)
@@ -54,15 +51,7 @@ def check_launcher(spec: LadderSpec, launcher: str) -> None:
         raise InputError(f"launcher: {launcher!r} is not one of {', '.join(LAUNCHERS)}")
     check_ready(spec)
     if launcher == "slurm":
-        if shutil.which("sbatch") is None:
-            raise InputError("launcher: 'slurm' needs sbatch on PATH (not found; is this a "
-                             "Slurm login node?)")
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            from taskladder.common.errors import MissingExtraError
-
-            raise MissingExtraError("slurm", "launcher 'slurm'", "submitit") from None
+        check_slurm()
         check_ranks(spec, spec.slurm.ranks)
 
 
@@ -115,21 +104,21 @@ def wait(spec: LadderSpec, echo: Callable[[str], None] | None = None) -> list:
     echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     plans = spec.plan()
     spec_file = write_spec(spec)
-    shown: dict[str, str] = {}
+    progress = Progress(echo)
     while True:
         pending = 0
         for plan in plans:
             run_dir = runs_dir(spec) / plan.run
             if (run_dir / RESULT_FILE).is_file():
-                _show(echo, shown, plan.run, "done")
+                progress.show(plan.run, "done")
                 continue
             pending += 1
             job = read_job(run_dir)
             state = job_state(job.job_id) if job else "NONE"
             if state in ACTIVE:
                 step = last_step(run_dir)
-                _show(echo, shown, plan.run, f"{state.lower()} (job {job.job_id}, attempt "
-                      f"{job.attempt}), step {step}/{plan.steps}")
+                progress.show(plan.run, f"{state.lower()} (job {job.job_id}, attempt "
+                              f"{job.attempt}), step {step}/{plan.steps}")
                 continue
             if (run_dir / RESULT_FILE).is_file():  # finished between the two looks
                 continue
@@ -147,13 +136,6 @@ def wait(spec: LadderSpec, echo: Callable[[str], None] | None = None) -> list:
         time.sleep(spec.slurm.poll_seconds)
 
 
-def _show(echo, shown: dict[str, str], run: str, line: str) -> None:
-    """One progress line per run, printed when it changes."""
-    if shown.get(run) != line:
-        shown[run] = line
-        echo(f"{run}: {line}")
-
-
 def write_spec(spec: LadderSpec) -> Path:
     """The resolved spec the jobs train from (absolute paths, same output folder)."""
     data = spec.model_dump(mode="json")
@@ -167,14 +149,6 @@ def write_spec(spec: LadderSpec) -> Path:
 def read_job(run_dir: Path) -> Job | None:
     path = run_dir / JOB_FILE
     return Job(**json.loads(path.read_text())) if path.is_file() else None
-
-
-def job_state(job_id: str) -> str:
-    """The job's Slurm state (`squeue -t all`); "ENDED" when Slurm no longer lists it."""
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
-                         capture_output=True, text=True)
-    states = out.stdout.split()
-    return states[0] if out.returncode == 0 and states else "ENDED"
 
 
 def last_step(run_dir: Path) -> int:
@@ -205,22 +179,10 @@ def _log_dir(spec: LadderSpec) -> Path:
 
 def _submit_run(spec: LadderSpec, spec_file: Path, plan: RunPlan, run_dir: Path,
                 attempt: int) -> Job:
-    import submitit
-
     s = spec.slurm
-    executor = submitit.SlurmExecutor(folder=str(_log_dir(spec) / "%j"), max_num_timeout=0)
-    params = dict(job_name=f"taskladder-{spec.name}-{plan.run}", nodes=s.nodes,
-                  ntasks_per_node=1, time=s.timeout_min, **s.additional)
-    if s.partition:
-        params["partition"] = s.partition
-    if s.gpus_per_node:
-        params["gpus_per_node"] = s.gpus_per_node
-    if s.cpus_per_task:
-        params["cpus_per_task"] = s.cpus_per_task
-    if s.mem_gb:
-        params["mem"] = f"{int(s.mem_gb * 1024)}MB"
-    executor.update_parameters(**params)
-    job = executor.submit(train_job, str(spec_file), plan.run, s.nodes,
+    job = executor(_log_dir(spec), f"taskladder-{spec.name}-{plan.run}", s.nodes, s.timeout_min,
+                   s.partition, s.gpus_per_node, s.cpus_per_task, s.mem_gb,
+                   s.additional).submit(train_job, str(spec_file), plan.run, s.nodes,
                           s.ranks_per_node or s.gpus_per_node or 1)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = Job(run=plan.run, job_id=str(job.job_id), attempt=attempt)
