@@ -1,10 +1,35 @@
 """Bad input that the CLI reports as one line and exit code 2 (never a traceback)."""
 
 import importlib.util
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 
 class InputError(ValueError):
     """A user-supplied value is wrong; the message names the field, the value and where."""
+
+
+class FieldError(InputError):
+    """A value of a named field is wrong. The message leads with the field; a caller that knows
+    the field by another name (a CLI flag, a spec key) rewords it with `named`."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
+
+    def named(self, name: str) -> InputError:
+        return InputError(f"{name}: {self.detail}")
+
+
+@contextmanager
+def field_names(names: Mapping[str, str]) -> Iterator[None]:
+    """Reword a FieldError raised inside with the caller's name for its field (a spec key)."""
+    try:
+        yield
+    except FieldError as exc:
+        if exc.field not in names:
+            raise
+        raise exc.named(names[exc.field]) from None
 
 
 class MissingExtraError(InputError):

@@ -40,9 +40,12 @@ import fnmatch
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from taskladder.common.errors import InputError
+import numpy as np
+
+from taskladder.common.errors import FieldError, InputError
 from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, SPLITS, mmlu_mean, train_flops
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
@@ -56,23 +59,27 @@ _RC_METRICS = ("acc", "acc_norm", "acc_bytes", "bpb", "ce", "task_ce")
 
 
 def read_ladder(
-    path: str | Path, format: str | None = None, sizes: dict[str, float] | None = None
+    path: str | Path,
+    format: str | None = None,
+    sizes: dict[str, float] | None = None,
+    runs: Sequence[str] | None = None,
 ) -> Observations:
     """Read ladder evaluations at `path` (file or directory) into an observation table;
-    `sizes` names N for OLMo-ladder sizes the facts do not know."""
+    `sizes` names N for OLMo-ladder sizes the facts do not know; `runs` (glob patterns) keeps
+    the matching runs only, and an OLMo-ladder folder parses only their files."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"ladder path {str(path)!r} does not exist")
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
-        raise InputError(f"--format: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        raise FieldError("format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "olmo-csv":
-        obs = _read_olmo_csv(path, sizes or {})
+        obs = _read_olmo_csv(path, sizes or {}, runs)
     else:
         obs = (_read_lm_eval if fmt == "lm-eval" else _read_table)(path)
     if len(obs) == 0:
         raise InputError(f"{path}: no observations found (format {fmt})")
-    return obs
+    return obs if runs is None else select_runs(obs, runs)
 
 
 def detect_format(path: Path) -> str:
@@ -120,14 +127,19 @@ def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, fl
     return parse_named(spec, where, count)
 
 
-def select_runs(obs: Observations, patterns, where: str = "--runs") -> Observations:
-    """Rows whose run matches any of the glob `patterns` (a comma-separated string or list)."""
+def select_runs(obs: Observations, patterns: Sequence[str] | str) -> Observations:
+    """Rows whose run matches any of the glob `patterns` (field ``runs``)."""
+    return obs.where(run=matching_runs(obs.unique("run"), patterns))
+
+
+def matching_runs(names: Iterable[str], patterns: Sequence[str] | str) -> list[str]:
+    """The `names` matching any glob pattern; none matching is an error naming ``runs``."""
     if isinstance(patterns, str):
         patterns = [p.strip() for p in patterns.split(",") if p.strip()]
-    runs = [r for r in obs.unique("run") if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
-    if not runs:
-        raise InputError(f"{where}: no run matches {','.join(patterns)!r}")
-    return obs.where(run=runs)
+    out = [r for r in names if any(fnmatch.fnmatchcase(r, p) for p in patterns)]
+    if not out:
+        raise FieldError("runs", f"no run matches {','.join(patterns)!r}")
+    return out
 
 
 # OLMo-ladder CSV -----------------------------------------------------------------------------
@@ -201,10 +213,13 @@ def _number(raw: str, path: Path, line: int, col: str) -> float:
     return v
 
 
-def _read_olmo_csv(path: Path, given: dict[str, float]) -> Observations:
+def _read_olmo_csv(path: Path, given: dict[str, float], runs) -> Observations:
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files:
         raise InputError(f"{path}: no *.csv files")
+    if runs is not None:  # one file per run: parse only the selected ones
+        keep = set(matching_runs([f.stem for f in files], runs))
+        files = [f for f in files if f.stem in keep]
     sizes = _known_sizes(path if path.is_dir() else path.parent, given)
     return Observations.concat(_read_olmo_file(f, sizes) for f in files)
 
@@ -236,6 +251,18 @@ def _olmo_columns(header: list[str]) -> dict[tuple[str, str], dict[str, int]]:
     return out
 
 
+def _column(body: list[list[str]], j: int, path: Path, name: str) -> np.ndarray:
+    """Column `j` as finite floats; the first bad cell is an error naming its line."""
+    try:
+        col = np.array([row[j] for row in body], dtype=float)
+    except ValueError:
+        col = None
+    if col is None or not np.all(np.isfinite(col)):
+        for i, row in enumerate(body):
+            _number(row[j], path, i + 2, name)
+    return col
+
+
 def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
     header, body = _read_csv_rows(path)
     where = str(path)
@@ -251,47 +278,53 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
     metrics = _olmo_columns(header)
     if not any(t != "lm" for t, _ in metrics):
         raise InputError(f"{path}: no downstream task columns (eval/downstream*/...)")
-    recs: dict[str, list] = {c: [] for c in COLUMNS}
-    for i, row in enumerate(body):
-        line = i + 2
-        if "throughput/total_tokens" in col:
-            d = _number(row[col["throughput/total_tokens"]], path, line, "throughput/total_tokens")
-        if "_step" in col:
-            step = _number(row[col["_step"]], path, line, "_step")
-            if "throughput/total_tokens" not in col:
-                d = step * _number(
-                    row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens"
-                )
-        else:
-            batch = (
-                _number(row[col["batch_size_in_tokens"]], path, line, "batch_size_in_tokens")
-                if "batch_size_in_tokens" in col
-                else 0
-            )
-            step = round(d / batch) if batch > 0 else 0
-        if d < 0 or step < 0 or step != int(step):
+
+    def column(name: str) -> np.ndarray:
+        return _column(body, col[name], path, name)
+
+    if "throughput/total_tokens" in col:
+        d = column("throughput/total_tokens")
+    if "_step" in col:
+        step = column("_step")
+        if "throughput/total_tokens" not in col:
+            d = step * column("batch_size_in_tokens")
+    else:
+        batch = column("batch_size_in_tokens") if "batch_size_in_tokens" in col else 0 * d
+        step = np.where(batch > 0, np.round(d / np.where(batch > 0, batch, 1)), 0)
+    bad = np.flatnonzero((d < 0) | (step < 0) | (step != np.round(step)))
+    if bad.size:
+        i = bad[0]
+        raise InputError(
+            f"{path}: line {i + 2}: tokens/step must be non-negative integers, "
+            f"got D={d[i]!r}, step={step[i]!r}"
+        )
+    keys = list(metrics)
+    values = np.empty((len(body), len(keys)))
+    for k, (task, metric) in enumerate(keys):
+        parts = {p: _column(body, j, path, header[j]) for p, j in metrics[(task, metric)].items()}
+        v = mmlu_mean(parts) if task == "mmlu" else parts[""]
+        values[:, k] = -v if metric == "task_ce" else v
+        bad = np.flatnonzero(values[:, k] < 0)
+        if bad.size:
             raise InputError(
-                f"{path}: line {line}: tokens/step must be non-negative integers, "
-                f"got D={d!r}, step={step!r}"
+                f"{path}: line {bad[0] + 2}: {task} {metric} must be >= 0, "
+                f"got {values[bad[0], k]!r}"
             )
-        for (task, metric), parts in metrics.items():
-            vals = {p: _number(row[j], path, line, header[j]) for p, j in parts.items()}
-            value = (
-                mmlu_mean(vals) if task == "mmlu" else vals[""]
-            )
-            if metric == "task_ce":
-                value = -value
-            if value < 0:
-                raise InputError(
-                    f"{path}: line {line}: {task} {metric} must be >= 0, got {value!r}"
-                )
-            for c, v in zip(
-                COLUMNS,
-                (path.stem, size, n_params, d, int(step), flops_per_token * d, task, metric, value),
-                strict=True,
-            ):
-                recs[c].append(v)
-    return Observations.from_columns(recs, where=where)
+    n_keys = len(keys)  # rows in checkpoint order, each checkpoint's metrics together
+    return Observations.from_columns(
+        {
+            "run": np.full(values.size, path.stem, dtype=object),
+            "size": np.full(values.size, size, dtype=object),
+            "N": np.full(values.size, float(n_params)),
+            "D": np.repeat(d, n_keys),
+            "step": np.repeat(step, n_keys),
+            "flops": np.repeat(flops_per_token * d, n_keys),
+            "task": np.array([t for t, _ in keys] * len(body), dtype=object),
+            "metric": np.array([m for _, m in keys] * len(body), dtype=object),
+            "value": values.ravel(),
+        },
+        where=where,
+    )
 
 
 # lm-eval results -----------------------------------------------------------------------------

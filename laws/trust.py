@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from .observations import Observations
 
@@ -160,7 +160,7 @@ def interval(
     """(low, high) accuracy bounds at `level` (see the module docstring)."""
     if not calibrated:
         return acc - boot_lo, acc + boot_hi
-    z = norm.ppf((1 + level) / 2)
+    z = ndtri((1 + level) / 2)
     sd = np.sqrt(diag.get("final_noise", 0.0) ** 2 + form_sd**2)
     lo_h, hi_h = np.hypot(boot_lo, z * sd), np.hypot(boot_hi, z * sd)
     if calibration and calibration.get("residuals"):

@@ -6,7 +6,8 @@ import argparse
 import importlib
 import sys
 
-from taskladder.common.errors import InputError, MissingExtraError
+from taskladder import flags
+from taskladder.common.errors import FieldError, InputError, MissingExtraError
 
 # Each module adds its verbs with `add_parsers(subparsers)`; a verb's handler is stored as
 # `func` and receives the parsed namespace. Modules keep heavy imports inside handlers so
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as exc:
             raise missing_extra(args.command, exc) or exc from None
     except InputError as exc:
-        print(f"taskladder: error: {exc}", file=sys.stderr)
+        flag = flags.flag_of(exc.field, args) if isinstance(exc, FieldError) else None
+        print(f"taskladder: error: {exc.named(flag) if flag else exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("taskladder: interrupted", file=sys.stderr)

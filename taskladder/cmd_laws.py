@@ -88,7 +88,7 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
 def load_inputs(args: argparse.Namespace):
     """Read the ladder and check tasks and method (raises on bad input, writes nothing)."""
     from taskladder.common.facts import PAPER_LADDER
-    from taskladder.laws.readers import detect_format, parse_sizes, read_ladder, select_runs
+    from taskladder.laws.readers import detect_format, parse_sizes, read_ladder
     from taskladder.laws.tasks import parse_chance, parse_tasks
     from taskladder.predict import law_inputs
 
@@ -98,9 +98,8 @@ def load_inputs(args: argparse.Namespace):
         raise UsageError(f"--ladder: {args.ladder!r} does not exist")
     chance = parse_chance(args.chance)
     fmt = args.format or detect_format(path)
-    obs = read_ladder(path, fmt, sizes=parse_sizes(args.sizes))
-    runs = args.runs or (",".join(PAPER_LADDER) if fmt == "olmo-csv" else "*")
-    obs = select_runs(obs, runs, where="--runs")
+    runs = args.runs.split(",") if args.runs else (PAPER_LADDER if fmt == "olmo-csv" else None)
+    obs = read_ladder(path, fmt, sizes=parse_sizes(args.sizes), runs=runs)
     settings = {"seed": args.seed}
     if args.bootstrap is not None:
         settings["n_bootstrap"] = args.bootstrap

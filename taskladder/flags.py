@@ -43,6 +43,16 @@ GLOSSARY: dict[str, tuple[str | None, str]] = {
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
 
+# A law field set by a flag of another name; the others are `--` + the field with dashes.
+FIELD_FLAGS = {"n_bootstrap": "--bootstrap"}
+
+
+def flag_of(field: str, args: argparse.Namespace) -> str | None:
+    """The flag of the verb parsed into `args` that sets law field `field`; None if none does."""
+    flag = FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
+    return flag if flag[2:].replace("-", "_") in vars(args) else None
+
+
 def add(parser: argparse.ArgumentParser, flag: str, help: str | None = None, **kwargs):
     """Add glossary flag `flag` with its metavar (and the glossary's meaning as default help)."""
     metavar, meaning = GLOSSARY[flag]

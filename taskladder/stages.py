@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from taskladder.common.errors import field_names
 from taskladder.common.facts import train_flops
 from taskladder.common.io import write_json
 from taskladder.config import PipelineSpec
@@ -159,7 +160,8 @@ def observe(ctx: RunContext, folder: Path) -> Observed:
     else:
         obs = read_ladder(spec.resolve_path(spec.ladder.import_), spec.ladder.format)
         if spec.ladder.runs:
-            obs = select_runs(obs, spec.ladder.runs, where="ladder.runs")
+            with field_names({"runs": "ladder.runs"}):
+                obs = select_runs(obs, spec.ladder.runs)
     table = ctx.out / "observations.csv"
     obs.to_csv(table)
     return Observed(str(table), obs.content_hash(), file_sha(table), len(obs.unique("run")),

@@ -111,7 +111,10 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path,
         tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "20M-*", *TARGET], "1 model size"
     )
     _bad(
-        tmp_path, capsys, [*lad, "--tasks", "arc_easy", "--runs", "zzz*", *TARGET], "no run matches"
+        tmp_path,
+        capsys,
+        [*lad, "--tasks", "arc_easy", "--runs", "zzz*", *TARGET],
+        "--runs: no run matches",
     )
     broken = tmp_path / "broken.csv"
     broken.write_text(ladder_csv.read_text()[:5000].rsplit("\n", 1)[0] + "\n20M-1xC,20M,2e7\n")

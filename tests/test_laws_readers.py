@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError, InputError
 from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import (
@@ -249,8 +249,23 @@ def test_bad_olmo_and_json_inputs(tmp_path):
         read_ladder(tmp_path / "results_1.json", "lm-eval")
     with pytest.raises(InputError, match="does not exist"):
         read_ladder(tmp_path / "nope")
-    with pytest.raises(InputError, match="no run matches"):
+    with pytest.raises(FieldError, match="^runs: no run matches") as exc:
         select_runs(Observations.from_records([]), "*-1xC")
+    assert exc.value.field == "runs"
+
+
+def test_selected_runs_are_the_only_files_parsed(tmp_path):
+    """`runs` picks an OLMo-ladder folder's files before parsing: a broken unselected file is
+    never read, and the table equals reading everything and then selecting."""
+    write_olmo(tmp_path / "190M-1xC.csv")
+    write_olmo(tmp_path / "1B-2xC.csv")
+    whole = read_ladder(tmp_path)
+    (tmp_path / "1B-5xC.csv").write_text("not,a\nladder")
+    picked = read_ladder(tmp_path, runs=["*-1xC", "1B-2xC"])
+    assert picked.content_hash() == whole.content_hash()
+    assert read_ladder(tmp_path, runs=["190M-*"]).unique("run") == ["190M-1xC"]
+    with pytest.raises(FieldError, match="^runs: no run matches '7B-\\*'"):
+        read_ladder(tmp_path, runs=["7B-*"])
 
 
 records = st.fixed_dictionaries(
