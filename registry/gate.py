@@ -93,8 +93,8 @@ def _record_eval(store: Store, target: str, source: str, obs: Observations,
     eid = store.experiment_id(EXPERIMENT)
     now = time.time()
     with store.exclusive():
-        found = store.call("search_runs", [eid], filter_string=f"tags.eval_key = '{key}'",
-                           max_results=1)
+        found = store.call("search_runs", [eid], max_results=1, filter_string=(
+            f"tags.eval_key = '{key}' and attributes.status = 'FINISHED'"))
         if found:  # the same evaluation again: now the most recently checked one
             run_id = store.canonical(f"eval\x1f{key}", found[0].info.run_id)
             store.call("log_metric", run_id, CHECKED, now, int(now * 1000), 0)
@@ -103,15 +103,16 @@ def _record_eval(store: Store, target: str, source: str, obs: Observations,
                 "observations_hash": obs.content_hash(), "tasks": ",".join(preds)}
         tags.update({f"prediction.{t}": p.run_id for t, p in preds.items()})
         tags.update({f"law.{t}": p.law_uri for t, p in preds.items()})
-        run = store.call("create_run", eid, run_name=f"{target}-eval", tags=tags)
+        run = store.create_run(eid, f"{target}-eval", tags)
         ts = run.info.start_time
         metrics = [Metric(k, v, ts, 0) for k, v in measured.items()]
         metrics.append(Metric(CHECKED, now, int(now * 1000), 0))
         for task, p in preds.items():
             for name, (pred, actual, _) in _errors(p, measured).items():
                 metrics.append(Metric(f"{task}/{name}", _error(name, pred, actual), ts, 0))
-        store.call("log_batch", run.info.run_id, metrics=metrics)
-        store.call("set_terminated", run.info.run_id, "FINISHED")
+        with store.writing(run.info.run_id):
+            store.call("log_batch", run.info.run_id, metrics=metrics)
+            store.call("set_terminated", run.info.run_id, "FINISHED")
         kept = store.canonical(f"eval\x1f{key}", run.info.run_id)
         if kept != run.info.run_id:  # a writer of a shared server recorded it first
             store.call("delete_run", run.info.run_id)
@@ -197,7 +198,8 @@ def _latest_eval(store: Store, target: str):
     if exp is None:
         return None
     found = store.call("search_runs", [exp.experiment_id],
-                       filter_string=f"tags.target = '{target}'", max_results=1,
+                       filter_string=f"tags.target = '{target}' and attributes.status = 'FINISHED'",
+                       max_results=1,
                        order_by=[f"metrics.{CHECKED} DESC", "attributes.start_time DESC"])
     return found[0] if found else None
 

@@ -91,6 +91,7 @@ def log_ladder(
     params = {r: _run_params(per_run[r], r, {**common, **(run_params or {}).get(r, {})})
               for r in runs}  # validate every run before writing anything
     eid = store.experiment_id(experiment_name(ladder), tags={LADDER_TAG: ladder})
+    store.sweep(eid, resumable=True)
     return {r: _log_run(store, eid, ladder, r, per_run[r], params[r]) for r in runs}
 
 
@@ -103,8 +104,7 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
     with store.exclusive():
         found = store.call("search_runs", [eid], filter_string=query, max_results=1,
                            order_by=["attributes.start_time ASC"])
-        made = None if found else store.call("create_run", eid, run_name=run,
-                                             tags={RUN_TAG: run, LADDER_TAG: ladder})
+        made = None if found else store.create_run(eid, run, {RUN_TAG: run, LADDER_TAG: ladder})
         mlrun = found[0] if found else made
         chosen = store.canonical(f"ladder-run\x1f{eid}\x1f{run}", mlrun.info.run_id)
         if chosen != mlrun.info.run_id:  # another writer of a shared server bound the run first
@@ -125,13 +125,20 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
 
 def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
              params: dict[str, str]) -> str:
-    from mlflow.entities import Metric, RunTag
-
     mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
     rows_hash = obs.content_hash()
     if mlrun.data.tags.get(ROWS_TAG) == rows_hash:  # these exact rows were logged already
         return run_id
+    with store.writing(run_id, resumable=True):  # interrupted: FAILED until a rerun ends it
+        _log_rows(store, mlrun, obs, rows_hash)
+    return run_id
+
+
+def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    run_id = mlrun.info.run_id
     ts = mlrun.info.start_time
     metrics: dict[tuple, Metric] = {}
     for i in range(len(obs)):
@@ -151,7 +158,6 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
     # at once collide on the tag's unique key (seen under load); log_batch's tag path retries.
     store.call("log_batch", run_id, tags=[RunTag(ROWS_TAG, rows_hash)])
     store.call("set_terminated", run_id, "FINISHED")
-    return run_id
 
 
 def read_ladder(store: Store, ladder: str) -> Observations:
@@ -160,7 +166,9 @@ def read_ladder(store: Store, ladder: str) -> Observations:
     if exp is None:
         raise InputError(f"ladder {ladder!r}: not registered in {store.uri}")
     records = []
-    for mlrun in store.call("search_runs", [exp.experiment_id], max_results=10000):
+    # Only finished runs: an interrupted logging (FAILED) or one under way holds partial curves.
+    for mlrun in store.call("search_runs", [exp.experiment_id], max_results=10000,
+                            filter_string="attributes.status = 'FINISHED'"):
         run = mlrun.data.tags.get(RUN_TAG)
         if run is None:
             continue

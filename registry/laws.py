@@ -35,6 +35,7 @@ FIT_HASH_TAG = "fit_hash"
 # What a law version's pyfunc `predict` returns for each (N, D) row.
 OUTPUT_COLUMNS = ("loss", "loss_low", "loss_high", "acc", "acc_low", "acc_high")
 _MODEL_CODE = Path(__file__).with_name("law_model.py")
+_TASK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 
 
@@ -80,10 +81,18 @@ def register_fit(
     runs = {f.task: _runs_used(f, observations) for f in fits}
     plot_map = plots_by_task([f.task for f in fits], plots)
     if alias is not None:
-        _check_alias(alias)
+        check_alias(alias)
     store = store or open_store(tracking_uri)
-    return {f.task: _register_one(store, f, runs[f.task], ladder, plot_map[f.task], alias)
-            for f in fits}
+    versions = {f.task: _register_one(store, f, runs[f.task], ladder, plot_map[f.task])
+                for f in fits}
+    if alias is not None:  # last: the alias never names a version whose registration failed
+        move_aliases(store, versions, alias)
+    return versions
+
+
+def move_aliases(store: Store, versions: Mapping[str, LawVersion], alias: str) -> None:
+    for v in versions.values():
+        store.upsert("set_registered_model_alias", v.name, alias, str(v.version))
 
 
 def _as_list(fits) -> list[ChainedFit]:
@@ -98,9 +107,19 @@ def _as_list(fits) -> list[ChainedFit]:
         if not isinstance(f, ChainedFit):
             raise InputError(f"register_fit: expected ChainedFit objects, got {type(f).__name__}")
     tasks = [f.task for f in fits]
+    for task in tasks:
+        check_task(task)
     if not fits or len(set(tasks)) != len(tasks):
         raise InputError(f"register_fit: need one fit per task, got tasks {tasks}")
     return fits
+
+
+def check_task(task: str) -> str:
+    """A task names a registered model and keys metrics `<task>/<metric>`: no '/' or quotes."""
+    if not isinstance(task, str) or not _TASK_RE.match(task):
+        raise InputError(f"task {task!r}: use letters, digits, '_', '.', '-' (max 100) to "
+                         "register it")
+    return task
 
 
 def _runs_used(fit: ChainedFit, obs: Observations | None) -> list[str]:
@@ -130,7 +149,7 @@ def plots_by_task(tasks: list[str], plots) -> dict[str, list[Path]]:
     return out
 
 
-def _check_alias(alias: str) -> None:
+def check_alias(alias: str) -> None:
     """MLflow's alias rules, checked before anything is written."""
     if not _ALIAS_RE.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
         raise InputError(f"alias {alias!r}: use letters, digits, '_', '-' "
@@ -161,7 +180,7 @@ def _find_version(store: Store, name: str, fhash: str):
 
 
 def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | None,
-                  plots: list[Path], alias: str | None) -> LawVersion:
+                  plots: list[Path]) -> LawVersion:
     name, fhash = model_name(fit.task), fit_hash(fit)
     created = False
     found = _find_version(store, name, fhash)
@@ -184,8 +203,6 @@ def _register_one(store: Store, fit: ChainedFit, runs: list[str], ladder: str | 
         if not store.call("list_artifacts", run_id, "plots"):
             for plot in plots:  # registered before without plots: add them now
                 store.call("log_artifact", run_id, str(plot), "plots")
-    if alias is not None:
-        store.upsert("set_registered_model_alias", name, alias, str(version))
     return LawVersion(fit.task, name, version, created=created)
 
 
@@ -193,10 +210,7 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
                     ladder: str | None, plots: list[Path]) -> int:
     import mlflow
     import pandas as pd
-    from mlflow.entities import Metric, Param
-    from mlflow.exceptions import MlflowException
 
-    name = model_name(fit.task)
     tags = _version_tags(fit, fhash, runs, ladder)
     eid = store.experiment_id(EXPERIMENT)
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,20 +221,30 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
             signature=_signature(), pip_requirements=_requirements(),
             input_example=pd.DataFrame({"N": [1e9], "D": [2e10]}),  # MLflow checks the model on it
         )
-        run = store.call("create_run", eid, run_name=f"law-{fit.task}-{fhash[:8]}", tags=tags)
+        run = store.create_run(eid, f"law-{fit.task}-{fhash[:8]}", tags)
         run_id = run.info.run_id
-        params = [Param(f"{step}.{k}", repr(v)) for step in ("step1", "step2")
-                  for k, v in fit.to_dict()[step]["params"].items()]
-        params += [Param(f"settings.{k}", str(v)) for k, v in fit.settings.to_dict().items()]
-        metrics = [Metric(f"{step}.{k}", float(v), run.info.start_time, 0)
-                   for step in ("step1", "step2")
-                   for k, v in getattr(fit, step).errors.items() if isinstance(v, int | float)]
-        store.call("log_batch", run_id, metrics=metrics, params=params)
-        store.call("log_artifacts", run_id, str(Path(tmp, "model")), "model")
-        store.call("log_artifact", run_id, str(fit_json))
-        for p in plots:
-            store.call("log_artifact", run_id, str(p), "plots")
-        store.call("set_terminated", run_id, "FINISHED")
+        with store.writing(run_id):  # the run and its version, or neither
+            return _fill_version(store, run, fit, tags, tmp, plots)
+
+
+def _fill_version(store: Store, run, fit: ChainedFit, tags: dict[str, str], tmp: str,
+                  plots: list[Path]) -> int:
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+
+    name, run_id, fit_json = model_name(fit.task), run.info.run_id, Path(tmp, "fit.json")
+    params = [Param(f"{step}.{k}", repr(v)) for step in ("step1", "step2")
+              for k, v in fit.to_dict()[step]["params"].items()]
+    params += [Param(f"settings.{k}", str(v)) for k, v in fit.settings.to_dict().items()]
+    metrics = [Metric(f"{step}.{k}", float(v), run.info.start_time, 0)
+               for step in ("step1", "step2")
+               for k, v in getattr(fit, step).errors.items() if isinstance(v, int | float)]
+    store.call("log_batch", run_id, metrics=metrics, params=params)
+    store.call("log_artifacts", run_id, str(Path(tmp, "model")), "model")
+    store.call("log_artifact", run_id, str(fit_json))
+    for p in plots:
+        store.call("log_artifact", run_id, str(p), "plots")
+    store.call("set_terminated", run_id, "FINISHED")
     try:
         store.call("create_registered_model", name, tags={"task": fit.task},
                    description=f"Chained task scaling law for {fit.task} (taskladder).")
@@ -281,7 +305,7 @@ def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> 
 
 
 def set_alias(store: Store, task: str, alias: str, version: int) -> None:
-    _check_alias(alias)
+    check_alias(alias)
     resolve_version(store, task, version)
     store.upsert("set_registered_model_alias", model_name(task), alias, str(version))
 

@@ -26,9 +26,11 @@ from taskladder.common.facts import TASKS
 from .laws import (
     DEFAULT_ALIAS,
     LawVersion,
+    check_alias,
     describe_version,
     load_law,
     model_name,
+    move_aliases,
     plots_by_task,
     register_fit,
     resolve_version,
@@ -199,15 +201,16 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
         if latest:
             metrics.update(_shifts(latest[0].data.metrics, values))
             tags["previous_prediction"] = latest[0].info.run_id
-        run = store.call("create_run", eid, run_name=f"{name}-{task}", tags=tags)
+        run = store.create_run(eid, f"{name}-{task}", tags)
         ts = run.info.start_time
-        store.call("log_batch", run.info.run_id,
-                   metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
-                   params=[Param("target", name), Param("N", repr(N)), Param("D", repr(D)),
-                           Param("task", task)])
-        for plot in plots:
-            store.call("log_artifact", run.info.run_id, str(plot), "plots")
-        store.call("set_terminated", run.info.run_id, "FINISHED")
+        with store.writing(run.info.run_id):
+            store.call("log_batch", run.info.run_id,
+                       metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()],
+                       params=[Param("target", name), Param("N", repr(N)),
+                               Param("D", repr(D)), Param("task", task)])
+            for plot in plots:
+                store.call("log_artifact", run.info.run_id, str(plot), "plots")
+            store.call("set_terminated", run.info.run_id, "FINISHED")
         mine = store.call("get_run", run.info.run_id)
         return Prediction.from_run(_settle(store, mine, mine=True))
 
@@ -305,14 +308,19 @@ def register_report(
     missing = [t for t in prediction if t not in fits]
     if missing or not prediction:
         raise InputError(f"prediction report: no fit for task(s) {', '.join(missing) or '(none)'}")
+    if alias is not None:
+        check_alias(alias)
     store = store or open_store(tracking_uri)
     versions = register_fit({t: fits[t] for t in prediction}, store=store,
-                            observations=observations, ladder=ladder, plots=plots, alias=alias)
+                            observations=observations, ladder=ladder, plots=plots, alias=None)
     for task, version in versions.items():
         describe_version(store, version, _summary(name, N, D, fits[task], values[task]),
                          trust[task].status, trust[task].reasons)
-    return register_prediction(prediction, target={"name": name, "N": N, "D": D},
-                               versions=versions, assessments=trust, plots=plots, store=store)
+    out = register_prediction(prediction, target={"name": name, "N": N, "D": D},
+                              versions=versions, assessments=trust, plots=plots, store=store)
+    if alias is not None:  # last: the alias never names a law without its prediction
+        move_aliases(store, versions, alias)
+    return out
 
 
 def _summary(name: str, N: float, D: float, fit, v: dict[str, float]) -> str:

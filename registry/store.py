@@ -10,14 +10,21 @@ A tracking server (or a database URI) is shared by machines, where no file lock 
 find-or-create settles on one record through `Store.canonical`: the first writer to create a
 claim experiment (names are unique in MLflow's database, so exactly one creation succeeds)
 binds the key to its record; the others adopt that record and delete their own.
+
+A registration is all-or-nothing from the user's view: each run is written inside
+`Store.writing`, which marks it FAILED (and, unless it is resumable, deletes it) on any error or
+interrupt, and readers see only FINISHED runs. A run left RUNNING by a killed process (its
+writer tag names a dead process of this host) or FAILED is swept away by the next registration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import random
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +42,7 @@ _LOCKED_MARKERS = ("database is locked", "database table is locked", "sqlite_bus
 _CONFLICT_MARKERS = ("unique constraint failed", "duplicate key value violates unique constraint")
 _RETRY_SECONDS = 120.0
 CLAIM_PREFIX = "taskladder-claim-"  # soft-deleted experiments: hidden, their names stay taken
+WRITER_TAG = "taskladder.writer"  # <host>:<pid> of the process writing a run
 
 T = TypeVar("T")
 
@@ -117,6 +125,7 @@ class Store:
     client: object  # mlflow.MlflowClient; typed loosely so that importing this stays cheap
     _held: int = field(default=0, repr=False)  # re-entrant depth of `exclusive`
     _claims: dict[str, str] = field(default_factory=dict, repr=False)  # settled, immutable
+    _swept: set[str] = field(default_factory=set, repr=False)  # experiments swept this session
 
     @property
     def db_path(self) -> Path | None:
@@ -182,6 +191,61 @@ class Store:
                 self._claims[key] = self.call("get_experiment_by_name", name).tags["record"]
         return self._claims[key]
 
+    def create_run(self, eid: str, run_name: str, tags: dict[str, str]):
+        """A new run tagged with its writer (so a run its killed writer left is recognised)."""
+        self.sweep(eid)
+        self.check_artifacts(eid)
+        return self.call("create_run", eid, run_name=run_name,
+                         tags={**tags, WRITER_TAG: _writer()})
+
+    def check_artifacts(self, eid: str | None = None) -> None:
+        """A local artifact folder (experiment `eid`'s, else the store's) must be writable
+        before anything is registered in it."""
+        if eid is not None:
+            location = self.call("get_experiment", eid).artifact_location
+        elif self.db_path is not None:
+            location = (self.db_path.parent / "mlartifacts").as_uri()
+        else:
+            return
+        if not location.startswith("file:"):
+            return
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        path = Path(local_file_uri_to_path(location))
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"artifact folder {existing}: not writable (the registry keeps "
+                             "its runs' files there)")
+
+    @contextmanager
+    def writing(self, run_id: str, *, resumable: bool = False) -> Iterator[None]:
+        """Write run `run_id` all-or-nothing: on any error or interrupt it is marked FAILED and,
+        unless `resumable` (a ladder run that a rerun completes), deleted."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.call("set_terminated", run_id, "FAILED")
+                if not resumable:
+                    self.call("delete_run", run_id)
+            raise
+
+    def sweep(self, eid: str, *, resumable: bool = False) -> None:
+        """Remove the runs that a failed or killed registration left in experiment `eid`
+        (once per experiment and session): FAILED ones, and RUNNING ones whose writer is a
+        process of this host that no longer exists. Resumable runs are only marked FAILED."""
+        if eid in self._swept:
+            return
+        self._swept.add(eid)
+        for status in ("RUNNING",) if resumable else ("FAILED", "RUNNING"):
+            for run in self.call("search_runs", [eid], max_results=1000,
+                                 filter_string=f"attributes.status = '{status}'"):
+                if status == "RUNNING" and not _dead(run.data.tags.get(WRITER_TAG)):
+                    continue
+                self.call("set_terminated", run.info.run_id, "FAILED")
+                if not resumable:
+                    self.call("delete_run", run.info.run_id)
+
     def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
         """Id of the experiment `name`, created (with artifacts beside the database) if absent."""
         from mlflow.exceptions import MlflowException
@@ -202,6 +266,24 @@ class Store:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             return self.call("get_experiment_by_name", name).experiment_id
+
+
+def _writer() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead(writer: str | None) -> bool:
+    """Is `writer` (<host>:<pid>) a process of this host that no longer runs?"""
+    host, _, pid = (writer or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @contextmanager

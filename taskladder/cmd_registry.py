@@ -162,7 +162,9 @@ def registry_store(args):
         return None
     from taskladder.registry.store import open_store
 
-    return open_store(args.tracking_uri)
+    store = open_store(args.tracking_uri)
+    store.check_artifacts()
+    return store
 
 
 # handlers -----------------------------------------------------------------------------------
