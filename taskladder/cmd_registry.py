@@ -54,6 +54,16 @@ def add_parsers(sub) -> None:
     gate.add_argument("--predictions-only", action="store_true", help="check only moved "
                       "predictions (before the target has been evaluated)")
     flags.add(gate, "--json", help="also write the verdict as JSON to PATH (- = stdout)")
+    traj = gate.add_argument_group("every checkpoint against the trajectory band (with --ladder; "
+                                   "docs/trajectory.md)")
+    flags.add(traj, "--ladder", help="the ladder whose trajectory laws judge each checkpoint of "
+              "--actual (no registry needed)")
+    flags.add(traj, "--runs", help="runs of --ladder (OLMo CSVs: the paper's by default)")
+    flags.add(traj, "--tasks", help="tasks to judge (default: the paper's 8 the target has)")
+    flags.add(traj, "--schedule")
+    flags.add(traj, "--target-d", type=float, help="the target's planned total tokens")
+    flags.add(traj, "--patience", help="drifting checkpoints in a row before failing "
+              "(default 3)")
     gate.set_defaults(func=_gate)
 
 
@@ -322,6 +332,10 @@ def _gate(args) -> int:
     from taskladder.registry.rule import DEFAULT, GateRule
     from taskladder.registry.store import open_store
 
+    if args.ladder is not None:
+        from taskladder import trajectory_gate
+
+        return trajectory_gate.run(args)
     if args.no_shift_check and args.max_shift is not None:
         raise UsageError("--max-shift and --no-shift-check exclude each other")
     max_shift = None if args.no_shift_check else (

@@ -183,6 +183,8 @@ class GateSpec(_Model):
     tolerance: float | int | str | bool | None = Field(
         default=None, description="points, 'N%' or 'interval' (None: the metric's default)")
     max_shift: float | int | str | bool | None = None
+    patience: int = Field(default=3, ge=1, description="drifting checkpoints in a row before "
+                          "the watched target drifts (docs/trajectory.md)")
 
     @model_validator(mode="after")
     def _valid_rule(self) -> GateSpec:

@@ -32,6 +32,8 @@ GLOSSARY: dict[str, tuple[str | None, str]] = {
     "--tolerance": ("T", "gate rule: allowed error (points, `5%`, or `interval`)"),
     "--max-shift": ("S", "gate rule: how far a re-fit may move a registered prediction"),
     "--patience": ("K", "gate rule: drifting checkpoints in a row before failing"),
+    "--schedule": ("SPEC", "the target's schedule: `cosine` over --target-d, or "
+                           "`cosine=5T,anneal=3.9T,end=3.95T`"),
     "--devices": ("N", "devices (workers) to run on"),
     "--launcher": ("local|slurm", "`local` (here) or `slurm` (submitit jobs)"),
     "--shards": ("K", "jobs the work is split into"),

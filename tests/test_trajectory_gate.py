@@ -1,0 +1,105 @@
+"""The per-checkpoint gate on the real 7B trajectory (peteish7_eval_full, cosine set for 5T):
+silent on the clean trajectory at every checkpoint, fires within a few checkpoints of a fault
+(task loss 3% worse from 30% of training on); bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from taskladder.cli import main
+from taskladder.common.facts import PAPER_LADDER
+from taskladder.laws import watch
+from taskladder.laws.observations import Observations
+from taskladder.laws.readers import read_ladder, select_runs
+from taskladder.laws.trajectory import Schedule, fit_trajectory
+
+PLANNED = 5e12
+TASKS = ("hellaswag", "mmlu")
+
+
+@pytest.fixture(scope="module")
+def data(olmo_ladder_dir):
+    obs = read_ladder(olmo_ladder_dir)
+    return select_runs(obs, PAPER_LADDER), select_runs(obs, "peteish7_eval_full")
+
+
+@pytest.fixture(scope="module")
+def laws(data):
+    return {t: fit_trajectory(data[0], t) for t in TASKS}
+
+
+def faulty(target: Observations, start: float = 0.3, worse: float = 1.03) -> Observations:
+    """The task loss of every checkpoint from `start` of the planned total on, `worse` x."""
+    hit = (target.metric == "bpb") & (target.D >= start * PLANNED)
+    cols = {c: getattr(target, c) for c in ("run", "size", "N", "D", "step", "flops", "task",
+                                             "metric")}
+    return Observations.from_columns(dict(cols, value=np.where(hit, target.value * worse,
+                                                               target.value)))
+
+
+def first_alarm(rows: list[dict], patience: int) -> int | None:
+    """The first checkpoint (index) at which a gate run on the trajectory so far fires."""
+    for k in range(1, len(rows) + 1):
+        if watch.task_verdict(rows[:k], patience)["verdict"] == "drift":
+            return k - 1
+    return None
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_silent_on_the_clean_trajectory_fires_on_the_fault(data, laws, task):
+    _, target = data
+    sched = Schedule(PLANNED)
+    clean = watch.judge(laws[task], sched, watch.checkpoints(target, task, "bpb", "7B"))
+    assert first_alarm(clean, 3) is None  # at no checkpoint of the real run
+    rows = watch.judge(laws[task], sched, watch.checkpoints(faulty(target), task, "bpb", "7B"))
+    fault = next(i for i, r in enumerate(rows) if r["D"] >= 0.3 * PLANNED)
+    alarm = first_alarm(rows, 3)
+    assert alarm is not None and alarm - fault < 6, (fault, alarm)
+    assert [r["verdict"] for r in rows[:fault]].count("drift") == 0
+    assert {r["verdict"] for r in rows if r["fraction"] < 0.1} == {"untrusted"}
+
+
+def test_gate_cli_exit_1_on_the_fault(data, tmp_path, olmo_ladder_dir, capsys):
+    _, target = data
+    path = tmp_path / "target.csv"
+    faulty(target.where(task=["hellaswag", "lm"])).to_csv(path)
+    out = tmp_path / "verdict.json"
+    argv = ["gate", "--ladder", str(olmo_ladder_dir), "--actual", str(path), "--schedule",
+            "cosine=5T", "--tasks", "hellaswag", "--metric", "loss", "--patience", "3",
+            "--json", str(out)]
+    assert main(argv) == 1
+    doc = json.loads(out.read_text())
+    t = doc["tasks"]["hellaswag"]
+    assert t["verdict"] == "drift" and t["since_step"] is not None
+    assert doc["rule"] == {"metric": "loss", "tolerance": "interval", "patience": 3}
+    assert "DRIFT" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    ("no-d", "has no token count"),
+    ("backwards", "step out of order"),
+    ("no-plan", "planned total is unknown"),
+])
+def test_bad_checkpoints_are_one_line_exit_2(data, tmp_path, olmo_ladder_dir, capsys, change,
+                                             message):
+    _, target = data
+    t = target.where(task="hellaswag")
+    D = t.D.copy()
+    if change == "no-d":
+        D[t.step == t.step.max()] = 0.0
+    elif change == "backwards":
+        D[t.step == t.step.max()] = D.min() + 1
+    cols = {c: getattr(t, c) for c in ("run", "size", "N", "step", "flops", "task", "metric",
+                                        "value")}
+    path = tmp_path / "target.csv"
+    Observations.from_columns(dict(cols, D=D)).to_csv(path)
+    argv = ["gate", "--ladder", str(olmo_ladder_dir), "--actual", str(path), "--tasks",
+            "hellaswag", "--metric", "loss"]
+    if change != "no-plan":
+        argv += ["--target-d", "5e12"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
