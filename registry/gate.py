@@ -1,8 +1,8 @@
 """Target evaluations and the drift gate.
 
-`check_target` records a real evaluation of the target (lm-eval results or a CSV, read by the law
-engine's readers) as a run in `taskladder-target-evals`: each predicted task's accuracy and, where
-the evaluation has it, the task loss its law predicts (e.g. bits per byte), linked to the
+`record_evaluation` records a real evaluation of the target (lm-eval results or a CSV, read by
+the law engine's readers) as a run in `taskladder-target-evals`: each predicted task's accuracy
+and, where the evaluation has it, the task loss its law predicts (e.g. bits per byte), linked to the
 registered predictions it was compared with. `run_gate` compares an evaluation of each target
 with its registered predictions under a `GateRule` (rule.py): accuracy in points or task loss in
 percent, or inside the prediction interval, and no re-fit moved a prediction by more than the
@@ -53,7 +53,7 @@ def _measured(obs: Observations, preds: dict[str, Prediction], source: str,
     return out
 
 
-def check_target(path: str | Path, format: str | None = None, *, target: str,
+def record_evaluation(path: str | Path, format: str | None = None, *, target: str,
                  tasks: Iterable[str] | None = None, run: str | None = None,
                  metric: str = "acc", tolerance=None, tracking_uri: str | None = None,
                  store: Store | None = None) -> dict:

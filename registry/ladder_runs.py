@@ -8,7 +8,7 @@ be added later, a different value is refused). Metrics are keyed `<task>/<metric
 with a fixed timestamp per run. Only (metric, step) pairs not yet in the run are sent, and a run
 whose rows were logged already is skipped: logging the same observations again (a retry, a
 re-import) adds nothing, and new checkpoints or tasks extend the curves.
-`read_ladder` turns the runs back into the observation table the law engine reads.
+`registered_ladder` turns the runs back into the observation table the law engine reads.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str) -> None:
     store.call("set_terminated", run_id, "FINISHED")
 
 
-def read_ladder(store: Store, ladder: str) -> Observations:
+def registered_ladder(store: Store, ladder: str) -> Observations:
     """The observations registered for `ladder`, as the law engine's table."""
     exp = store.call("get_experiment_by_name", experiment_name(ladder))
     if exp is None:

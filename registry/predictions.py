@@ -106,7 +106,7 @@ def check_target_name(name: str) -> str:
     return name
 
 
-def check_target(target: Mapping) -> tuple[str, float, float]:
+def validate_target(target: Mapping) -> tuple[str, float, float]:
     """(name, N, D) of a target dict, validated."""
     for key in ("name", "N", "D"):
         if key not in target:
@@ -155,7 +155,7 @@ def register_prediction(
     are logged with each new prediction run (matched to tasks as in `register_fit`).
     Returns {task: the registered Prediction}.
     """
-    name, N, D = check_target(target)
+    name, N, D = validate_target(target)
     values = {task: _values(task, entry) for task, entry in prediction.items()}
     if not values:
         raise InputError(f"target {name!r}: the prediction holds no task")
@@ -270,7 +270,7 @@ def predict_from_registry(target: Mapping, tasks: list[str], *, alias: str = DEF
     and register the result: the prediction is exactly what a model consumer would get."""
     import pandas as pd
 
-    name, N, D = check_target(target)
+    name, N, D = validate_target(target)
     store = store or open_store(tracking_uri, create=False)
     versions = {t: resolve_version(store, t, alias) for t in tasks}
     table = pd.DataFrame({"N": [N], "D": [D]})
@@ -300,7 +300,7 @@ def register_report(
         raise InputError(f"prediction report: schema {report.get('schema')!r}, expected "
                          f"{REPORT_SCHEMA}<version>")
     target = report.get("target") or {}
-    name, N, D = check_target(target)
+    name, N, D = validate_target(target)
     tasks = report.get("tasks") or {}
     prediction = {t: e.get("predicted", {}) for t, e in tasks.items()}
     values = {task: _values(task, entry) for task, entry in prediction.items()}

@@ -131,11 +131,11 @@ def _fit(args: argparse.Namespace) -> int:
 
 def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
     """The target of --target / --target-n/-d/-flops / --actual, checked against the ladder."""
-    from taskladder.predict import check_target
+    from taskladder.predict import check_extrapolation
     from taskladder.predict import resolve_target as target_of
 
     target = target_of(args.target, args.target_n, args.target_d, args.target_flops, actual_obs)
-    check_target(target, float(ladder_obs.N.max()), float(ladder_obs.D.max()))
+    check_extrapolation(target, float(ladder_obs.N.max()), float(ladder_obs.D.max()))
     return target
 
 

@@ -311,13 +311,13 @@ def _tasks(spec: str | None):
 
 
 def _check_target(args) -> int:
-    from taskladder.registry.gate import check_target, format_table
+    from taskladder.registry.gate import format_table, record_evaluation
     from taskladder.registry.rule import GateRule
 
     GateRule.parse(args.metric, args.tolerance, None)  # a bad form fails before any work
     if args.actual is None:
         raise UsageError("check-target: --actual PATH (the target's evaluation) is required")
-    result = check_target(Path(args.actual), args.actual_format, target=args.target,
+    result = record_evaluation(Path(args.actual), args.actual_format, target=args.target,
                           tasks=_tasks(args.tasks), run=args.actual_run, metric=args.metric,
                           tolerance=args.tolerance, tracking_uri=args.tracking_uri)
     out = flags.table_stream(args.json)
@@ -328,7 +328,7 @@ def _check_target(args) -> int:
 
 
 def _gate(args) -> int:
-    from taskladder.registry.gate import check_target, format_table, run_gate
+    from taskladder.registry.gate import format_table, record_evaluation, run_gate
     from taskladder.registry.rule import DEFAULT, GateRule
     from taskladder.registry.store import open_store
 
@@ -348,7 +348,7 @@ def _gate(args) -> int:
     store = open_store(args.tracking_uri, create=False)
     evaluation = None
     if args.actual is not None:  # gate this evaluation, whatever was checked before
-        evaluation = check_target(Path(args.actual), args.actual_format, target=args.target[0],
+        evaluation = record_evaluation(Path(args.actual), args.actual_format, target=args.target[0],
                                   run=args.actual_run, store=store)["eval_run"]
     verdict = run_gate(args.target, **rule, evaluation=evaluation,
                        predictions_only=args.predictions_only, store=store)

@@ -83,7 +83,7 @@ def resolve_target(name: str | None = None, n: float | None = None, d: float | N
             "flops": float(flops or train_flops(n, d))}
 
 
-def check_target(target: dict, n_max: float, d_max: float) -> None:
+def check_extrapolation(target: dict, n_max: float, d_max: float) -> None:
     """A target inside the ladder (largest N and D) on both axes has nothing to predict; beyond
     it in N or in D is an extrapolation, which is what the laws are for."""
     n, d = target["N"], target["D"]
@@ -101,7 +101,7 @@ def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, 
     from taskladder.laws.report import build_report, fits_document
 
     if target is not None:
-        check_target(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
+        check_extrapolation(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
     fits = {task: inputs.fitter.fit(inputs.obs, task) for task in inputs.tasks}
     if target is None:
         doc = fits_document(fits, inputs.ladder)

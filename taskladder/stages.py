@@ -208,7 +208,7 @@ def fit_inputs(ctx: RunContext) -> dict:
             "code": code_version("laws", "registry")}
 
 
-def fit_and_predict(ctx: RunContext, folder: Path) -> Predicted:
+def predict_target(ctx: RunContext, folder: Path) -> Predicted:
     """Fit the chained law per task, predict the target, plot, register laws and prediction.
 
     The target's real evaluation is carried in the report when it is known before the fit (an
@@ -216,8 +216,7 @@ def fit_and_predict(ctx: RunContext, folder: Path) -> Predicted:
     """
     from taskladder.laws.readers import read_ladder
     from taskladder.laws.report import fits_document
-    from taskladder.predict import fit_and_predict as fit_predict
-    from taskladder.predict import law_inputs
+    from taskladder.predict import fit_and_predict, law_inputs
 
     spec, observed = ctx.spec, ctx.output("observe", Observed)
     source = ctx.output("evaluate", Scored).folder if spec.ladder.trained else \
@@ -227,7 +226,7 @@ def fit_and_predict(ctx: RunContext, folder: Path) -> Predicted:
     actual = None
     if spec.target.actual is not None:
         actual = read_ladder(spec.resolve_path(spec.target.actual), spec.target.actual_format)
-    out = fit_predict(inputs, target_size(spec), actual, plots_dir=ctx.out / "plots",
+    out = fit_and_predict(inputs, target_size(spec), actual, plots_dir=ctx.out / "plots",
                       store=ctx.store, ladder_name=spec.name)
     fits = write_json(ctx.out / "fits.json", fits_document(out.fits, inputs.ladder))
     report = write_json(ctx.out / "predictions.json", out.document)
@@ -266,11 +265,11 @@ def gate_inputs(ctx: RunContext) -> dict:
 
 def gate(ctx: RunContext, folder: Path) -> Gated:
     """Record the target's real evaluation, compare it with the registered prediction."""
-    from taskladder.registry.gate import check_target, run_gate
+    from taskladder.registry.gate import record_evaluation, run_gate
 
     path, fmt = _actual_source(ctx)
     name = ctx.spec.target.name
-    recorded = check_target(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
+    recorded = record_evaluation(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
     verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store,
                        **ctx.spec.gate.rule_values())
     path = write_json(ctx.out / "gate.json", verdict)
@@ -312,7 +311,7 @@ STAGES = [
            "evals"),
     _stage("observe", observe_inputs, observe, Observed),
     _stage("register", register_inputs, register_ladder, Registered),
-    _stage("fit+predict", fit_inputs, fit_and_predict, Predicted),
+    _stage("fit+predict", fit_inputs, predict_target, Predicted),
     _stage("target", target_inputs, train_target, TargetScored, lambda s: s.target.train,
            "target"),
     _stage("gate", gate_inputs, gate, Gated, lambda s: s.gate.enabled),
@@ -354,10 +353,10 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
 
 
 def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:
-    from taskladder.predict import check_target
+    from taskladder.predict import check_extrapolation
 
     plans = lspec.plan()
-    check_target(target_size(spec), max(float(p.N) for p in plans),
+    check_extrapolation(target_size(spec), max(float(p.N) for p in plans),
                  max(float(p.tokens) for p in plans))
 
 

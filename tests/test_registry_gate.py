@@ -25,7 +25,7 @@ from registry_support import (
 from taskladder.cli import main
 from taskladder.common.errors import InputError
 from taskladder.laws.fitter import ChainedFitter
-from taskladder.registry.gate import EXPERIMENT, check_target, run_gate
+from taskladder.registry.gate import EXPERIMENT, record_evaluation, run_gate
 from taskladder.registry.laws import register_fit
 from taskladder.registry.predictions import (
     VALUES,
@@ -93,10 +93,10 @@ def test_evaluation_without_a_predicted_task_writes_nothing(store, tmp_path):
     csv = target_eval_csv(tmp_path / "eval.csv", {"arc_easy": 0.9}, tasks=["arc_easy"])
     lacks = r"lacks predicted task\(s\) piqa \(acc_norm or piqa/bpb\)"
     with pytest.raises(InputError, match=lacks):
-        check_target(csv, target=NAME, store=store)
+        record_evaluation(csv, target=NAME, store=store)
     assert store.client.get_experiment_by_name(EXPERIMENT) is None
     with pytest.raises(InputError, match="no registered prediction"):
-        check_target(csv, target="other", store=store)
+        record_evaluation(csv, target="other", store=store)
 
 
 def test_gate_passes_within_tolerance_and_fails_on_drift(store, tmp_path, capsys):
@@ -121,10 +121,10 @@ def test_gate_passes_within_tolerance_and_fails_on_drift(store, tmp_path, capsys
 def test_interval_tolerance(store, tmp_path):
     p = registered_predictions(store, NAME)
     inside = {t: (x.values["acc_low"] + x.values["acc"]) / 2 for t, x in p.items()}
-    check_target(target_eval_csv(tmp_path / "in.csv", inside), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "in.csv", inside), target=NAME, store=store)
     assert run_gate(NAME, tolerance="interval", store=store)["passed"]
     outside = {t: x.values["acc_high"] + 1e-4 for t, x in p.items()}
-    check_target(target_eval_csv(tmp_path / "out.csv", outside), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "out.csv", outside), target=NAME, store=store)
     verdict = run_gate(NAME, tolerance="interval", store=store)
     assert [r["status"] for r in verdict["rows"]] == ["DRIFT", "DRIFT"]
     wide = max(100 * (x.values["acc_high"] - x.values["acc"]) for x in p.values()) + 0.5
@@ -135,8 +135,8 @@ def test_the_gate_gates_the_evaluation_being_checked_not_the_newest(store, tmp_p
     """Evaluation A is close, B (recorded later) drifted: re-checking A gates A."""
     good = target_eval_csv(tmp_path / "a.csv", _shifted({"arc_easy": 1.0, "piqa": 1.0})[0])
     bad = target_eval_csv(tmp_path / "b.csv", _shifted({"arc_easy": 9.0, "piqa": 9.0})[0])
-    run_a = check_target(good, target=NAME, store=store)["eval_run"]
-    run_b = check_target(bad, target=NAME, store=store)["eval_run"]
+    run_a = record_evaluation(good, target=NAME, store=store)["eval_run"]
+    run_b = record_evaluation(bad, target=NAME, store=store)["eval_run"]
     assert run_a != run_b
     verdict = run_gate(NAME, store=store)
     assert verdict["evaluations"] == {NAME: run_b} and not verdict["passed"]
@@ -155,7 +155,7 @@ def test_the_gate_gates_the_evaluation_being_checked_not_the_newest(store, tmp_p
 
 def test_loss_mode_gates_the_predicted_task_loss_by_relative_error(store, tmp_path, capsys):
     acc, bpb = _shifted({"arc_easy": 20.0, "piqa": 20.0}, bpb_factor=1.03)  # loss 3% under
-    check_target(target_eval_csv(tmp_path / "e.csv", acc, bpb=bpb), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "e.csv", acc, bpb=bpb), target=NAME, store=store)
     verdict = run_gate(NAME, metric="loss", tolerance="5%", store=store)
     assert verdict["passed"] and verdict["metric"] == "loss" and verdict["tolerance"] == 5.0
     for row in verdict["rows"]:
@@ -171,12 +171,13 @@ def test_loss_mode_gates_the_predicted_task_loss_by_relative_error(store, tmp_pa
     assert main(["gate", *uri, "--metric", "loss", "--tolerance", "2%"]) == 1
     inside = {t: (p.values["loss"] + p.values["loss_high"]) / 2
               for t, p in registered_predictions(store, NAME).items()}
-    check_target(target_eval_csv(tmp_path / "i.csv", acc, bpb=inside), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "i.csv", acc, bpb=inside), target=NAME,
+                      store=store)
     assert run_gate(NAME, metric="loss", tolerance="interval", store=store)["passed"]
 
 
 def test_loss_mode_without_a_measured_loss_is_missing(store, tmp_path):
-    check_target(target_eval_csv(tmp_path / "e.csv", _shifted({"arc_easy": 0, "piqa": 0})[0]),
+    record_evaluation(target_eval_csv(tmp_path / "e.csv", _shifted({"arc_easy": 0, "piqa": 0})[0]),
                  target=NAME, store=store)
     verdict = run_gate(NAME, metric="loss", store=store)
     assert [r["status"] for r in verdict["rows"]] == ["MISSING", "MISSING"]

@@ -9,7 +9,7 @@ from taskladder.cli import main
 from taskladder.common.errors import InputError
 from taskladder.laws.readers import read_ladder as read_source
 from taskladder.laws.readers import select_runs
-from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
+from taskladder.registry.ladder_runs import experiment_name, log_ladder, registered_ladder
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_one_run_per_ladder_run_with_params_and_curves(store):
     curve = store.client.get_metric_history(run.info.run_id, "arc_easy/acc_norm")
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == list(range(100, 1300, 100))
     assert {"lm/ce_val", "piqa/bpb", "D", "flops"} <= set(run.data.metrics)
-    assert read_ladder(store, "syn").content_hash() == obs.content_hash()
+    assert registered_ladder(store, "syn").content_hash() == obs.content_hash()
 
 
 def test_logging_again_adds_nothing_and_new_checkpoints_extend_the_curves(store):
@@ -46,7 +46,7 @@ def test_logging_again_adds_nothing_and_new_checkpoints_extend_the_curves(store)
     assert _metric_rows(store, "syn") == rows
     assert log_ladder(store, obs, "syn") == first
     assert _metric_rows(store, "syn") == 2 * rows
-    assert read_ladder(store, "syn").content_hash() == obs.content_hash()
+    assert registered_ladder(store, "syn").content_hash() == obs.content_hash()
 
 
 def test_a_changed_param_is_refused_before_any_metric(store):
@@ -57,7 +57,7 @@ def test_a_changed_param_is_refused_before_any_metric(store):
     with pytest.raises(InputError, match="ladder name"):
         log_ladder(store, obs, "bad name!")
     with pytest.raises(InputError, match="not registered"):
-        read_ladder(store, "absent")
+        registered_ladder(store, "absent")
 
 
 def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
@@ -67,7 +67,7 @@ def test_the_papers_released_ladder_registers_through_the_law_engines_reader(
                  "--tracking-uri", store.uri]) == 0
     assert "2 ladder runs registered" in capsys.readouterr().out
     source = select_runs(read_source(olmo_ladder_dir), "190M-1xC,1B-10xC")
-    back = read_ladder(store, "olmo-paper")
+    back = registered_ladder(store, "olmo-paper")
     assert back.content_hash() == source.content_hash()
     exp = store.client.get_experiment_by_name(experiment_name("olmo-paper"))
     big = store.client.search_runs([exp.experiment_id],

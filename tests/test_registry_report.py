@@ -24,7 +24,7 @@ from registry_support import (
 from taskladder.cli import main
 from taskladder.common.errors import InputError
 from taskladder.laws.report import build_report
-from taskladder.registry.gate import check_target, run_gate, trust_for
+from taskladder.registry.gate import record_evaluation, run_gate, trust_for
 from taskladder.registry.laws import model_name
 from taskladder.registry.predictions import EXPERIMENT, register_report, registered_predictions
 from taskladder.registry.store import open_store
@@ -108,7 +108,7 @@ def test_plots_are_artifacts_of_the_law_versions_and_the_predictions(store):
 def test_an_unpredictable_task_is_untrusted_in_the_gate(store, tmp_path, capsys):
     acc = {t: float(fits()[t].predict(TARGET["N"], TARGET["D"])["acc"]) for t in TASKS}
     acc["piqa"] -= 0.30  # 30 points off: drift, were the task not unpredictable
-    check_target(target_eval_csv(tmp_path / "e.csv", acc), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "e.csv", acc), target=NAME, store=store)
     verdict = run_gate(NAME, store=store)
     assert {r["task"]: r["status"] for r in verdict["rows"]} == \
         {"arc_easy": "ok", "piqa": "untrusted"}

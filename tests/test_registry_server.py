@@ -18,8 +18,8 @@ from registry_support import (
 
 from taskladder.cli import main
 from taskladder.registry.gate import EXPERIMENT as EVALS
-from taskladder.registry.gate import check_target
-from taskladder.registry.ladder_runs import read_ladder
+from taskladder.registry.gate import record_evaluation
+from taskladder.registry.ladder_runs import registered_ladder
 from taskladder.registry.laws import load_law, model_name, register_fit
 from taskladder.registry.predictions import (
     latest_runs,
@@ -40,7 +40,7 @@ def server(tmp_path):
 def test_register_predict_and_gate_through_a_postgres_backed_server(server, tmp_path, capsys):
     store = open_store(server)
     register_all(store)
-    assert read_ladder(store, "synthetic").content_hash() == synthetic_ladder().content_hash()
+    assert registered_ladder(store, "synthetic").content_hash() == synthetic_ladder().content_hash()
     preds = registered_predictions(store, TARGET["name"])
     for task in TASKS:  # the law's files went through the server's artifact store
         want = fits()[task].predict(TARGET["N"], TARGET["D"])
@@ -72,7 +72,7 @@ def _registrar(url: str, csv: str, barrier, queue) -> None:
         barrier.wait(timeout=600)
         preds = predict_from_registry(TARGET, list(TASKS), store=store)
         barrier.wait(timeout=600)
-        evaluation = check_target(csv, target=TARGET["name"], store=store)["eval_run"]
+        evaluation = record_evaluation(csv, target=TARGET["name"], store=store)["eval_run"]
         queue.put(({t: v.version for t, v in versions.items()},
                    {t: p.run_id for t, p in preds.items()}, evaluation))
     except BaseException as exc:  # reported to the parent, which fails the test

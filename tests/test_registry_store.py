@@ -10,7 +10,7 @@ from registry_support import mlflow_server, postgres_database, synthetic_ladder
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
-from taskladder.registry.ladder_runs import experiment_name, log_ladder, read_ladder
+from taskladder.registry.ladder_runs import experiment_name, log_ladder, registered_ladder
 from taskladder.registry.store import open_store, resolve_uri
 
 
@@ -110,4 +110,4 @@ def test_eight_concurrent_writers_on_a_new_store_lose_nothing(new_store_uri):
     store = open_store(new_store_uri, create=False)
     exp = store.client.get_experiment_by_name(experiment_name("concurrent"))
     assert len(store.client.search_runs([exp.experiment_id])) == 9
-    assert read_ladder(store, "concurrent").content_hash() == ladder.content_hash()
+    assert registered_ladder(store, "concurrent").content_hash() == ladder.content_hash()

@@ -18,7 +18,7 @@ from registry_support import (
     synthetic_ladder,
 )
 
-from taskladder.registry.ladder_runs import log_ladder, read_ladder
+from taskladder.registry.ladder_runs import log_ladder, registered_ladder
 from taskladder.registry.laws import set_alias
 from taskladder.registry.predictions import registered_predictions
 from taskladder.registry.store import open_store
@@ -56,7 +56,7 @@ def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
         assert registered_predictions(remote, TARGET["name"]) == want
         obs = synthetic_ladder(runs=("100M-1xC",))
         log_ladder(remote, obs, "via-server")
-        assert read_ladder(store, "via-server").content_hash() == obs.content_hash()
+        assert registered_ladder(store, "via-server").content_hash() == obs.content_hash()
     rows = {t: [r for r in _rows(models) if f">taskladder-law-{t}<" in r] for t in TASKS}
     for task in TASKS:  # the list shows each law with its first alias (and "+1" for more)
         assert len(rows[task]) == 1, f"no table row for taskladder-law-{task}"

@@ -166,7 +166,7 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     check_ready(spec)
-    plans = select_runs(spec.plan(), runs)
+    plans = select_plans(spec.plan(), runs)
     if world_size() > 1:
         ensure_environment(spec)
     if is_main():  # one process builds the tokenizer and token files; the others reuse them
@@ -207,7 +207,7 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
     return results
 
 
-def select_runs(plans: list[RunPlan], runs: list[str] | None) -> list[RunPlan]:
+def select_plans(plans: list[RunPlan], runs: list[str] | None) -> list[RunPlan]:
     """The plans named in `runs` (all when None); an unknown name is bad input."""
     if runs is None:
         return plans

@@ -77,14 +77,14 @@ def submit(spec: LadderSpec, echo: Callable[[str], None] | None = None, checked:
            runs: list[str] | None = None) -> list[Job]:
     """Submit a Slurm job for every run (of `runs`, default all) that is neither finished nor
     queued; return the new jobs."""
-    from taskladder.training.ladder import RESULT_FILE, runs_dir, select_runs
+    from taskladder.training.ladder import RESULT_FILE, runs_dir, select_plans
 
     echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not checked:
         check_launcher(spec, "slurm")
     spec_file = write_spec(spec)
     jobs = []
-    for plan in select_runs(spec.plan(), runs):
+    for plan in select_plans(spec.plan(), runs):
         run_dir = runs_dir(spec) / plan.run
         if (run_dir / RESULT_FILE).is_file():
             continue
