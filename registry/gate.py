@@ -27,6 +27,7 @@ from taskladder.laws.readers import final_values, read_ladder
 from .predictions import Prediction, check_target_name, registered_predictions
 from .rule import DEFAULT, GateRule
 from .store import Store, open_store
+from .verdicts import record_verdict
 
 EXPERIMENT = "taskladder-target-evals"
 CHECKED = "checked_at"  # metric: when an evaluation was last recorded or re-checked (epoch s)
@@ -268,8 +269,14 @@ def run_gate(target: str | Iterable[str] | None = None, *, metric: str = "acc",
         rows += [_row(name, p, measured, rule, predictions_only) for p in preds.values()]
     passed = all(r["status"] == "ok" or (r["status"] == "untrusted" and not rule.strict)
                  for r in rows)
-    return {"passed": passed, **rule.to_dict(), "targets": targets, "evaluations": gated,
-            "rows": rows}
+    verdict = {"passed": passed, **rule.to_dict(), "targets": targets, "evaluations": gated,
+               "rows": rows}
+    if gated:
+        try:  # the verdict stands even where the store cannot take it (read-only)
+            record_verdict(store, verdict)
+        except Exception as exc:
+            verdict["not_recorded"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return verdict
 
 
 def format_table(verdict: dict) -> str:

@@ -353,5 +353,8 @@ def _gate(args) -> int:
     verdict = run_gate(args.target, **rule, evaluation=evaluation,
                        predictions_only=args.predictions_only, store=store)
     print(format_table(verdict), file=flags.table_stream(args.json))
+    if "not_recorded" in verdict:
+        print(f"gate: the verdict is not recorded in the registry ({verdict['not_recorded']})",
+              file=sys.stderr)
     flags.write_json_result(args.json, verdict)
     return 0 if verdict["passed"] else 1

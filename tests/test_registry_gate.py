@@ -118,6 +118,33 @@ def test_gate_passes_within_tolerance_and_fails_on_drift(store, tmp_path, capsys
     assert rows["piqa"]["error"] == pytest.approx(-1.0)
 
 
+def test_the_verdict_is_recorded_on_the_evaluation_the_predictions_and_the_laws(store,
+                                                                                tmp_path):
+    acc, _ = _shifted({"arc_easy": 1.0, "piqa": -3.0})
+    check_target(target_eval_csv(tmp_path / "a.csv", acc), target=NAME, store=store)
+    verdict = run_gate(NAME, tolerance=2, store=store)
+    assert "not_recorded" not in verdict
+    evaluation = store.client.get_run(verdict["evaluations"][NAME]).data
+    assert evaluation.tags["gate/verdict"] == "drift" and evaluation.metrics["gate/passed"] == 0
+    assert (evaluation.tags["gate/arc_easy"], evaluation.tags["gate/piqa"]) == ("pass", "drift")
+    assert evaluation.tags["gate/tolerance"] == "2 points"
+    assert evaluation.metrics["gate/piqa/error"] == pytest.approx(-3.0)
+    for task, want in (("arc_easy", "pass"), ("piqa", "drift")):
+        row = next(r for r in verdict["rows"] if r["task"] == task)
+        pred = store.client.get_run(row["prediction_run"]).data
+        assert pred.tags["gate/verdict"] == want and pred.tags["gate/metric"] == "acc"
+        assert pred.metrics["gate/error"] == pytest.approx(row["error"])
+        mv = store.client.get_model_version(f"taskladder-law-{task}", "1")
+        assert mv.tags["gate/verdict"] == want
+        first = mv.description.splitlines()[0]
+        assert first.startswith(f"Gate {want.upper()}: big-1xC acc_norm error {row['error']:+.2f}")
+        assert "tolerance 2 points" in first
+        assert store.client.get_run(mv.run_id).data.metrics["gate/error"] == row["error"]
+    run_gate(NAME, tolerance=5, store=store)  # gated again: the line is replaced, not added
+    mv = store.client.get_model_version("taskladder-law-piqa", "1")
+    assert mv.description.startswith("Gate PASS") and mv.description.count("Gate ") == 1
+
+
 def test_interval_tolerance(store, tmp_path):
     p = registered_predictions(store, NAME)
     inside = {t: (x.values["acc_low"] + x.values["acc"]) / 2 for t, x in p.items()}
