@@ -5,12 +5,19 @@
    objective and its gradient, as the OLMo-ladder scripts do).
 2. A 1,000-draw bootstrap of both steps for 8 tasks (target: < 20 s). Baseline: one scipy
    refit per draw (measured on a few draws, extrapolated).
+3. `taskladder predict --target 7B-4T --method paper`, the whole process (goal: <= 1.5 s on a
+   quiet machine; the paper's reference scripts take about 16 s). Baseline: a process that
+   only imports numpy and scipy.optimize, the floor any fit pays. It also says which heavy
+   modules the verb loaded (none of scipy.stats, matplotlib, mlflow should be).
 
 Usage: .venv/bin/python benchmarks/bench_laws.py [LADDER_DIR]
 """
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,10 +132,46 @@ def reference_style_paper(obs):
             sigmoid(s2.params, [f((n, d), res.x)])
 
 
+HEAVY = ("scipy.stats", "matplotlib", "mlflow")
+_PREDICT = (
+    "import sys; from taskladder.cli import main; rc = main(sys.argv[1:]); "
+    f"print('heavy:', *[m for m in {HEAVY!r} if m in sys.modules] or ['none'], file=sys.stderr); "
+    "sys.exit(rc)"
+)
+
+
+def process_seconds(argv: list[str]) -> tuple[float, float, str]:
+    """(wall, CPU of the child, its stderr's last line) of one Python process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, (done.stderr.strip().splitlines() or [""])[-1].removeprefix("heavy: ")
+
+
+def whole_process(ladder_dir: Path) -> None:
+    """Section 3: the CLI verb end to end against the import floor, best of 3 each."""
+    predict = [sys.executable, "-c", _PREDICT, "predict", "--target", "7B-4T", "--method",
+               "paper", "--ladder", str(ladder_dir), "--json", os.devnull]
+    floor = [sys.executable, "-c", "import numpy, scipy.optimize"]
+    runs = [process_seconds(predict) for _ in range(3)]
+    base = [process_seconds(floor) for _ in range(3)]
+    wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+    bwall, bcpu = min(b[0] for b in base), min(b[1] for b in base)
+    print("taskladder predict --target 7B-4T --method paper, whole process (goal <= 1.5 s; "
+          "the reference scripts: about 16 s):")
+    print(f"  {wall:.2f} s wall, {cpu:.2f} s CPU; heavy modules loaded: {runs[0][2]}")
+    print(f"  baseline, python + numpy + scipy.optimize: {bwall:.2f} s wall, {bcpu:.2f} s CPU"
+          f" -> the verb is {cpu / bcpu:.2f}x the import floor (CPU)")
+
+
 def main() -> None:
     ladder_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
     obs = select_runs(read_ladder(ladder_dir, "olmo-csv"), PAPER_LADDER)
     print(f"ladder: {len(obs.unique('run'))} runs, {len(obs)} observations ({ladder_dir})")
+    whole_process(ladder_dir)
 
     with single_threaded_blas():
         ours = best_of(lambda: ours_paper(obs))

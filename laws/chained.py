@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from taskladder.common.errors import InputError
 
@@ -199,7 +199,7 @@ class ChainedFit:
         """Half-width in ln L: the delta method at (n, d) from the step-1 covariance."""
         g = log_jac(self.step1.form, np.array(self.step1.params), n, d)
         var = np.einsum("np,pq,nq->n", g, np.array(self.step1.errors["log_cov"]), g)
-        return norm.ppf((1 + level) / 2) * np.sqrt(np.maximum(var, 0.0))
+        return ndtri((1 + level) / 2) * np.sqrt(np.maximum(var, 0.0))
 
     def _distance(self, loss: np.ndarray) -> np.ndarray:
         """How far below the ladder's feature range the feature is, in units of that range."""

@@ -8,6 +8,7 @@ hundreds of small weighted problems at once in numpy, warm-started from the poin
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -21,13 +22,22 @@ Bounds = list[tuple[float | None, float | None]]
 def single_threaded_blas() -> Iterator[None]:
     """Our problems are tiny: a threaded BLAS only adds sync cost (18x slower L-BFGS-B on a
     busy 2-core machine), so fits run with one BLAS thread when threadpoolctl is available."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: fits are correct either way
+    controller = _blas_controller()
+    if controller is None:  # optional: fits are correct either way
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         yield
+
+
+@functools.cache
+def _blas_controller():
+    """One threadpoolctl controller per process: finding the loaded libraries is the slow part."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
 
 
 def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:

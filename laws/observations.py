@@ -33,8 +33,23 @@ FLOAT_COLUMNS = ("N", "D", "flops", "value")
 COLUMNS = ("run", "size", "N", "D", "step", "flops", "task", "metric", "value")
 
 
+def _distinct(col: np.ndarray) -> tuple[list, np.ndarray]:
+    """(distinct values, index of each row's value among them); floats by their bits, so that
+    -0.0 and 0.0 stay apart."""
+    if col.dtype == object:
+        codes: dict = {}
+        inverse = [codes.setdefault(v, len(codes)) for v in col.tolist()]
+        return list(codes), np.array(inverse, dtype=np.int64)
+    bits = col.view(np.int64) if col.dtype == float else col
+    _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
+    return col[first].tolist(), inverse.reshape(-1)
+
+
 def _frozen(values, dtype) -> np.ndarray:
-    arr = np.array(values, dtype=dtype)
+    return _read_only(np.array(values, dtype=dtype))
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
     arr.setflags(write=False)
     return arr
 
@@ -150,25 +165,39 @@ class Observations:
         for col, want in equals.items():
             if col not in COLUMNS:
                 raise InputError(f"unknown observation column {col!r}")
-            arr = getattr(self, col)
-            if isinstance(want, list | tuple | set | frozenset):
-                m &= np.isin(arr, list(want))
+            many = isinstance(want, list | tuple | set | frozenset)
+            if col in STR_COLUMNS:  # compare small integer codes, not Python strings
+                index, codes = self._codes(col)
+                wanted = [index[w] for w in (want if many else [want]) if w in index]
+                m &= np.isin(codes, wanted)
+            elif many:
+                m &= np.isin(getattr(self, col), list(want))
             else:
-                m &= arr == want
+                m &= getattr(self, col) == want
         return m
+
+    def _codes(self, column: str) -> tuple[dict, np.ndarray]:
+        """A string column as (value -> code, each row's code), built once per table and
+        carried into the tables `where` makes from it."""
+        key = f"_codes_{column}"
+        if key not in self.__dict__:
+            index: dict = {}
+            codes = [index.setdefault(v, len(index)) for v in getattr(self, column).tolist()]
+            object.__setattr__(self, key, (index, np.array(codes, dtype=np.int64)))
+        return self.__dict__[key]
 
     def where(self, mask: np.ndarray | None = None, **equals) -> Observations:
         m = self.mask(**equals) if mask is None else mask & self.mask(**equals)
-        return Observations(
-            **{c: _frozen(getattr(self, c)[m], getattr(self, c).dtype) for c in COLUMNS}
-        )
+        out = Observations(**{c: _read_only(getattr(self, c)[m]) for c in COLUMNS})
+        for c in STR_COLUMNS:
+            if f"_codes_{c}" in self.__dict__:
+                index, codes = self.__dict__[f"_codes_{c}"]
+                object.__setattr__(out, f"_codes_{c}", (index, codes[m]))
+        return out
 
     def unique(self, column: str) -> list:
         """Distinct values of a column, in first-seen order."""
-        seen: dict = {}
-        for v in getattr(self, column):
-            seen.setdefault(v, None)
-        return list(seen)
+        return list(dict.fromkeys(getattr(self, column).tolist()))
 
     def records(self) -> list[dict]:
         out = []
@@ -179,27 +208,23 @@ class Observations:
     def content_hash(self) -> str:
         """sha256 of the rows in a canonical order: the identity of a fit's input data."""
         h = hashlib.sha256()
-        # Rows in tuple order of (run, task, metric, step, repr(value), repr(N), repr(D),
-        # repr(flops), size), sorted with one vectorised lexsort.
-        cols = [
-            self.run,
-            self.task,
-            self.metric,
-            self.step,
-            self.value,
-            self.N,
-            self.D,
-            self.flops,
-            self.size,
-        ]
-        as_text = (str, str, str, int, repr, repr, repr, repr, str)
-        text = [list(map(f, c.tolist())) for f, c in zip(as_text, cols, strict=True)]
         if not len(self):
             return h.hexdigest()
-        keys = [np.array(t) if i != 3 else self.step for i, t in enumerate(text)]
+        # Rows as text (run, task, metric, step, repr(value), repr(N), repr(D), repr(flops),
+        # size), sorted by that text tuple (step numerically). Each distinct value is
+        # formatted once; its rank among the distinct texts is its sort key.
+        cols = [self.run, self.task, self.metric, self.step, self.value]
+        cols += [self.N, self.D, self.flops, self.size]
+        texts, keys = [], []
+        for i, col in enumerate(cols):
+            values, inverse = _distinct(col)
+            text = [repr(v) if col.dtype == float else str(v) for v in values]
+            rank = np.argsort(np.argsort(np.array(text, dtype=str), kind="stable"))
+            texts.append(np.array(text, dtype=object)[inverse])
+            keys.append(self.step if i == 3 else rank[inverse])
         order = np.lexsort(keys[::-1])
-        lines = ["\x1f".join(row) for row in zip(*([str(v) for v in t] for t in text), strict=True)]
-        h.update("".join(lines[i] + "\n" for i in order).encode())
+        lines = map("\x1f".join, zip(*(t[order].tolist() for t in texts), strict=True))
+        h.update(("\n".join(lines) + "\n").encode())
         return h.hexdigest()
 
     def series(self, task: str, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

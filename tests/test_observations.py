@@ -1,3 +1,4 @@
+import hashlib
 import math
 
 import numpy as np
@@ -42,6 +43,28 @@ def test_hash_ignores_row_order_but_not_values():
     b = Observations.from_records([_row(run="r2"), _row()])
     c = Observations.from_records([_row(), _row(run="r2", value=1.6)])
     assert a.content_hash() == b.content_hash() != c.content_hash()
+
+
+def test_hash_is_the_sha256_of_the_sorted_row_text():
+    """The hash's definition (stored hashes stay comparable): each row as text (floats by
+    repr, so -0.0 and 0.0 differ), rows sorted as text tuples with the step numeric."""
+    rows = [
+        _row(),
+        _row(run="r10", step=9, value=-0.0),
+        _row(run="r10", step=9, value=0.0),
+        _row(run="r2", step=100, value=1e-300, task="lm", metric="ce_c4_en"),
+        _row(run="r2", step=20, value=0.1 + 0.2, N=3e6, size="b"),
+        _row(),
+    ]
+    obs = Observations.from_records(rows)
+    cols = ("run", "task", "metric", "step", "value", "N", "D", "flops", "size")
+    text = sorted(
+        tuple(r[c] if c == "step" else repr(float(r[c])) if c in "value N D flops" else r[c]
+              for c in cols)
+        for r in rows
+    )
+    lines = "".join("\x1f".join(map(str, row)) + "\n" for row in text)
+    assert obs.content_hash() == hashlib.sha256(lines.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(
