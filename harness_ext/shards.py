@@ -154,7 +154,14 @@ def shard_left(plan: dict, index: int) -> tuple[int, int]:
 
 
 def run_shard(plan_file: str, index: int) -> None:
-    """What one worker (a local process or a Slurm job) runs: `evaluate_many` on its shard."""
+    """What one worker (a local process or a Slurm job) runs: `evaluate_many` on its shard.
+
+    SIGTERM ends it at once: submitit's job process ignores it (waiting for a requeue signal),
+    so a `scancel` would otherwise let the shard run on for Slurm's KillWait. Results files are
+    written atomically, so only the checkpoint in flight is lost."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     plan = read_json(plan_file)
     s, dirs = plan["settings"], [Path(d) for d in plan["shards"][index]]
     evaluate_many(dirs, s["tasks"], s["limit"], Path(plan["root"]), s["backend"],

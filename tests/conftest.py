@@ -1,13 +1,17 @@
-"""Shared fixtures: the reference data in ../shared (skip when absent, fail when required)."""
+"""Shared fixtures: the reference data in ../shared (skip when absent, fail when required),
+the tiny model every eval test scores, and a running single-node Slurm."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SLURM = ROOT / "tests" / "slurm"
 
 
 def _shared_dir() -> Path:
@@ -41,3 +45,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tiny_model import make_tiny_olmo2
 
     return make_tiny_olmo2(tmp_path_factory.mktemp("tiny-olmo2"))
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running single-node Slurm; stops only the daemons it started."""
+    can_start = os.geteuid() == 0 and (shutil.which("slurmctld") or shutil.which("apt-get"))
+    if not can_start:
+        reason = "no Slurm here and no root/apt to install it (tests/slurm/start.sh)"
+        if os.environ.get("TASKLADDER_REQUIRE_SLURM") == "1":
+            pytest.fail(reason + " but TASKLADDER_REQUIRE_SLURM=1")
+        pytest.skip(reason)
+    out = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    started = out.stdout.split()
+    yield
+    subprocess.run(["bash", str(SLURM / "stop.sh"), *started], check=False)

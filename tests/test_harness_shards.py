@@ -86,3 +86,47 @@ def test_bad_worker_and_shard_counts(checkpoints, tmp_path, capsys, monkeypatch)
     assert main([*base, "--launcher", "slurm"]) == 2
     assert "launcher: 'slurm' needs sbatch on PATH" in _error_line(capsys)
     assert not (tmp_path / "out").exists()  # nothing half written
+
+
+@pytest.mark.e2e
+def test_three_slurm_jobs_one_cancelled_and_resubmitted(slurm, checkpoints, tmp_path):
+    """Four checkpoints, three jobs (a job array): the two-checkpoint shard's job is cancelled
+    after its first checkpoint, resubmitted, and scores only the one left; the merged results
+    equal one process's."""
+    import subprocess
+    import threading
+    import time
+
+    from taskladder.harness_ext.runner import evaluate_many
+    from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
+
+    root, lines, failure = tmp_path / "slurm", [], []
+    res = SlurmResources(cpus_per_task=1, poll_seconds=1, max_retries=2, timeout_min=30)
+
+    def launch():
+        try:
+            evaluate_sharded(checkpoints, TASKS, 3, root, echo=lines.append, launcher="slurm",
+                             shards=3, slurm=res)
+        except BaseException as exc:  # noqa: BLE001  (reported by the test below)
+            failure.append(exc)
+
+    waiter = threading.Thread(target=launch)
+    waiter.start()
+    first = root / "tiny-1xC" / "step0000010"  # shard 0 holds steps 10 and 40
+    deadline = time.monotonic() + 600
+    while not any(first.glob("results_*.json")):
+        assert time.monotonic() < deadline and waiter.is_alive(), (lines, failure)
+        time.sleep(0.2)
+    job = json.loads((root / ".shards" / "shard-0.json").read_text())
+    subprocess.run(["scancel", job["job_id"]], check=True)
+    waiter.join(900)
+    assert not waiter.is_alive() and not failure, (lines, failure)
+
+    assert [line for line in lines if "submitted job" in line] == \
+        [f"shard {i}/3: submitted job {job['job_id'][:-1]}{i - 1}" for i in (1, 2, 3)]
+    resubmitted = [line for line in lines if "resubmitted" in line]
+    assert len(resubmitted) == 1 and resubmitted[0].startswith(
+        f"shard 1/3: job {job['job_id']} ended (cancelled) with 1/2 checkpoints scored"), lines
+    assert any(line.startswith("shard 1/3: done (2 checkpoints)") for line in lines)
+    evaluate_many(checkpoints, TASKS, 3, tmp_path / "one", echo=lambda line: None)
+    assert _scores(root) == _scores(tmp_path / "one")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,24 +20,6 @@ from taskladder.cli import main
 from taskladder.training.spec import load_ladder_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SLURM = ROOT / "tests" / "slurm"
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """A running single-node Slurm; stops only the daemons it started."""
-    can_start = os.geteuid() == 0 and (shutil.which("slurmctld") or shutil.which("apt-get"))
-    if not can_start:
-        reason = "no Slurm here and no root/apt to install it (tests/slurm/start.sh)"
-        if os.environ.get("TASKLADDER_REQUIRE_SLURM") == "1":
-            pytest.fail(reason + " but TASKLADDER_REQUIRE_SLURM=1")
-        pytest.skip(reason)
-    out = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr
-    started = out.stdout.split()
-    yield
-    subprocess.run(["bash", str(SLURM / "stop.sh"), *started], check=False)
 
 
 def write_spec(root: Path, name: str, steps: int, **extra) -> Path:
