@@ -19,7 +19,7 @@ from taskladder.common.errors import InputError
 from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
-from .trust import assess, interval
+from .trust import assess, extrapolation_checks, interval
 
 SCHEMA = "taskladder.chained_fit/2"
 _READ_SCHEMAS = ("taskladder.chained_fit/1", SCHEMA)
@@ -211,8 +211,18 @@ class ChainedFit:
     def assess(self, N: float, D: float) -> tuple[str, list[str]]:
         """(`ok` | `caution` | `unpredictable`, reasons) for a prediction at (N, D)."""
         p = self.predict(N, D)
+        s1 = self.step1
+        wrong = extrapolation_checks(
+            self.diagnostics,
+            lambda n, d: float(step1_eval(s1.form, np.array(s1.params), [n], [d])[0]),
+            s1.form,
+            dict(zip(s1.names, s1.params, strict=True)),
+            s1.at_bound,
+            (N, D),
+            float(p["acc"]),
+        )
         return assess(
-            self.diagnostics, self.flags["degenerate"], float(p["acc"]), float(p["distance"])
+            self.diagnostics, self.flags["degenerate"], float(p["acc"]), float(p["distance"]), wrong
         )
 
     @property

@@ -34,6 +34,7 @@ spread make it grow with distance beyond them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.special import ndtri
@@ -46,6 +47,12 @@ ACC_MARGIN = 0.10
 RISE_FACTOR = 3.0
 FEATURE_MARGIN = 0.5
 SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
+# Step-1 terms: a fitted exponent above this is no physical law (the paper ladder's fits:
+# 0.1-0.8); a doubling of N or D that gains less than this share of the loss has no term
+# left (0.3-6% on the paper ladder's fits, 0.1% on Winogrande, a noise task).
+EXPONENT_MAX = 2.0
+MIN_DOUBLING_GAIN = 0.001
+MONOTONE_MARGIN = 0.005  # a loss this much above a dominated run's is beyond noise
 _LAST = 10
 
 
@@ -77,8 +84,9 @@ def _second_diff_sd(v: np.ndarray) -> float:
 def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
     """What the trust rules and the interval read, from the ladder a fit was made on."""
     w, f = fit.settings.final_window, fit.settings.final_fraction
-    acc = obs.finals(fit.task, fit.acc_metric, w, fraction=f).as_dict()
-    x = obs.finals(fit.x_task, fit.x_metric, w, fraction=f).as_dict()
+    acc_finals = obs.finals(fit.task, fit.acc_metric, w, fraction=f)
+    acc, x = acc_finals.as_dict(), obs.finals(fit.x_task, fit.x_metric, w, fraction=f).as_dict()
+    both = [i for i, r in enumerate(acc_finals.runs) if r in x]
     runs = sorted((r for r in acc if r in x), key=lambda r: x[r])  # best feature first
     k = max(1, len(runs) // 3)
     rise = np.mean([acc[r] for r in runs[:k]]) - np.mean([acc[r] for r in runs[-k:]])
@@ -96,14 +104,23 @@ def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
         "feature_max": float(max(xs)),
         "n_runs": len(runs),
         "notes": list(notes),
+        "feature_noise": float(fit.step1.errors.get("noise", 0.0)),
+        "ladder_runs": [acc_finals.runs[i] for i in both],
+        "ladder_N": [float(acc_finals.N[i]) for i in both],
+        "ladder_D": [float(acc_finals.D[i]) for i in both],
+        "ladder_feature": [x[acc_finals.runs[i]] for i in both],
+        "ladder_acc": [float(acc_finals.y[i]) for i in both],
     }
 
 
-def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[str, list[str]]:
-    """(status, reasons) of one prediction; see the module docstring for the rules."""
+def assess(
+    diag: dict, degenerate: bool, acc: float, distance: float, wrong: list[str] | tuple = ()
+) -> tuple[str, list[str]]:
+    """(status, reasons) of one prediction; see the module docstring for the rules. `wrong`:
+    what the target-dependent checks (`extrapolation_checks`) found."""
     if not diag:
         return "ok", []
-    unpredictable, caution = [], []
+    unpredictable, caution = list(wrong), []
     noise, chance, best = diag["acc_noise"], diag["chance"], diag["best_acc"]
     margin = max(SIGNAL_SIGMAS * noise, MIN_SIGNAL)
     if best - chance < margin:
@@ -135,6 +152,64 @@ def assess(diag: dict, degenerate: bool, acc: float, distance: float) -> tuple[s
     if unpredictable:
         return "unpredictable", unpredictable + caution
     return ("caution", caution) if caution else ("ok", [])
+
+
+def extrapolation_checks(
+    diag: dict,
+    loss_at: Callable[[float, float], float],
+    form: str,
+    params: dict[str, float],
+    at_bound: tuple[str, ...],
+    target: tuple[float, float],
+    acc: float,
+) -> list[str]:
+    """What makes a prediction at `target` = (N, D) wrong on its face (module docstring): a
+    step-1 term that vanished in a direction the target extrapolates in, and a prediction
+    worse than a ladder run the target dominates (more N, at least its D)."""
+    if "ladder_N" not in diag:
+        return []
+    N, D = target
+    loss = loss_at(N, D)
+    out = []
+    terms = (("size", N > max(diag["ladder_N"]), (2 * N, D), "a", "alpha"),)
+    if form == "nd":
+        terms += (("data", D > max(diag["ladder_D"]), (N, 2 * D), "b", "beta"),)
+    for what, beyond, doubled, coef, expo in terms:
+        gain = 1 - loss_at(*doubled) / loss
+        why = (
+            [f"{p} at its bound" for p in (coef, expo) if p in at_bound]
+            + ([f"{expo} = {params[expo]:.3g}"] if params[expo] > EXPONENT_MAX else [])
+            + ([f"doubling it gains {gain:.2%}"] if gain < MIN_DOUBLING_GAIN else [])
+        )
+        if beyond and why:
+            out.append(
+                f"step 1's {what} term vanished ({', '.join(why)}) but the target is "
+                f"beyond the ladder in {what}"
+            )
+    margin = max(SIGNAL_SIGMAS * diag.get("feature_noise", 0.0), MONOTONE_MARGIN)
+    acc_margin = max(SIGNAL_SIGMAS * diag.get("final_noise", 0.0), MIN_SIGNAL)
+    dominated = [
+        i
+        for i, (n, d) in enumerate(zip(diag["ladder_N"], diag["ladder_D"], strict=True))
+        if n < N and d <= D * (1 + 1e-9)
+    ]
+    worse = [i for i in dominated if loss > diag["ladder_feature"][i] * (1 + margin)]
+    if worse:
+        i = max(worse, key=lambda i: loss / diag["ladder_feature"][i])
+        out.append(
+            f"predicted loss {loss:.4g} is {loss / diag['ladder_feature'][i] - 1:.1%} above "
+            f"the measured {diag['ladder_feature'][i]:.4g} of run {diag['ladder_runs'][i]}, "
+            "which has less N and no more D"
+        )
+    worse = [i for i in dominated if acc < diag["ladder_acc"][i] - acc_margin]
+    if worse:
+        i = max(worse, key=lambda i: diag["ladder_acc"][i] - acc)
+        out.append(
+            f"predicted accuracy {acc * 100:.1f} is below the measured "
+            f"{diag['ladder_acc'][i] * 100:.1f} of run {diag['ladder_runs'][i]}, which has "
+            "less N and no more D"
+        )
+    return out
 
 
 def conformal_quantile(scores: list[float], level: float) -> float:

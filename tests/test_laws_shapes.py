@@ -2,10 +2,12 @@
 fit never crashes, and it recovers the known truth at a target beyond the ladder (the
 default method: inside its calibrated intervals)."""
 
+from dataclasses import replace
+
 import pytest
 
 from taskladder.laws.fitter import ChainedFitter
-from taskladder.laws.synthetic import SHAPES, shaped_ladder
+from taskladder.laws.synthetic import SHAPES, shaped_ladder, synthetic_ladder
 
 STATUSES = {"ok", "caution", "unpredictable"}
 # The paper's "last 5 checkpoints" reach back to mid-run on a short cosine run (the small
@@ -51,3 +53,24 @@ def test_three_sizes_get_the_compute_form_with_caution(method):
     assert fit.settings.step1_form == "compute"
     status, reasons = fit.assess(*sh.target)
     assert status == "caution" and any("3 runs" in r for r in reasons), reasons
+
+
+def test_a_vanished_size_term_is_flagged_when_the_target_is_larger():
+    flat = synthetic_ladder(step1=(-40.0, 5.0, 0.3, 0.3, 0.6), noise=0.002)  # no size term
+    fit = ChainedFitter("default", n_bootstrap=0).fit(flat, "arc_easy")
+    status, reasons = fit.assess(3.2e8, 1.6e10)  # beyond in N only
+    assert status == "unpredictable", reasons
+    assert any("size term vanished" in r for r in reasons), reasons
+    status, reasons = fit.assess(1.6e8, 1e11)  # beyond in D only: the size term is not needed
+    assert not any("size term" in r for r in reasons), reasons
+
+
+def test_a_prediction_worse_than_a_dominated_run_is_flagged():
+    sh = shaped_ladder("paper")
+    fit = ChainedFitter("default", n_bootstrap=0).fit(sh.obs, "arc_easy")
+    assert fit.assess(*sh.target) == ("ok", [])
+    p = dict(zip(fit.step1.names, fit.step1.params, strict=True))
+    worse = replace(fit.step1, params=tuple({**p, "E": p["E"] + 0.1}.values()))
+    status, reasons = replace(fit, step1=worse, members=()).assess(*sh.target)
+    assert status == "unpredictable", reasons
+    assert any("above the measured" in r and "160M-10xC" in r for r in reasons), reasons
