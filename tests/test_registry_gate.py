@@ -121,7 +121,7 @@ def test_gate_passes_within_tolerance_and_fails_on_drift(store, tmp_path, capsys
 def test_the_verdict_is_recorded_on_the_evaluation_the_predictions_and_the_laws(store,
                                                                                 tmp_path):
     acc, _ = _shifted({"arc_easy": 1.0, "piqa": -3.0})
-    check_target(target_eval_csv(tmp_path / "a.csv", acc), target=NAME, store=store)
+    record_evaluation(target_eval_csv(tmp_path / "a.csv", acc), target=NAME, store=store)
     verdict = run_gate(NAME, tolerance=2, store=store)
     assert "not_recorded" not in verdict
     evaluation = store.client.get_run(verdict["evaluations"][NAME]).data
