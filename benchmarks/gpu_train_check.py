@@ -8,7 +8,7 @@ peak, by default the H200's ~790 bf16 TFLOP/s measured peak (goal: MFU >= 40%). 
 `--warmup` steps (compilation, allocator) are not timed.
 
     python benchmarks/gpu_train_check.py [--size 190M] [--steps 50] [--batch 64] [--micro 8]
-    python benchmarks/gpu_train_check.py --device cpu --preset paper-small --size d48 \\
+    python benchmarks/gpu_train_check.py --device cpu --preset paper-small-ladder --size d48 \\
         --steps 4 --warmup 1 --batch 4 --micro 4 --seq 256      # smoke check without a GPU
 
 benchmarks/gpu_check.sh calls it; it exits 1 when the step loss is not finite.
@@ -62,7 +62,7 @@ class StepTimer(Callback):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--preset", default="paper-ladder")
     ap.add_argument("--size", default="190M")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5, help="untimed first steps")

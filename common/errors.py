@@ -1,6 +1,7 @@
 """Bad input that the CLI reports as one line and exit code 2 (never a traceback)."""
 
 import importlib.util
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -46,3 +47,9 @@ def require_extra(extra: str, what: str, *modules: str) -> None:
     for module in modules:
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(extra, what, module)
+
+
+def deprecated(old: str, new: str) -> None:
+    """The one-line notice for an old spelling (it keeps working for one release)."""
+    print(f"taskladder: {old} is deprecated, use {new} (the old spelling goes in the next "
+          "release)", file=sys.stderr)

@@ -17,9 +17,9 @@ def add_parsers(subparsers) -> None:
         "checkpoint and skipping finished ones; export each kept checkpoint to Hugging Face "
         "format with ladder_meta.json. Under torchrun the ranks train data-parallel.",
     )
-    p.add_argument("spec", nargs="?", default="cpu-micro",
-                   help="preset (cpu-micro, cpu-micro-target, paper, paper-small) or a "
-                   "YAML/TOML/JSON file (default: cpu-micro)")
+    p.add_argument("spec", nargs="?", default="cpu-micro-ladder",
+                   help="preset (cpu-micro-ladder, cpu-micro-target, paper-ladder, "
+                   "paper-small-ladder) or a YAML/TOML/JSON file (default: cpu-micro-ladder)")
     flags.add(p, "--output", help="output folder (overrides the spec's output_dir)")
     flags.renamed(p, "--output-dir", "--output")
     flags.add(p, "--dry-run",
@@ -48,7 +48,7 @@ def handle(args: argparse.Namespace) -> int:
             have = spec.target.name if spec.target else "none"
             raise InputError(f"--target: {args.target!r} is not the target of spec {spec.name} "
                              f"(its target: {have})")
-        spec = spec.target_spec()
+        spec = spec.target_ladder()
     if args.dry_run:
         print(spec.describe_plan())
         return 0

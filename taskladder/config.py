@@ -4,6 +4,10 @@ A spec composes the training area's ladder spec (trained here) or an imported la
 paper's released evaluations), the `ladder_*` tasks and how to evaluate them, the law method,
 the target, the drift gate, the tracking store and the output folder. Bundled specs live in
 `taskladder/specs/*.yaml` and are found by name (`cpu-micro`, `paper`, `paper-import`).
+
+Names: a `PipelineSpec` is made of sections (`LadderSection`, `EvaluateSection`, `FitSection`,
+`TargetSection`, `GateSection`); the training area's `LadderSpec` (presets `*-ladder`, its
+`TargetModel`, `target_ladder()`) is what a trained ladder or target section points at.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from taskladder.common.errors import deprecated
 from taskladder.common.facts import PAPER_TASKS, TARGETS, TASKS
 from taskladder.common.specfile import (
     SUFFIXES,
@@ -38,10 +43,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LadderSource(_Model):
+class LadderSection(_Model):
     """Where the ladder comes from: trained here (`train`) or read from disk (`import`).
 
-    `train` is a training preset name (`cpu-micro`, `paper`) or an inline training spec;
+    `train` is a training preset name (`cpu-micro-ladder`, `paper-ladder`) or an inline training
+    spec;
     `import` a folder or file of evaluations someone else made (the paper's CSVs, lm-eval
     results, our CSV schema), read with the law engine's readers.
     """
@@ -59,7 +65,7 @@ class LadderSource(_Model):
     )
 
     @model_validator(mode="after")
-    def _one_source(self) -> LadderSource:
+    def _one_source(self) -> LadderSection:
         if (self.train is None) == (self.import_ is None):
             raise ValueError("give exactly one of ladder.train and ladder.import")
         if self.import_ is not None and self.overrides:
@@ -85,7 +91,7 @@ class EvalSlurm(_Model):
                                        description="more sbatch options (submitit's names)")
 
 
-class EvaluateSpec(_Model):
+class EvaluateSection(_Model):
     """How each kept checkpoint is scored on the `ladder_*` tasks, and where: `devices` local
     workers (one per GPU, or per share of the CPU cores), or `shards` Slurm jobs."""
 
@@ -102,7 +108,7 @@ class EvaluateSpec(_Model):
     _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
 
     @model_validator(mode="after")
-    def _known_tasks(self) -> EvaluateSpec:
+    def _known_tasks(self) -> EvaluateSection:
         from taskladder.harness_ext.preflight import BACKEND_ALIASES, BACKENDS
 
         _check_tasks(self.tasks, "evaluate.tasks")
@@ -113,7 +119,7 @@ class EvaluateSpec(_Model):
         return self
 
 
-class FitSpec(_Model):
+class FitSection(_Model):
     """Which law: the paper's settings or the careful default; which tasks to fit."""
 
     method: Literal["paper", "default"] = "default"
@@ -122,13 +128,13 @@ class FitSpec(_Model):
     _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
 
     @model_validator(mode="after")
-    def _known_tasks(self) -> FitSpec:
+    def _known_tasks(self) -> FitSection:
         if self.tasks is not None:
             _check_tasks(self.tasks, "fit.tasks")
         return self
 
 
-class TargetSpec(_Model):
+class TargetSection(_Model):
     """The model to predict: a named target of the paper (`7B-4T`: its N and D are facts),
     (N, D) given, or a training spec whose build gives them.
 
@@ -157,7 +163,7 @@ class TargetSpec(_Model):
         return data
 
     @model_validator(mode="after")
-    def _has_size(self) -> TargetSpec:
+    def _has_size(self) -> TargetSection:
         if self.spec is None and (self.N is None or self.D is None):
             raise ValueError("target needs N and D, a training spec in target.spec, or a "
                              f"known name ({', '.join(TARGETS)})")
@@ -168,7 +174,7 @@ class TargetSpec(_Model):
         return self
 
 
-class GateSpec(_Model):
+class GateSection(_Model):
     """Drift gate: compare the target's real evaluation with the registered prediction.
 
     The fields are `taskladder gate`'s and are checked by the gate's own parser
@@ -187,7 +193,7 @@ class GateSpec(_Model):
                           "the watched target drifts (docs/trajectory.md)")
 
     @model_validator(mode="after")
-    def _valid_rule(self) -> GateSpec:
+    def _valid_rule(self) -> GateSection:
         self.rule()
         return self
 
@@ -213,11 +219,11 @@ class PipelineSpec(_Model):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    ladder: LadderSource
-    evaluate: EvaluateSpec | None = None
-    fit: FitSpec = FitSpec()
-    target: TargetSpec
-    gate: GateSpec = GateSpec()
+    ladder: LadderSection
+    evaluate: EvaluateSection | None = None
+    fit: FitSection = FitSection()
+    target: TargetSection
+    gate: GateSection = GateSection()
     tracking_uri: str | None = None
     output_dir: str | None = Field(default=None, description="default: ./taskladder-out/<name>")
     source: str | None = Field(default=None, exclude=True, description="where the spec was read")
@@ -227,8 +233,6 @@ class PipelineSpec(_Model):
     def _old_names(cls, data: Any) -> Any:
         """The section `eval` is now `evaluate` (accepted one release, with a notice)."""
         if isinstance(data, dict) and "eval" in data and "evaluate" not in data:
-            from taskladder.flags import deprecated
-
             deprecated("spec section eval", "evaluate")
             data = {("evaluate" if k == "eval" else k): v for k, v in data.items()}
         return data

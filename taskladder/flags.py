@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from taskladder.common.errors import deprecated
+
 # flag -> (metavar, meaning); a metavar of None is a switch. The order is README's.
 GLOSSARY: dict[str, tuple[str | None, str]] = {
     "--ladder": ("PATH", "the ladder's evaluations (folder or file: olmo-csv, lm-eval, table)"),
@@ -87,12 +89,6 @@ def renamed(parser: argparse.ArgumentParser, old: str, new: str, dest: str | Non
         kwargs.update(nargs=0, const=True)
     parser.add_argument(old, dest=dest, new=new, action=_Renamed, help=argparse.SUPPRESS,
                         **kwargs)
-
-
-def deprecated(old: str, new: str) -> None:
-    """The one-line notice for an old spelling (it keeps working for one release)."""
-    print(f"taskladder: {old} is deprecated, use {new} (the old spelling goes in the next "
-          "release)", file=sys.stderr)
 
 
 def write_json_result(path: str | None, document, **options) -> None:

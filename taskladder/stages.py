@@ -41,7 +41,7 @@ from taskladder.pipeline import RunContext, Stage, code_version, digest
 
 
 # training -----------------------------------------------------------------------------------
-def ladder_spec(spec: PipelineSpec, folder: Path | None = None):
+def ladder_training(spec: PipelineSpec, folder: Path | None = None):
     """The training area's spec for the ladder (writing under `folder` when given)."""
     from taskladder.training.spec import load_ladder_spec
 
@@ -49,10 +49,10 @@ def ladder_spec(spec: PipelineSpec, folder: Path | None = None):
     return load_ladder_spec(spec.ladder.train, overrides)
 
 
-def target_spec(spec: PipelineSpec, folder: Path | None = None):
+def target_training(spec: PipelineSpec, folder: Path | None = None):
     """The target's training spec; `ladder` = the ladder spec's own target (same data)."""
     if spec.target.spec == "ladder":
-        return ladder_spec(spec, folder).target_spec()
+        return ladder_training(spec, folder).target_ladder()
     from taskladder.training.spec import load_ladder_spec
 
     out = str(folder or spec.out_dir() / "target")
@@ -80,13 +80,13 @@ def _data_ids(training_spec, model: Model) -> tuple[str, str]:
 
 
 def train_inputs(ctx: RunContext) -> dict:
-    spec = ladder_spec(ctx.spec)
+    spec = ladder_training(ctx.spec)
     return {"ladder": spec.model_dump(mode="json", exclude={"output_dir"}),
             "code": code_version("training")}
 
 
 def train_ladder(ctx: RunContext, folder: Path) -> Trained:
-    return _train(ctx, ladder_spec(ctx.spec, folder))
+    return _train(ctx, ladder_training(ctx.spec, folder))
 
 
 # evaluation ---------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def register_ladder(ctx: RunContext, folder: Path) -> Registered:
 # laws ---------------------------------------------------------------------------------------
 def target_size(spec: PipelineSpec) -> dict:
     if spec.target.spec is not None:
-        final = target_spec(spec).plan()[-1]
+        final = target_training(spec).plan()[-1]
         n, d = float(final.N), float(final.tokens)
     else:
         n, d = spec.target.N, spec.target.D
@@ -237,14 +237,14 @@ def predict_target(ctx: RunContext, folder: Path) -> Predicted:
 
 # the target and the gate --------------------------------------------------------------------
 def target_inputs(ctx: RunContext) -> dict:
-    spec = target_spec(ctx.spec)
+    spec = target_training(ctx.spec)
     return {"target": spec.model_dump(mode="json", exclude={"output_dir"}),
             "evaluate": _eval_settings(ctx.spec), "code": code_version("training", "harness_ext",
                                                                    "tasks")}
 
 
 def train_target(ctx: RunContext, folder: Path) -> TargetScored:
-    final = _train(ctx, target_spec(ctx.spec, folder)).models[-1]
+    final = _train(ctx, target_training(ctx.spec, folder)).models[-1]
     result = _score(ctx, [final], folder / "eval")[0]
     return TargetScored(final, str(result))
 
@@ -336,7 +336,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
 
             check_slurm("evaluate.launcher")
     if spec.ladder.trained:
-        lspec = ladder_spec(spec)
+        lspec = ladder_training(spec)
         _check_beyond_ladder(spec, lspec)
         if not dry_run:
             from taskladder.training.ladder import check_ready
@@ -347,7 +347,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
         if not path.exists():
             raise UsageError(f"ladder.import: {path} does not exist (give --ladder DIR)")
     if spec.target.spec is not None:
-        target_spec(spec)
+        target_training(spec)
     if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
         raise UsageError(f"target.actual: {spec.resolve_path(spec.target.actual)} does not exist")
 
@@ -371,7 +371,7 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
     lines = [f"spec {spec.name}: {spec.description}", f"output    {spec.out_dir()}",
              f"tracking  {spec.tracking()}"]
     if spec.ladder.trained:
-        lines += ["", ladder_spec(spec).describe_plan(), ""]
+        lines += ["", ladder_training(spec).describe_plan(), ""]
         e = spec.evaluate
         lines.append(f"evaluate  {', '.join(f'ladder_{t}_rc' for t in e.tasks)} on every kept "
                      f"checkpoint, limit {e.limit or 'all'} docs, backend {e.backend}, "
@@ -384,7 +384,7 @@ def plan_lines(spec: PipelineSpec) -> list[str]:
     t = target_size(spec)
     lines.append(f"target    {t['name']}: N = {t['N']:,.0f}, D = {t['D']:,.0f}")
     if spec.target.train:
-        lines += ["", target_spec(spec).describe_plan(), ""]
+        lines += ["", target_training(spec).describe_plan(), ""]
     elif spec.target.actual:
         lines.append(f"actual    {spec.resolve_path(spec.target.actual)}")
     if spec.gate.enabled:

@@ -105,7 +105,7 @@ def test_the_old_eval_section_is_read_as_evaluate_with_one_notice(tmp_path, caps
     from taskladder.config import load_spec
 
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: x\nladder: {train: cpu-micro}\neval: {tasks: [piqa]}\n"
+    spec.write_text("name: x\nladder: {train: cpu-micro-ladder}\neval: {tasks: [piqa]}\n"
                     "target: {name: t, N: 1e9, D: 1e10}\n")
     assert load_spec(str(spec)).evaluate.tasks == ["piqa"]
     assert capsys.readouterr().err == ("taskladder: spec section eval is deprecated, use evaluate "

@@ -52,7 +52,7 @@ def test_missing_import_path_is_one_line_exit_2(tmp_path, capsys):
 
 def test_bad_spec_file_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nladder: {train: cpu-micro}\ntarget: {name: t, N: 1, D: 1}\n")
+    bad.write_text("name: x\nladder: {train: cpu-micro-ladder}\ntarget: {name: t, N: 1, D: 1}\n")
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "evaluate section" in err and "Traceback" not in err
@@ -82,7 +82,7 @@ def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
 
 def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: x\nladder: {train: cpu-micro, overrides: {corpus: {kind: text, "
+    spec.write_text("name: x\nladder: {train: cpu-micro-ladder, overrides: {corpus: {kind: text, "
                     "paths: [no-such-corpus.txt]}}}\nevaluate: {tasks: [piqa]}\n"
                     f"target: {{name: t, N: 1e9, D: 1e10}}\noutput_dir: {tmp_path / 'o'}\n")
     assert main(["run", str(spec)]) == 2

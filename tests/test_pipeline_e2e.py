@@ -21,7 +21,7 @@ from taskladder.verdict import exit_code, final_lines, measured
 TINY = """
 name: tiny
 ladder:
-  train: cpu-micro
+  train: cpu-micro-ladder
   overrides:
     sizes:
       - {{name: d32, d_model: 32, n_layers: 1, n_heads: 1, hidden_size_multiple_of: 32,

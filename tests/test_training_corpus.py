@@ -190,7 +190,7 @@ def test_bad_token_files_fail_before_training(tmp_path):
     with pytest.raises(InputError, match="corpus.dtype: .* beyond the tokenizer's 50280"):
         prepare_tokens(wrong, OLMO, seed=0, cache_dir=tmp_path / "cache")
     with pytest.raises(InputError, match="holds token ids: give the tokenizer"):
-        load_ladder_spec("cpu-micro", {"corpus": {"kind": "numpy", "paths": paths}})
+        load_ladder_spec("cpu-micro-ladder", {"corpus": {"kind": "numpy", "paths": paths}})
 
 
 def _parquet(tmp_path):
@@ -211,12 +211,12 @@ def test_paper_dry_run_passes_with_a_local_tokenizer_and_corpus(tmp_path, capsys
                  "corpus": {"kind": "numpy", "paths": paths}}
     spec = tmp_path / "paper-local.yaml"
     spec.write_text(yaml.safe_dump({
-        "name": "paper-local", "ladder": {"train": "paper", "overrides": overrides},
+        "name": "paper-local", "ladder": {"train": "paper-ladder", "overrides": overrides},
         "evaluate": {"tasks": ["arc_easy"]}, "target": {"name": "7B-4T", "N": 6887575552,
                                                     "D": 3945065873408},
         "output_dir": str(tmp_path / "out")}))
     assert main(["run", str(spec), "--dry-run"]) == 0
     assert "1B-10xC" in capsys.readouterr().out
-    check_ready(load_ladder_spec("paper", overrides))  # what a real run checks first
+    check_ready(load_ladder_spec("paper-ladder", overrides))  # what a real run checks first
     with pytest.raises(InputError, match="corpus.kind is 'numpy' but corpus.paths is empty"):
         check_ready(LadderSpec.paper())  # the bare preset has no data of its own

@@ -142,7 +142,7 @@ def test_killed_run_resumes_without_lost_or_repeated_steps(workdir):
 def test_paper_small_smallest_run_trains_its_few_hundred_steps(workdir):
     from taskladder.training.ladder import train_ladder
 
-    spec = load_ladder_spec("paper-small", {
+    spec = load_ladder_spec("paper-small-ladder", {
         "output_dir": str(workdir / "paper-small"),
         "corpus": {"kind": "text", "paths": [str(workdir / "corpus.txt")]}})
     first = spec.plan()[0]

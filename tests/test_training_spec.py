@@ -26,7 +26,7 @@ def test_paper_preset_n_and_target_match_the_released_ladder():
         size: OLMO_SIZES[size][0] for size in ("190M", "370M", "760M", "1B")}
     for p in plans:  # steps rounded up to whole batches: at most one batch over m x 20 N
         assert 0 <= p.tokens - p.multiplier * 20 * p.N < p.batch_tokens
-    target = spec.target_spec().plan()[0]
+    target = spec.target_ladder().plan()[0]
     n, d = TARGETS["7B-4T"]
     assert target.N == n  # the 7B shape gives the 7B N
     assert 0 <= target.tokens - d < target.batch_tokens
@@ -69,7 +69,7 @@ def test_cpu_micro_plan_shape():
         assert 4 <= len(p.checkpoint_steps) <= 6 and p.checkpoint_steps[-1] == p.steps
         assert p.warmup_steps < p.steps
     assert all(s.head_dim in (32, 64) for s in spec.sizes)
-    target = spec.target_spec().plan()[0]
+    target = spec.target_ladder().plan()[0]
     assert target.N > max(p.N for p in plans) and target.tokens > max(p.tokens for p in plans)
     assert "d64L3-0.15xC" in spec.describe_plan()
 
@@ -103,14 +103,14 @@ def test_plan_invariants(mult, batch, per_run):
 )
 def test_impossible_specs_fail_with_one_line(change, needle):
     with pytest.raises(InputError) as err:
-        load_ladder_spec("cpu-micro", change)
+        load_ladder_spec("cpu-micro-ladder", change)
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
 def test_yaml_and_toml_files_with_preset_and_relative_paths(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello\n\nworld\n")
-    data = {"preset": "cpu-micro", "multipliers": [0.1], "output_dir": "out",
+    data = {"preset": "cpu-micro-ladder", "multipliers": [0.1], "output_dir": "out",
             "corpus": {"kind": "text", "paths": ["c.txt"]}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
     (tmp_path / "s.toml").write_text(tomli_w.dumps(data))
@@ -123,15 +123,15 @@ def test_yaml_and_toml_files_with_preset_and_relative_paths(tmp_path):
 
 def test_cli_reports_bad_spec_and_missing_corpus(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({"preset": "cpu-micro", "output_dir": str(tmp_path / "o"),
+    spec.write_text(yaml.safe_dump({"preset": "cpu-micro-ladder", "output_dir": str(tmp_path / "o"),
                                     "corpus": {"kind": "text", "paths": ["missing.txt"]}}))
     assert main(["train", str(spec), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("taskladder: error: corpus.paths:") and "missing.txt" in err
     assert "\n" not in err and not (tmp_path / "o").exists()
-    assert main(["train", "cpu-micro", "--dry-run"]) == 0
+    assert main(["train", "cpu-micro-ladder", "--dry-run"]) == 0
     assert "d64L2-0.1xC" in capsys.readouterr().out
-    spec.write_text(yaml.safe_dump({"preset": "cpu-micro", "output_dir": str(tmp_path / "o"),
+    spec.write_text(yaml.safe_dump({"preset": "cpu-micro-ladder", "output_dir": str(tmp_path / "o"),
                                     "corpus": {"kind": "text"}}))
     assert main(["train", str(spec), "--no-progress"]) == 2
     assert "corpus.kind is 'text' but corpus.paths is empty" in capsys.readouterr().err
@@ -143,7 +143,17 @@ def test_train_without_the_train_extra_names_it(monkeypatch, capsys):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "olmo_core" else real(name, *a))
-    assert main(["train", "cpu-micro", "--dry-run"]) == 2
+    assert main(["train", "cpu-micro-ladder", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("taskladder: error: taskladder train needs the 'train' extra (olmo_core is "
                    "not installed): pip install 'taskladder[train]'")
+
+
+def test_old_preset_names_work_one_release_with_a_notice(tmp_path, capsys):
+    """The training presets were named like the pipeline specs (cpu-micro, paper)."""
+    assert load_ladder_spec("cpu-micro") == load_ladder_spec("cpu-micro-ladder")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'cpu-micro' is deprecated, use 'cpu-micro-ladder'" in err
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"preset": "paper-small"}))
+    assert load_ladder_spec(str(tmp_path / "s.yaml")).name == "paper-small"
+    assert "use 'paper-small-ladder'" in capsys.readouterr().err

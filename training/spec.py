@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import InputError, deprecated
 from taskladder.common.facts import CHINCHILLA_TOKENS_PER_PARAM, TARGETS, train_flops
 from taskladder.common.specfile import read_mapping, resolve_path, validate
 
@@ -153,7 +153,7 @@ class SlurmSpec(_Spec):
         return self.nodes * (self.ranks_per_node or self.gpus_per_node or 1)
 
 
-class TargetRun(_Spec):
+class TargetModel(_Spec):
     """The model the ladder predicts: a size (larger than the ladder's) and a length."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -190,7 +190,7 @@ class LadderSpec(_Spec):
         default=1.0, gt=0, description="warmup = this x N tokens (the paper: N / batch steps)")
     final_lr_fraction: float = Field(default=0.1, ge=0, le=1)
     weight_decay: float = Field(default=0.1, ge=0)
-    target: TargetRun | None = None
+    target: TargetModel | None = None
     slurm: SlurmSpec = SlurmSpec()
 
     @model_validator(mode="after")
@@ -236,7 +236,7 @@ class LadderSpec(_Spec):
                 checkpoint_interval=1000,
                 output_dir="taskladder-out/paper",
                 device="cuda",
-                target=TargetRun(
+                target=TargetModel(
                     name="7B-4T", multiplier=target_d / CHINCHILLA_TOKENS_PER_PARAM / target_n,
                     size=ModelSize(name="7B", d_model=4096, n_layers=32, n_heads=32,
                                    batch_sequences=1024)),
@@ -266,7 +266,7 @@ class LadderSpec(_Spec):
                 checkpoints_per_run=5,
                 warmup_tokens_per_param=PAPER_SMALL_LENGTH * paper.warmup_tokens_per_param,
                 output_dir="taskladder-out/paper-small",
-                target=TargetRun(name="d256-7B4T-shape", size=_shrink(paper.target.size),
+                target=TargetModel(name="d256-7B4T-shape", size=_shrink(paper.target.size),
                                  multiplier=round(PAPER_SMALL_LENGTH * paper.target.multiplier,
                                                   3)),
             ),
@@ -297,7 +297,7 @@ class LadderSpec(_Spec):
                 checkpoints_per_run=5,
                 warmup_tokens_per_param=0.05,
                 output_dir="taskladder-out/cpu-micro",
-                target=TargetRun(name="d64L3-0.15xC", multiplier=0.15,
+                target=TargetModel(name="d64L3-0.15xC", multiplier=0.15,
                                  size=size("d64L3", 64, 3, 2, 16)),
             ),
             overrides,
@@ -306,14 +306,14 @@ class LadderSpec(_Spec):
     @classmethod
     def cpu_micro_target(cls, **overrides: Any) -> LadderSpec:
         """The cpu-micro ladder's target as a one-run spec (same data, bigger and longer)."""
-        return cls.cpu_micro().target_spec().model_copy(update=overrides)
+        return cls.cpu_micro().target_ladder().model_copy(update=overrides)
 
     @classmethod
     def _preset(cls, values: dict[str, Any], overrides: dict[str, Any]) -> LadderSpec:
         return validate_spec({**_dump(values), **overrides}, "preset")
 
     # derived -------------------------------------------------------------------------------
-    def target_spec(self) -> LadderSpec:
+    def target_ladder(self) -> LadderSpec:
         """A spec that trains just this ladder's target (same corpus, tokenizer and folder)."""
         if self.target is None:
             raise InputError(f"spec {self.name}: has no target to train (set target)")
@@ -377,7 +377,7 @@ class LadderSpec(_Spec):
         lines.append(f"total: {sum(p.flops for p in plans):.3e} FLOPs (6ND), "
                      f"~{total:,.1f} {unit} (estimate; {basis})")
         if self.target is not None:
-            t = self.target_spec().plan()[0]
+            t = self.target_ladder().plan()[0]
             share = sum(p.flops for p in plans) / t.flops
             lines.append(f"target {self.target.name}: N={t.N:,.0f} D={t.tokens:,} "
                          f"FLOPs {t.flops:.3e}; ladder = {100 * share:.1f}% of it")
@@ -425,8 +425,21 @@ def _dump(values: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, list) else v for k, v in values.items()}
 
 
-PRESETS = {"paper": LadderSpec.paper, "paper-small": LadderSpec.paper_small,
-           "cpu-micro": LadderSpec.cpu_micro, "cpu-micro-target": LadderSpec.cpu_micro_target}
+# Training presets end in -ladder (or -target), apart from the pipeline specs that use them.
+PRESETS = {"paper-ladder": LadderSpec.paper, "paper-small-ladder": LadderSpec.paper_small,
+           "cpu-micro-ladder": LadderSpec.cpu_micro,
+           "cpu-micro-target": LadderSpec.cpu_micro_target}
+# Their names until 2026-12-03, shared with the pipeline specs: one release, with a notice.
+OLD_PRESETS = {"paper": "paper-ladder", "paper-small": "paper-small-ladder",
+               "cpu-micro": "cpu-micro-ladder"}
+
+
+def _current_preset(name: str, where: str) -> str | None:
+    """The current preset name for `name` (an old one with a notice), or None."""
+    if name in OLD_PRESETS:
+        deprecated(f"{where} {name!r}", repr(OLD_PRESETS[name]))
+        return OLD_PRESETS[name]
+    return name if name in PRESETS else None
 
 
 def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
@@ -436,7 +449,7 @@ def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
 
 def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | None = None,
                      ) -> LadderSpec:
-    """A preset name (`cpu-micro`, `paper`, `cpu-micro-target`), a YAML/TOML/JSON file or a dict.
+    """A preset name (`cpu-micro-ladder`, `paper-ladder`, ...), a YAML/TOML/JSON file or a dict.
 
     `overrides` replace top-level fields (e.g. `output_dir`); relative corpus and tokenizer
     paths in a file are taken relative to the file.
@@ -444,17 +457,19 @@ def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | N
     overrides = dict(overrides or {})
     if isinstance(source, dict):
         return validate_spec({**source, **overrides}, "ladder spec")
-    if source in PRESETS:
-        base = PRESETS[source]().model_dump(mode="python")
-        return validate_spec({**base, **overrides}, f"preset {source}")
+    preset = _current_preset(source, "training preset")
+    if preset is not None:
+        base = PRESETS[preset]().model_dump(mode="python")
+        return validate_spec({**base, **overrides}, f"preset {preset}")
     path = Path(os.path.expanduser(source))
     if not path.is_file():
         raise InputError(f"ladder spec {source!r}: no such file or preset ({', '.join(PRESETS)})")
     data = read_mapping(path)
     if "preset" in data:  # a file may start from a preset and change fields
-        preset = data.pop("preset")
-        if preset not in PRESETS:
-            raise InputError(f"{path}: preset {preset!r} unknown ({', '.join(PRESETS)})")
+        name = data.pop("preset")
+        preset = _current_preset(name, f"{path}: preset")
+        if preset is None:
+            raise InputError(f"{path}: preset {name!r} unknown ({', '.join(PRESETS)})")
         data = {**PRESETS[preset]().model_dump(mode="python"), **data}
     data = _relative_paths(data, path.parent)
     return validate_spec({**data, **overrides}, str(path))
