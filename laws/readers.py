@@ -6,7 +6,7 @@ Formats (`read_ladder(path, format=None)` detects the format when it is not give
     The OLMo-ladder CSVs (one file per run, one row per evaluated checkpoint; a directory or a
     single file). The run is the file stem; its size is the stem's prefix (``190M-1xC`` ->
     ``190M``, ``peteish7_*`` -> ``7B``, ``peteish13_*`` -> ``13B``), N and FLOPs per token
-    come from `OLMO_SIZES`, from ``sizes`` (``--sizes NAME=N,...``) or from a ``sizes.json``
+    come from `OLMO_SIZES`, from ``sizes`` (``{NAME: N}``) or from a ``sizes.json``
     beside the CSVs (``{"NAME": N}``); FLOPs per token is 6N where OLMo did not log it.
     D = ``throughput/total_tokens`` (else ``_step * batch_size_in_tokens``);
     flops = FLOPs per token x D. Every ``eval/downstream*`` task is read.
@@ -40,7 +40,7 @@ import fnmatch
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,6 @@ from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, SPLITS, mmlu_mean,
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
 from .observations import COLUMNS, Observations
-from .tasks import parse_named
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
@@ -74,7 +73,7 @@ def read_ladder(
     if fmt not in FORMATS:
         raise FieldError("format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "olmo-csv":
-        obs = _read_olmo_csv(path, sizes or {}, runs)
+        obs = _read_olmo_csv(path, sizes_of(sizes), runs)
     else:
         obs = (_read_lm_eval if fmt == "lm-eval" else _read_table)(path)
     if len(obs) == 0:
@@ -110,8 +109,9 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: cannot tell the format from its header (give --format)")
 
 
-def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, float]:
-    """`NAME=N,...` (or a mapping) -> {size: N}; N a positive number (``1.2e9`` or ``1.2B``)."""
+def sizes_of(given: Mapping[str, float | str] | None, field: str = "sizes") -> dict[str, float]:
+    """{size: N} from numbers or their text (``1.2e9`` or ``1.2B``); N a positive count.
+    Errors name `field`."""
 
     def count(name: str, raw) -> float:
         text = str(raw).strip().upper()
@@ -119,12 +119,14 @@ def parse_sizes(spec: str | dict | None, where: str = "--sizes") -> dict[str, fl
         try:
             n = float(text[:-1] if scale != 1.0 else text) * scale
         except ValueError:
-            raise InputError(f"{where}: {name}={raw!r} is not a number") from None
+            raise FieldError(field, f"{name}={raw!r} is not a number") from None
         if not math.isfinite(n) or n < 1:
-            raise InputError(f"{where}: {name}={raw!r} must be a positive parameter count")
+            raise FieldError(field, f"{name}={raw!r} must be a positive parameter count")
         return n
 
-    return parse_named(spec, where, count)
+    if given is not None and not isinstance(given, Mapping):
+        raise FieldError(field, f"expected NAME: N pairs, got {given!r}")
+    return {str(name): count(str(name), raw) for name, raw in (given or {}).items()}
 
 
 def select_runs(obs: Observations, patterns: Sequence[str] | str) -> Observations:
@@ -156,9 +158,10 @@ def _olmo_size(stem: str, where: str, sizes: dict[str, tuple]) -> str:
     m = _PETEISH_RE.match(stem) or _SIZE_RE.match(stem)
     name = (f"{m.group(1)}B" if m.re is _PETEISH_RE else m.group(1)) if m else stem.split("-")[0]
     if name not in sizes:
-        raise InputError(
-            f"{where}: unknown model size {name!r} of {stem!r}; give its N with "
-            f"--sizes {name}=N (or a sizes.json beside the CSVs)"
+        raise FieldError(
+            "sizes",
+            f"unknown model size {name!r} of {where}: give its N as {name}=N "
+            "(or a sizes.json beside the CSVs)",
         )
     return name
 
@@ -168,7 +171,7 @@ def _known_sizes(folder: Path, given: dict[str, float]) -> dict[str, tuple]:
     out: dict[str, tuple] = dict(OLMO_SIZES)
     path = folder / "sizes.json"
     if path.is_file():
-        out.update({k: (v, None) for k, v in parse_sizes(_load_json(path), str(path)).items()})
+        out.update({k: (v, None) for k, v in sizes_of(_load_json(path), str(path)).items()})
     out.update({k: (v, None) for k, v in given.items()})
     return out
 

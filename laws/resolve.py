@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError, InputError
 
 from .observations import Observations
 from .settings import LawSettings
@@ -27,10 +27,10 @@ def check_ladder(obs: Observations, task: str) -> None:
     """Enough runs and sizes for a fit, and the task's accuracy present."""
     sub = obs.where(task=task)
     if len(sub) == 0:
-        raise InputError(f"task {task!r}: no observations in the ladder")
+        raise FieldError("tasks", f"task {task!r} has no observations in the ladder")
     metric = accuracy_metric(task, obs)
     if len(sub.where(metric=metric)) == 0:
-        raise InputError(f"--tasks: task {task!r} has no accuracy column ({metric}) in the ladder")
+        raise FieldError("tasks", f"task {task!r} has no accuracy column ({metric}) in the ladder")
     sizes, runs = set(sub.N.tolist()), sub.unique("run")
     if len(sizes) < 2:
         raise InputError(
@@ -59,15 +59,16 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
     have = features(obs, task)
     if s.feature == "auto":
         if not have:
-            raise InputError(
-                f"--feature: the ladder has no feature for task {task!r} "
-                "(no bpb, task_ce or lm ce_<set>)"
+            raise FieldError(
+                "feature",
+                f"the ladder has no feature for task {task!r} (no bpb, task_ce or lm ce_<set>)",
             )
         s = s.replace(feature=have[0])
     elif s.feature not in have:
-        raise InputError(
-            f"--feature: the ladder lacks {s.feature!r} for task {task!r} "
-            f"(it has: {', '.join(have) or 'none'})"
+        raise FieldError(
+            "feature",
+            f"the ladder lacks {s.feature!r} for task {task!r} "
+            f"(it has: {', '.join(have) or 'none'})",
         )
     acc = obs.finals(task, accuracy_metric(task, obs), 1)
     per_run = obs.checkpoints_per_run(task, accuracy_metric(task, obs))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError
 
 METHODS = ("paper", "default")
 # The paper's "last 5 checkpoints" span 2-9% of a run's tokens on its ladder; a share of the
@@ -66,14 +66,15 @@ class LawSettings:
     @classmethod
     def preset(cls, method: str, **overrides) -> LawSettings:
         if method not in METHODS:
-            raise InputError(f"--method: unknown method {method!r} (known: {', '.join(METHODS)})")
+            known = ", ".join(METHODS)
+            raise FieldError("method", f"unknown method {method!r} (known: {known})")
         return getattr(cls, method)(**overrides)
 
     def replace(self, **overrides) -> LawSettings:
         names = {f.name for f in fields(self)}
         for k in overrides:
             if k not in names:
-                raise InputError(f"unknown law setting {k!r}")
+                raise FieldError("settings", f"unknown law setting {k!r}")
         out = replace(self, **overrides)
         out.validate()
         return out
@@ -90,23 +91,23 @@ class LawSettings:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise InputError(
-                    f"--{name.replace('_', '-')}: {getattr(self, name)!r} "
-                    f"(allowed: {', '.join(allowed)})"
-                )
+                value = getattr(self, name)
+                raise FieldError(name, f"{value!r} (allowed: {', '.join(allowed)})")
         if self.feature not in ("auto", "bpb", "task_ce") and not self.feature.startswith("ce_"):
-            raise InputError(f"--feature: {self.feature!r} (allowed: auto, bpb, task_ce, ce_<set>)")
-        if not 0 <= self.final_fraction < 1:
-            raise InputError(f"law settings: final_fraction in [0, 1), got {self.final_fraction}")
-        if not 0 <= self.skip < 1 or self.window < 1 or self.final_window < 1:
-            raise InputError(
-                f"law settings: skip in [0, 1), windows >= 1 (got {self.skip}, "
-                f"{self.window}, {self.final_window})"
+            raise FieldError(
+                "feature", f"{self.feature!r} (allowed: auto, bpb, task_ce, ce_<set>)"
             )
+        if not 0 <= self.final_fraction < 1:
+            raise FieldError("final_fraction", f"must be in [0, 1), got {self.final_fraction}")
+        if not 0 <= self.skip < 1:
+            raise FieldError("skip", f"must be in [0, 1), got {self.skip}")
+        for name in ("window", "final_window"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.n_bootstrap < 0:
-            raise InputError(f"--bootstrap: must be >= 0, got {self.n_bootstrap}")
+            raise FieldError("n_bootstrap", f"must be >= 0, got {self.n_bootstrap}")
         if not 0 < self.level < 1:
-            raise InputError(f"--level: must be in (0, 1), got {self.level}")
+            raise FieldError("level", f"must be in (0, 1), got {self.level}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,16 +1,17 @@
-"""Which accuracy the laws predict for a task, its chance level, and parsing task lists.
+"""Which accuracy the laws predict for a task, its chance level, and which tasks to fit.
 
 The paper predicts `acc_norm` (OLMo "len_norm", per character) for every task except BoolQ,
 whose RC accuracy is plain `acc`; a ladder without `acc_norm` for a task gives `acc`.
-Chance comes from `--chance TASK=P`, else from the ladder (a ``chance`` row a reader found,
-e.g. an lm-eval task's fixed choice list), else from the facts.
+Chance comes from the given levels (field ``chance``), else from the ladder (a ``chance`` row
+a reader found, e.g. an lm-eval task's fixed choice list), else from the facts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError
 from taskladder.common.facts import CHANCE, PAPER_TASKS, TASKS
 
 from .observations import Observations
@@ -33,7 +34,7 @@ def accuracy_metric(task: str, obs: Observations | None = None) -> str:
 def chance_level(
     task: str, obs: Observations | None = None, given: dict[str, float] | None = None
 ) -> float:
-    """The accuracy of guessing; unknown chance is an error naming the flag."""
+    """The accuracy of guessing; unknown chance is an error naming the field ``chance``."""
     if given and task in given:
         return float(given[task])
     if obs is not None:
@@ -42,61 +43,46 @@ def chance_level(
             return float(rows.value[0])
     if task in CHANCE:
         return CHANCE[task]
-    raise InputError(
-        f"--chance: the chance level of task {task!r} is unknown; give it as --chance {task}=P"
-    )
+    raise FieldError("chance", f"the chance level of task {task!r} is unknown; give it as {task}=P")
 
 
-def parse_chance(spec: str | dict | None, where: str = "--chance") -> dict[str, float]:
-    """`TASK=P,...` (or a mapping) -> {task: P} with 0 <= P < 1."""
-
-    def chance(task: str, raw) -> float:
+def chance_levels(given: Mapping[str, float | str] | None) -> dict[str, float]:
+    """{task: P} with 0 <= P < 1, from numbers (or their text); errors name ``chance``."""
+    out = {}
+    for task, raw in (given or {}).items():
         try:
             p = float(raw)
         except (TypeError, ValueError):
-            raise InputError(f"{where}: {task}={raw!r} is not a number") from None
+            raise FieldError("chance", f"{task}={raw!r} is not a number") from None
         if not 0 <= p < 1:
-            raise InputError(f"{where}: {task}={raw!r} must be in [0, 1)")
-        return p
-
-    return parse_named(spec, where, chance)
-
-
-def parse_named(spec: str | dict | None, where: str, value) -> dict[str, float]:
-    """`NAME=VALUE,...` (or a mapping) -> {name: value(name, raw)} (--sizes, --chance)."""
-    if not spec:
-        return {}
-    items = spec.items() if isinstance(spec, dict) else parse_pairs(str(spec), where)
-    return {str(name): value(str(name), raw) for name, raw in items}
+            raise FieldError("chance", f"{task}={raw!r} must be in [0, 1)")
+        out[str(task)] = p
+    return out
 
 
-def _pair(item: str, where: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise InputError(f"{where}: {item.strip()!r} is not NAME=VALUE")
-    k, v = item.split("=", 1)
-    if not k.strip():
-        raise InputError(f"{where}: {item.strip()!r} has no name")
-    return k.strip(), v.strip()
+def ladder_tasks(obs: Observations) -> list[str]:
+    """Every task with an accuracy in the ladder: the facts' tasks in their order, then the
+    others by name."""
+    have = set(obs.where(metric=["acc", "acc_norm"]).unique("task")) - {"lm"}
+    return [t for t in TASKS if t in have] + sorted(have - set(TASKS))
 
 
-def parse_pairs(spec: str, where: str) -> list[tuple[str, str]]:
-    """`NAME=VALUE,...` -> pairs (shared by --sizes and --chance)."""
-    return [_pair(p, where) for p in spec.split(",") if p.strip()]
-
-
-def parse_tasks(spec: str | list[str] | None, where: str = "--tasks") -> list[str]:
-    """A comma-separated list (or list) of task keys; None = the paper's eight, "all" = the ten.
-    Any other key (an lm-eval task name, a table's task column) is accepted; the ladder
-    is checked for it when the laws are fitted."""
-    if spec is None:
+def select_tasks(names: Sequence[str] | None, obs: Observations | None = None) -> list[str]:
+    """Task keys from a list: None or ``paper`` = the paper's eight, ``all`` = every task with
+    an accuracy in the ladder `obs` (without a ladder: the facts' ten). Any other key (an
+    lm-eval task name, a table's task column) is accepted; the ladder is checked for it when
+    the laws are fitted. Errors name the field ``tasks``."""
+    items = list(PAPER_TASKS) if names is None else [t.strip() for t in names if t.strip()]
+    if items == ["paper"]:
         return list(PAPER_TASKS)
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    items = [t.strip() for t in items if t.strip()]
     if items == ["all"]:
-        return list(TASKS)
+        found = list(TASKS) if obs is None else ladder_tasks(obs)
+        if not found:
+            raise FieldError("tasks", "all: the ladder has no task with an accuracy")
+        return found
     if not items:
-        raise InputError(f"{where}: no task given")
+        raise FieldError("tasks", "no task given")
     for t in items:
-        if not _TASK_RE.match(t) or t == "lm":
-            raise InputError(f"{where}: {t!r} is not a task key")
+        if not _TASK_RE.match(t) or t in ("lm", "all", "paper"):
+            raise FieldError("tasks", f"{t!r} is not a task key")
     return list(dict.fromkeys(items))

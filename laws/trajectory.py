@@ -72,7 +72,7 @@ class Schedule:
     def parse(cls, text: str | None, planned: float | None, where: str = "--schedule"):
         """`cosine` (planned total = `planned`), or `cosine=5T[,anneal=3.9T,end=3.95T]`, or
         another shape's name (`wsd=5T`): its checkpoints are untrusted."""
-        from .readers import parse_sizes  # token counts read like parameter counts (5T, 3.9e12)
+        from .readers import sizes_of  # token counts read like parameter counts (5T, 3.9e12)
 
         items = dict.fromkeys(["cosine"]) if not text else {}
         for part in (text or "").split(","):
@@ -84,7 +84,7 @@ class Schedule:
             raise InputError(f"{where}: {text!r}: name one shape (e.g. cosine=5T)")
         shape = shapes[0]
         total = items[shape]
-        counts = parse_sizes({k: v for k, v in items.items() if v is not None}, where)
+        counts = sizes_of({k: v for k, v in items.items() if v is not None}, where)
         if total is None and planned is None:
             raise InputError(
                 f"{where}: the target's planned total is unknown: give {shape}=TOKENS "

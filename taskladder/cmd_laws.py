@@ -88,23 +88,25 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
 def load_inputs(args: argparse.Namespace):
     """Read the ladder and check tasks and method (raises on bad input, writes nothing)."""
     from taskladder.common.facts import PAPER_LADDER
-    from taskladder.laws.readers import detect_format, parse_sizes, read_ladder
-    from taskladder.laws.tasks import parse_chance, parse_tasks
+    from taskladder.laws.readers import detect_format, read_ladder, sizes_of
+    from taskladder.laws.tasks import chance_levels, select_tasks
     from taskladder.predict import law_inputs
 
-    tasks = parse_tasks(args.tasks)
+    tasks = select_tasks(flags.names(args.tasks))  # the names are checked before any reading
     path = Path(args.ladder)
     if not path.exists():
         raise UsageError(f"--ladder: {args.ladder!r} does not exist")
-    chance = parse_chance(args.chance)
+    chance = chance_levels(flags.pairs(args.chance, "--chance"))
     fmt = args.format or detect_format(path)
-    runs = args.runs.split(",") if args.runs else (PAPER_LADDER if fmt == "olmo-csv" else None)
-    obs = read_ladder(path, fmt, sizes=parse_sizes(args.sizes), runs=runs)
+    runs = flags.names(args.runs) or (PAPER_LADDER if fmt == "olmo-csv" else None)
+    obs = read_ladder(path, fmt, sizes=sizes_of(flags.pairs(args.sizes, "--sizes")), runs=runs)
+    if args.tasks and flags.names(args.tasks) == ["all"]:
+        tasks = select_tasks(["all"], obs)
     settings = {"seed": args.seed}
     if args.bootstrap is not None:
         settings["n_bootstrap"] = args.bootstrap
-    flags = {"feature": args.feature, "step1_form": args.step1_form, "level": args.level}
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    given = {"feature": args.feature, "step1_form": args.step1_form, "level": args.level}
+    settings.update({k: v for k, v in given.items() if v is not None})
     return law_inputs(obs, path, fmt, tasks, args.method, chance=chance, **settings)
 
 
@@ -142,11 +144,12 @@ def resolve_target(args: argparse.Namespace, ladder_obs, actual_obs) -> dict:
 def read_actual(args: argparse.Namespace):
     """The target's real evaluation (--actual), narrowed to the target's run; None without."""
     from taskladder.common.target import target_run
-    from taskladder.laws.readers import parse_sizes, read_ladder
+    from taskladder.laws.readers import read_ladder, sizes_of
 
     if not args.actual:
         return None
-    obs = read_ladder(args.actual, args.actual_format, sizes=parse_sizes(args.sizes))
+    sizes = sizes_of(flags.pairs(args.sizes, "--sizes"))
+    obs = read_ladder(args.actual, args.actual_format, sizes=sizes)
     return obs.where(run=target_run(obs.unique("run"), args.actual_run, args.actual))
 
 

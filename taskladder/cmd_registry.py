@@ -263,7 +263,7 @@ def _fit_ladder(args) -> tuple[str | None, str | None]:
 
 def _register_prediction(args) -> int:
     from taskladder.common.facts import TARGETS
-    from taskladder.laws.tasks import parse_tasks
+    from taskladder.laws.tasks import select_tasks
     from taskladder.predict import resolve_target
     from taskladder.registry.predictions import predict_from_registry
     from taskladder.registry.rule import DEFAULTS
@@ -271,7 +271,7 @@ def _register_prediction(args) -> int:
     target = resolve_target(args.target if args.target in TARGETS else None, args.target_n,
                             args.target_d, args.target_flops)
     preds = predict_from_registry({"name": args.target, "N": target["N"], "D": target["D"]},
-                                  parse_tasks(args.tasks), alias=args.alias,
+                                  select_tasks(flags.names(args.tasks)), alias=args.alias,
                                   tracking_uri=args.tracking_uri)
     print_predictions(preds, DEFAULTS["acc"][1], file=flags.table_stream(args.json))
     flags.write_json_result(args.json, {t: {"law": p.law_uri, **p.values}
@@ -305,9 +305,9 @@ def _set_alias(args) -> int:
 
 
 def _tasks(spec: str | None):
-    from taskladder.laws.tasks import parse_tasks
+    from taskladder.laws.tasks import select_tasks
 
-    return None if spec is None else parse_tasks(spec)
+    return None if spec is None else select_tasks(flags.names(spec))
 
 
 def _check_target(args) -> int:

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from taskladder.common.errors import deprecated
+from taskladder.errors import UsageError
 
 # flag -> (metavar, meaning); a metavar of None is a switch. The order is README's.
 GLOSSARY: dict[str, tuple[str | None, str]] = {
@@ -55,6 +56,24 @@ def flag_of(field: str, args: argparse.Namespace) -> str | None:
     """The flag of the verb parsed into `args` that sets law field `field`; None if none does."""
     flag = FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
     return flag if flag[2:].replace("-", "_") in vars(args) else None
+
+
+def names(text: str | None) -> list[str] | None:
+    """A comma-separated flag value as a list (None when the flag is absent)."""
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def pairs(text: str | None, flag: str) -> dict[str, str]:
+    """`NAME=VALUE,...` (--chance, --sizes) as {name: value text}; the laws check the values."""
+    out = {}
+    for item in names(text) or []:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"{flag}: {item!r} is not NAME=VALUE")
+        if not name.strip():
+            raise UsageError(f"{flag}: {item!r} has no name")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def add(parser: argparse.ArgumentParser, flag: str, help: str | None = None, **kwargs):

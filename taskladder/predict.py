@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError, InputError
 from taskladder.common.facts import TARGETS, train_flops
 from taskladder.errors import UsageError
 
@@ -39,24 +39,24 @@ class LawOutputs:
 
 
 def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
-               where: str = "--tasks", **settings) -> LawInputs:
+               **settings) -> LawInputs:
     """Check that every task can be fitted on `obs` (observations, sizes, runs) and build the
-    fitter; `settings` override the method's (seed, n_bootstrap)."""
+    fitter; `settings` override the method's (seed, n_bootstrap). Errors name the field
+    ``tasks`` (the CLI's --tasks, the spec's fit.tasks) and the ladder's source."""
     from taskladder.laws.fitter import ChainedFitter
     from taskladder.laws.resolve import check_ladder
 
-    if settings.get("n_bootstrap", 0) < 0:
-        raise UsageError(f"--bootstrap must be >= 0, got {settings['n_bootstrap']}")
+    fitter = ChainedFitter(method, **settings)  # bad settings fail before the ladder is read
     for task in tasks:
-        if len(obs.where(task=task)) == 0:
-            raise UsageError(f"{where}: task {task!r} has no observations in {source}")
         try:
             check_ladder(obs, task)
-        except InputError as exc:  # name where the task list came from
-            raise UsageError(f"{where}: {exc} ({source})") from None
+        except FieldError as exc:
+            raise FieldError(exc.field, f"{exc.detail} ({source})") from None
+        except InputError as exc:
+            raise FieldError("tasks", f"{exc} ({source})") from None
     ladder = {"source": str(source), "format": fmt, "runs": obs.unique("run"),
               "data_hash": obs.content_hash()}
-    return LawInputs(obs, ladder, tuple(tasks), ChainedFitter(method, **settings))
+    return LawInputs(obs, ladder, tuple(tasks), fitter)
 
 
 def resolve_target(name: str | None = None, n: float | None = None, d: float | None = None,

@@ -221,8 +221,9 @@ def predict_target(ctx: RunContext, folder: Path) -> Predicted:
     spec, observed = ctx.spec, ctx.output("observe", Observed)
     source = ctx.output("evaluate", Scored).folder if spec.ladder.trained else \
         spec.resolve_path(spec.ladder.import_)
-    inputs = law_inputs(observed.observations(), source, spec.ladder.format or "lm-eval",
-                        spec.fit_tasks, spec.fit.method, where="fit.tasks")
+    with field_names({"tasks": "fit.tasks"}):
+        inputs = law_inputs(observed.observations(), source, spec.ladder.format or "lm-eval",
+                            spec.fit_tasks, spec.fit.method)
     actual = None
     if spec.target.actual is not None:
         actual = read_ladder(spec.resolve_path(spec.target.actual), spec.target.actual_format)

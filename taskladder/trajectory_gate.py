@@ -99,7 +99,7 @@ def read_ladder_runs(path: str, runs: str | None) -> Observations:
 
 def run(args) -> int:
     """The gate verb in trajectory mode (`--ladder` given)."""
-    from taskladder.laws.tasks import parse_tasks
+    from taskladder.laws.tasks import select_tasks
     from taskladder.registry.rule import GateRule
 
     rule = GateRule.parse(args.metric, args.tolerance if args.tolerance else "interval", None)
@@ -108,7 +108,7 @@ def run(args) -> int:
         raise InputError("--actual: the target's checkpoint evaluations are required with --ladder")
     schedule = Schedule.parse(args.schedule, args.target_d)
     target = read_target(args.actual, args.actual_format, args.actual_run)
-    tasks = parse_tasks(args.tasks)
+    tasks = select_tasks(flags.names(args.tasks), target)
     if args.tasks is None:  # the paper's tasks the target was evaluated on
         tasks = [t for t in tasks if t in set(target.task.tolist())] or tasks
     cps = target_checkpoints(target, tasks, rule.metric, args.actual)

@@ -5,9 +5,12 @@ import json
 import pytest
 
 from taskladder.cli import main
+from taskladder.common.errors import FieldError, InputError, field_names
 from taskladder.laws.chained import ChainedFit
 from taskladder.laws.observations import Observations
+from taskladder.laws.readers import read_ladder
 from taskladder.laws.synthetic import synthetic_ladder
+from taskladder.predict import law_inputs
 
 TARGET = ["--target-n", "1e9", "--target-d", "2e11"]
 
@@ -154,6 +157,20 @@ def test_new_flags_bad_values_exit_2(ladder_csv, tmp_path, capsys):
     _bad(tmp_path, capsys, [*lad, "--chance", "arc_easy"], "--chance: 'arc_easy' is not NAME=VALUE")
     _bad(tmp_path, capsys, [*lad, "--sizes", "1B=x"], "--sizes: 1B='x' is not a number")
     _bad(tmp_path, capsys, [*lad, "--level", "1.5"], "--level: must be in (0, 1)")
+    _bad(tmp_path, capsys, [*lad, "--bootstrap", "-1"], "--bootstrap: must be >= 0, got -1")
+    _bad(tmp_path, capsys, [*lad, "--step1-form", "nd", "--tasks", "lm"], "--tasks: 'lm' is not")
+
+
+def test_laws_errors_name_fields_and_each_caller_its_own_words(ladder_csv):
+    """The laws name a field; the CLI says its flag (above), a spec its key, never both."""
+    obs = read_ladder(ladder_csv)
+    with pytest.raises(FieldError) as exc:
+        law_inputs(obs, ladder_csv, "table", ["quantum"], "paper")
+    assert exc.value.field == "tasks" and str(exc.value).startswith("tasks: task 'quantum'")
+    with pytest.raises(InputError) as exc, field_names({"tasks": "fit.tasks"}):
+        law_inputs(obs, ladder_csv, "table", ["quantum"], "paper")
+    assert str(exc.value).startswith("fit.tasks: task 'quantum' has no observations")
+    assert "--" not in str(exc.value)
 
 
 def test_any_task_with_chance_flag_and_level(tmp_path, capsys):
@@ -163,7 +180,7 @@ def test_any_task_with_chance_flag_and_level(tmp_path, capsys):
     path = tmp_path / "ladder.csv"
     Observations.from_records(recs).to_csv(path)
     argv = ["predict", "--ladder", str(path), "--tasks", "my_arc", "--method", "paper", *TARGET]
-    _bad(tmp_path, capsys, argv, "--chance my_arc=P")
+    _bad(tmp_path, capsys, argv, "--chance: the chance level of task 'my_arc' is unknown; give")
     reports = {}
     for level in ("0.5", "0.95"):
         out = tmp_path / f"p{level}.json"
@@ -220,10 +237,11 @@ def test_foreign_final_only_ladder_without_task_bpb(tmp_path, capsys):
     path = tmp_path / "foreign.csv"
     Observations.from_records(rows).to_csv(path)
     out = tmp_path / "pred.json"
-    argv = ["predict", "--ladder", str(path), "--tasks", "arc_easy,piqa", "--json", str(out)]
+    argv = ["predict", "--ladder", str(path), "--tasks", "all", "--json", str(out)]
     assert main([*argv, "--target-n", "1.6e8", "--target-d", "1e10"]) == 0
     text = capsys.readouterr().out
     rep = json.loads(out.read_text())["tasks"]
+    assert list(rep) == ["arc_easy", "piqa"]  # `all`: the ladder's tasks with an accuracy
     assert rep["arc_easy"]["feature"] == {"task": "lm", "metric": "ce_c4_en"}
     assert rep["arc_easy"]["acc_metric"] == "acc" and rep["arc_easy"]["status"] == "ok"
     assert rep["piqa"]["status"] == "unpredictable" and "unpredictable" in text

@@ -10,16 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskladder.common.errors import FieldError, InputError
-from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES
+from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, PAPER_TASKS
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import (
     detect_format,
     final_values,
-    parse_sizes,
     read_ladder,
     select_runs,
+    sizes_of,
 )
-from taskladder.laws.tasks import chance_level, parse_chance
+from taskladder.laws.tasks import chance_level, chance_levels, ladder_tasks, select_tasks
 
 GROUPS = list(MMLU_WEIGHTS)
 
@@ -92,19 +92,15 @@ def test_olmo_csv_3b_and_13b_files(tmp_path, stem, size):
 
 def test_unknown_sizes_from_the_flag_or_sizes_json(tmp_path):
     write_olmo(tmp_path / "150M-1xC.csv")
-    with pytest.raises(InputError, match="--sizes 150M=N"):
+    with pytest.raises(FieldError, match="^sizes: unknown model size '150M'.*150M=N"):
         read_ladder(tmp_path)
-    assert set(read_ladder(tmp_path, sizes=parse_sizes("150M=1.5e8")).N) == {1.5e8}
+    assert set(read_ladder(tmp_path, sizes={"150M": 1.5e8}).N) == {1.5e8}
+    assert set(read_ladder(tmp_path, sizes={"150M": "1.5e8"}).N) == {1.5e8}
     (tmp_path / "sizes.json").write_text(json.dumps({"150M": "151M"}))
     assert set(read_ladder(tmp_path).N) == {151e6}
-    for bad, match in (
-        ("150M", "not NAME=VALUE"),
-        ("150M=abc", "not a number"),
-        ("150M=-3", "positive"),
-        ("=5", "no name"),
-    ):
-        with pytest.raises(InputError, match=match):
-            parse_sizes(bad)
+    for bad, match in (({"150M": "abc"}, "not a number"), ({"150M": -3}, "positive")):
+        with pytest.raises(FieldError, match=f"^sizes: 150M=.*{match}"):
+            sizes_of(bad)
 
 
 def test_lm_eval_any_task_with_its_chance_and_question_count(tmp_path):
@@ -122,10 +118,34 @@ def test_lm_eval_any_task_with_its_chance_and_question_count(tmp_path):
     assert got[("my_task", "chance")] == pytest.approx(0.2)
     assert chance_level("my_task", obs) == pytest.approx(0.2)
     assert chance_level("my_task", obs, {"my_task": 0.3}) == 0.3
-    with pytest.raises(InputError, match="--chance other=P"):
+    with pytest.raises(FieldError, match="^chance: .*'other' is unknown; give it as other=P"):
         chance_level("other", obs)
-    with pytest.raises(InputError, match="must be in"):
-        parse_chance("x=1.5")
+    with pytest.raises(FieldError, match="^chance: x=1.5 must be in"):
+        chance_levels({"x": 1.5})
+    assert chance_levels({"x": "0.25"}) == {"x": 0.25}
+
+
+def test_task_lists_paper_all_and_names():
+    """`paper` = the paper's eight; `all` = every task with an accuracy in the ladder (not the
+    facts' ten: a ladder without HellaSwag has no HellaSwag to fit); errors name `tasks`."""
+    obs = Observations.from_records(
+        [
+            dict(run="r", size="s", N=1e6, D=2e7, step=1, flops=1.2e14, task=t, metric=m, value=v)
+            for t, m, v in (
+                ("piqa", "acc_norm", 0.6),
+                ("my_task", "acc", 0.4),
+                ("arc_easy", "bpb", 1.2),  # a loss but no accuracy
+                ("lm", "ce_c4_en", 3.0),
+            )
+        ]
+    )
+    assert ladder_tasks(obs) == ["piqa", "my_task"]
+    assert select_tasks(["all"], obs) == ["piqa", "my_task"]
+    assert select_tasks(["paper"]) == select_tasks(None) == list(PAPER_TASKS)
+    assert select_tasks(["piqa", " my_task", "piqa"]) == ["piqa", "my_task"]
+    for bad, match in ((["lm"], "'lm' is not a task key"), ([" "], "no task given")):
+        with pytest.raises(FieldError, match=f"^tasks: {match}"):
+            select_tasks(bad)
 
 
 def test_olmo_csv_real_7b_target(olmo_ladder_dir):
@@ -242,7 +262,7 @@ def test_bad_olmo_and_json_inputs(tmp_path):
         read_ladder(tmp_path)
     (tmp_path / "190M-1xC.csv").unlink()
     write_olmo(tmp_path / "3Q-1xC.csv")
-    with pytest.raises(InputError, match="--sizes 3Q=N"):
+    with pytest.raises(InputError, match="^sizes: .*3Q=N"):
         read_ladder(tmp_path)
     (tmp_path / "results_1.json").write_text('{"results": {"ladder_piqa_rc": ')
     with pytest.raises(InputError, match="not valid JSON.*truncated"):
