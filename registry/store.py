@@ -42,6 +42,9 @@ _LOCKED_MARKERS = ("database is locked", "database table is locked", "sqlite_bus
 _CONFLICT_MARKERS = ("unique constraint failed", "duplicate key value violates unique constraint")
 _RETRY_SECONDS = 120.0
 CLAIM_PREFIX = "taskladder-claim-"  # soft-deleted experiments: hidden, their names stay taken
+ARTIFACTS = "/mlartifacts/"  # a store's artifacts: <its folder>/mlartifacts/<experiment>
+_LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+              ("model_versions", "source"), ("model_versions", "storage_location"))
 WRITER_TAG = "taskladder.writer"  # <host>:<pid> of the process writing a run
 
 T = TypeVar("T")
@@ -315,14 +318,60 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
     # Look at the file under a shared lock (so never while another process creates the schema);
     # create the schema under the exclusive lock, re-checking after the upgrade.
     with _folder_lock(path.parent, shared=True):
-        if _check_sqlite_file(path):
-            return Store(uri=uri, client=_client(uri))
-    with _folder_lock(path.parent):
         ready = _check_sqlite_file(path)
-        client = _client(uri)
-        if not ready:
-            _enable_wal(path)
+        client = _client(uri) if ready else None
+    if client is None:
+        with _folder_lock(path.parent):
+            ready = _check_sqlite_file(path)
+            client = _client(uri)
+            if not ready:
+                _enable_wal(path)
+    if _misplaced(path):
+        with _folder_lock(path.parent):
+            _relocate(path)
     return Store(uri=uri, client=client)
+
+
+def _artifact_rows(con: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    return con.execute("SELECT experiment_id, artifact_location, lifecycle_stage "
+                       "FROM experiments").fetchall()
+
+
+def _misplaced(path: Path) -> bool:
+    """Does the store keep artifacts outside its folder (it was copied or moved), or show
+    MLflow's Default experiment (artifacts in whatever folder first opened it, never used)?"""
+    home = path.parent.as_uri() + ARTIFACTS
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = retrying(_artifact_rows, con)
+    finally:
+        con.close()
+    return any((eid == 0 and stage == "active") or
+               (ARTIFACTS in loc and not loc.startswith(home)) for eid, loc, stage in rows)
+
+
+def _relocate(path: Path) -> None:
+    """Point every artifact location at this folder's `mlartifacts`, so that a copied or moved
+    output folder keeps its artifacts and a copy writes into itself; hide the unused Default
+    experiment. The locations are absolute URIs in MLflow's tables: rewritten in place."""
+    home = path.parent.as_uri()
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        olds = {loc[:loc.rindex(ARTIFACTS)] for _, loc, _ in retrying(_artifact_rows, con)
+                if loc.startswith("file:") and ARTIFACTS in loc} - {home}
+        with con:
+            for old in olds:
+                prefix = old + ARTIFACTS
+                for table, column in _LOCATIONS:
+                    retrying(con.execute, f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                             f"WHERE substr({column}, 1, ?) = ?",
+                             (home, len(old) + 1, len(prefix), prefix))
+            retrying(con.execute, "UPDATE experiments SET artifact_location = ?, "
+                     "lifecycle_stage = 'deleted' WHERE experiment_id = 0 AND NOT EXISTS "
+                     "(SELECT 1 FROM runs WHERE experiment_id = 0)",
+                     (home + ARTIFACTS + "Default",))
+    finally:
+        con.close()
 
 
 def _client(uri: str):

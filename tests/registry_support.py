@@ -152,9 +152,11 @@ def registered_template() -> Path:
 
 
 def store_copy(template: Path, folder: Path):
-    """A Store on a private copy of a template store."""
+    """A Store on a private copy of a template store (its artifacts included)."""
     from taskladder.registry.store import open_store
 
+    if (template.parent / "mlartifacts").is_dir():
+        shutil.copytree(template.parent / "mlartifacts", folder / "mlartifacts")
     return open_store(copy_db(template, folder / "mlflow.db"))
 
 

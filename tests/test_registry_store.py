@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 import sqlite3
+from pathlib import Path
 
+import pandas as pd
 import pytest
-from registry_support import mlflow_server, postgres_database, synthetic_ladder
+from registry_support import (
+    TARGET,
+    fits,
+    mlflow_server,
+    postgres_database,
+    registered_template,
+    store_copy,
+    synthetic_ladder,
+)
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.registry.ladder_runs import experiment_name, log_ladder, registered_ladder
+from taskladder.registry.laws import load_law, register_fit
 from taskladder.registry.store import open_store, resolve_uri
 
 
@@ -111,3 +124,41 @@ def test_eight_concurrent_writers_on_a_new_store_lose_nothing(new_store_uri):
     exp = store.client.get_experiment_by_name(experiment_name("concurrent"))
     assert len(store.client.search_runs([exp.experiment_id])) == 9
     assert registered_ladder(store, "concurrent").content_hash() == ladder.content_hash()
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*")
+            if p.is_file() and "mlflow.db" not in p.name}
+
+
+def test_a_copied_output_folder_keeps_its_artifacts_and_writes_into_itself(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    store_copy(registered_template(), out)  # an output folder: mlflow.db beside mlartifacts/
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    away = out.rename(tmp_path / "away")  # the original is gone from where it was written
+    original = _files(away)
+    moved = open_store(f"sqlite:///{copy / 'mlflow.db'}")
+    # every location names the copy, and no Default experiment points anywhere else
+    assert [e.name for e in moved.client.search_experiments()] != [] and all(
+        e.artifact_location.startswith(copy.as_uri() + "/mlartifacts/")
+        for e in moved.client.search_experiments())
+    assert "Default" not in {e.name for e in moved.client.search_experiments()}
+    law = load_law("piqa", store=moved)  # the version's files are found in the copy
+    want = fits()["piqa"].predict(TARGET["N"], TARGET["D"])
+    got = law.predict(pd.DataFrame({"N": [TARGET["N"]], "D": [TARGET["D"]]}))
+    assert got["acc"].iloc[0] == pytest.approx(float(want["acc"]))
+    # a write into the copy lands in the copy (and the original is untouched)
+    plot = tmp_path / "piqa_new.png"
+    plot.write_bytes(b"\x89PNG new plot")
+    refit = ChainedFitter("paper", n_bootstrap=10).fit(synthetic_ladder(seed=3), "piqa")
+    version = register_fit(refit, store=moved, plots=[plot])["piqa"]
+    run = moved.client.get_model_version("taskladder-law-piqa", str(version.version)).run_id
+    assert (copy / "mlartifacts" / "taskladder-laws" / run / "artifacts" / "plots" /
+            "piqa_new.png").is_file()
+    assert _files(away) == original
+    # the original, opened where it is now, is consistent too
+    back = open_store(f"sqlite:///{away / 'mlflow.db'}")
+    assert load_law("arc_easy", store=back).predict(
+        pd.DataFrame({"N": [1e10], "D": [2e11]}))["acc"].iloc[0] > 0
