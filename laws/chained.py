@@ -19,7 +19,7 @@ from taskladder.common.errors import InputError
 from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
-from .trust import assess, extrapolation_checks, interval
+from .trust import assess, assess_loss, extrapolation_checks, interval, loss_problems
 
 SCHEMA = "taskladder.chained_fit/2"
 _READ_SCHEMAS = ("taskladder.chained_fit/1", SCHEMA)
@@ -208,11 +208,13 @@ class ChainedFit:
             return np.zeros_like(loss)
         return np.maximum((lo - loss) / max(hi - lo, 1e-12), 0.0)
 
-    def assess(self, N: float, D: float) -> tuple[str, list[str]]:
-        """(`ok` | `caution` | `unpredictable`, reasons) for a prediction at (N, D)."""
+    def statuses(self, N: float, D: float) -> dict[str, tuple[str, list[str]]]:
+        """{"loss": (status, reasons), "acc": (status, reasons)} at (N, D): each prediction
+        judged on its own (`trust.py`); an accuracy resting on an unpredictable loss is
+        unpredictable too, but a trusted loss keeps its `ok` when only step 2 fails."""
         p = self.predict(N, D)
-        s1 = self.step1
-        wrong = extrapolation_checks(
+        s1, flags = self.step1, self.flags
+        loss_wrong, acc_wrong = extrapolation_checks(
             self.diagnostics,
             lambda n, d: float(step1_eval(s1.form, np.array(s1.params), [n], [d])[0]),
             s1.form,
@@ -221,18 +223,29 @@ class ChainedFit:
             (N, D),
             float(p["acc"]),
         )
-        return assess(
-            self.diagnostics, self.flags["degenerate"], float(p["acc"]), float(p["distance"]), wrong
+        loss_wrong = loss_problems(flags["step1_degenerate"], loss_wrong)
+        loss = assess_loss(self.diagnostics, loss_wrong)
+        acc_wrong = [f"loss: {r}" for r in loss_wrong] + acc_wrong
+        acc = assess(
+            self.diagnostics,
+            flags["step2_degenerate"],
+            float(p["acc"]),
+            float(p["distance"]),
+            acc_wrong,
         )
+        return {"loss": loss, "acc": acc}
+
+    def assess(self, N: float, D: float) -> tuple[str, list[str]]:
+        """(`ok` | `caution` | `unpredictable`, reasons) of the accuracy prediction at (N, D)."""
+        return self.statuses(N, D)["acc"]
 
     @property
     def flags(self) -> dict:
         s1, s2 = self.step1, self.step2
-        at_bound = _DEGENERATE_AT_BOUND & (set(s1.at_bound) | set(s2.at_bound))
-        degenerate = (
-            not s1.converged
-            or not s2.converged
-            or bool(at_bound)
+        step1_degenerate = not s1.converged or bool(_DEGENERATE_AT_BOUND & set(s1.at_bound))
+        step2_degenerate = (
+            not s2.converged
+            or bool(_DEGENERATE_AT_BOUND & set(s2.at_bound))
             or (s2.form == "sigmoid" and abs(s2.params[0]) < 1e-6)
         )
         return {
@@ -240,7 +253,9 @@ class ChainedFit:
             "step1_at_bound": list(s1.at_bound),
             "step2_converged": s2.converged,
             "step2_at_bound": list(s2.at_bound),
-            "degenerate": bool(degenerate),
+            "step1_degenerate": step1_degenerate,
+            "step2_degenerate": step2_degenerate,
+            "degenerate": step1_degenerate or step2_degenerate,
         }
 
     # JSON ------------------------------------------------------------------------------------

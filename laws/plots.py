@@ -54,9 +54,11 @@ def _log_x(ax) -> None:
     ax.tick_params(axis="both", labelsize=7)
 
 
-def _title(ax, task: str, what: str, report: dict | None) -> None:
+def _title(ax, task: str, what: str, report: dict | None, key: str = "status") -> None:
+    """The panel's title with the status of the prediction it shows (`key`: ``loss_status``
+    on step 1's panels, the accuracy's ``status`` elsewhere)."""
     entry = (report or {}).get("tasks", {}).get(task, {})
-    status = entry.get("status")
+    status = entry.get(key)
     text = f"{LABELS.get(task, task)}: {what}" + (f" [{status}]" if status else "")
     ax.set_title(text, fontsize=9, color=STATUS_COLORS.get(status, "black"))
 
@@ -108,7 +110,7 @@ def plot_step1(
             if actual and "loss" in actual:
                 ax.plot(target["D"], actual["loss"], "X", ms=8, color="tab:purple", label="actual")
         _log_x(ax)
-        _title(ax, task, fit.x_metric, report)
+        _title(ax, task, fit.x_metric, report, key="loss_status")
         ax.set_xlabel("tokens D", fontsize=8)
         ax.set_ylabel(f"{fit.x_task} {fit.x_metric}", fontsize=8)
         ax.legend(fontsize=6)

@@ -11,8 +11,10 @@ fractions / bits per byte as measured, errors in accuracy points where named ``*
       "target": {"name": str, "N": float, "D": float, "flops": float},
       "tasks": {
         "<task>": {
-          "status": "ok" | "caution" | "unpredictable",   # rules in laws/trust.py
+          "status": "ok" | "caution" | "unpredictable",   # the accuracy's; laws/trust.py
           "reasons": [str],                   # why the status is not ok (short strings)
+          "loss_status": "ok" | "caution" | "unpredictable",   # the loss (step 1) prediction's
+          "loss_reasons": [str],
           "notes": [str],                     # ladder settings that could not apply
           "acc_metric": "acc_norm",           # what is predicted (BoolQ: "acc")
           "feature": {"task": "arc_easy", "metric": "bpb"},  # the intermediate (step-1) quantity
@@ -23,7 +25,8 @@ fractions / bits per byte as measured, errors in accuracy points where named ``*
           "fit_errors": {"step1": {"mean_abs_rel": f, "max_abs_rel": f, "param_sd": {...}?},
                          "step2": {"rmse": f, "mean_abs": f, "param_sd": {...}?}},
           "flags": {"step1_converged": b, "step1_at_bound": [name], "step2_converged": b,
-                    "step2_at_bound": [name], "degenerate": b},
+                    "step2_at_bound": [name], "step1_degenerate": b, "step2_degenerate": b,
+                    "degenerate": b},
           "backtest": null | {"chosen": str, "weights": {form: w},
                               "scores": {form: {split: points, "mean": points}},
                               "splits": {split: [held-out run]}},
@@ -90,10 +93,12 @@ def build_report(
     first = next(iter(fits.values()))
     for task, fit in fits.items():
         p = {k: float(v) for k, v in fit.predict(target["N"], target["D"]).items()}
-        status, reasons = fit.assess(target["N"], target["D"])
+        judged = fit.statuses(target["N"], target["D"])
         entry = {
-            "status": status,
-            "reasons": reasons,
+            "status": judged["acc"][0],
+            "reasons": judged["acc"][1],
+            "loss_status": judged["loss"][0],
+            "loss_reasons": judged["loss"][1],
             "notes": list(fit.diagnostics.get("notes", [])),
             "acc_metric": fit.acc_metric,
             "feature": {"task": fit.x_task, "metric": fit.x_metric},
@@ -178,17 +183,17 @@ def format_prediction_table(report: dict) -> str:
         f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   "
         f"method: {report['method']}   interval: {pct}%"
     ]
-    head = f"{'task':<15}{'pred':>7}{'low':>7}{'high':>7}{'loss':>8}"
+    head = f"{'task':<15}{'pred':>7}{'low':>7}{'high':>7}{'loss':>8}  {'loss status':<14}"
     has_actual = "summary" in report
     if has_actual:
         head += f"{'actual':>8}{'abs err':>8}{'rel err':>9}"
-    head += f"  {'status':<14}form / reasons"
+    head += f"  {'acc status':<14}form / reasons"
     lines += [head, "-" * (len(head) + 10)]
     for task, e in report["tasks"].items():
         p = e["predicted"]
         row = (
             f"{LABELS.get(task, task):<15}{p['acc'] * 100:7.2f}{p['low'] * 100:7.2f}"
-            f"{p['high'] * 100:7.2f}{p['loss']:8.4f}"
+            f"{p['high'] * 100:7.2f}{p['loss']:8.4f}  {e.get('loss_status', ''):<14}"
         )
         if has_actual:
             a = e.get("actual")
@@ -197,7 +202,10 @@ def format_prediction_table(report: dict) -> str:
                 if a
                 else " " * 25
             )
-        row += f"  {e['status']:<14}" + "; ".join([e["form"], *e["reasons"]])
+        reasons = list(e["reasons"])  # the loss's own reasons once, marked as the loss's
+        reasons += [f"loss: {r}" for r in e.get("loss_reasons", [])
+                    if r not in reasons and f"loss: {r}" not in reasons]
+        row += f"  {e['status']:<14}" + "; ".join([e["form"], *reasons])
         lines.append(row)
     for task, e in report["tasks"].items():
         lines += [f"note ({LABELS.get(task, task)}): {n}" for n in e.get("notes", [])]

@@ -1,6 +1,13 @@
 """When a prediction can be trusted, and how wide its interval is (README "Trust and intervals").
 
-Status of a task's prediction at a target:
+A task's loss prediction (step 1) and its accuracy prediction each get a status with
+reasons. The loss is ``unpredictable`` when step 1 is degenerate or a target-dependent check
+fails (a term that vanished in a direction the target extrapolates in, a loss worse than a
+ladder run the target dominates), ``caution`` on a ladder too small to check the form, else
+``ok``: it does not depend on step 2. The accuracy inherits its loss's unpredictability
+(reasons prefixed ``loss:``) and adds its own, as follows.
+
+Status of a task's accuracy prediction at a target:
 
 - ``unpredictable``: the ladder's accuracy does not rise above chance beyond its own noise
   (best run's final accuracy - chance, or the rise from the ladder's worst to its best third
@@ -116,8 +123,8 @@ def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
 def assess(
     diag: dict, degenerate: bool, acc: float, distance: float, wrong: list[str] | tuple = ()
 ) -> tuple[str, list[str]]:
-    """(status, reasons) of one prediction; see the module docstring for the rules. `wrong`:
-    what the target-dependent checks (`extrapolation_checks`) found."""
+    """(status, reasons) of an accuracy prediction; see the module docstring for the rules.
+    `wrong`: what the target-dependent checks found (its loss's reasons included)."""
     if not diag:
         return "ok", []
     unpredictable, caution = list(wrong), []
@@ -142,16 +149,37 @@ def assess(
         unpredictable.append("degenerate fit")
     if acc - best > ACC_MARGIN:
         caution.append(f"predicted {(acc - best) * 100:.0f} points above the ladder's best")
-    if diag.get("n_runs", SMALL_LADDER) < SMALL_LADDER:
-        caution.append(
-            f"a ladder of {diag['n_runs']} runs: too few to check the law's form (a backtest "
-            f"needs {SMALL_LADDER})"
-        )
+    caution += _small_ladder(diag)
     if distance > FEATURE_MARGIN:
         caution.append(f"feature {distance:.0%} of the ladder's span beyond its range")
     if unpredictable:
         return "unpredictable", unpredictable + caution
     return ("caution", caution) if caution else ("ok", [])
+
+
+def loss_problems(degenerate: bool, wrong: list[str] | tuple = ()) -> list[str]:
+    """What makes a loss prediction unpredictable: a degenerate step 1, or a failed
+    target-dependent check (`extrapolation_checks`)."""
+    return list(wrong) + (["degenerate step-1 fit"] if degenerate else [])
+
+
+def assess_loss(diag: dict, problems: list[str]) -> tuple[str, list[str]]:
+    """(status, reasons) of a loss (step-1) prediction: ``unpredictable`` with `problems`
+    (`loss_problems`), ``caution`` on a ladder too small to check the form, else ``ok``. What
+    step 2 does is no concern of it."""
+    unpredictable, caution = list(problems), _small_ladder(diag)
+    if unpredictable:
+        return "unpredictable", unpredictable + caution
+    return ("caution", caution) if caution else ("ok", [])
+
+
+def _small_ladder(diag: dict) -> list[str]:
+    if diag.get("n_runs", SMALL_LADDER) >= SMALL_LADDER:
+        return []
+    return [
+        f"a ladder of {diag['n_runs']} runs: too few to check the law's form (a backtest "
+        f"needs {SMALL_LADDER})"
+    ]
 
 
 def extrapolation_checks(
@@ -162,15 +190,16 @@ def extrapolation_checks(
     at_bound: tuple[str, ...],
     target: tuple[float, float],
     acc: float,
-) -> list[str]:
-    """What makes a prediction at `target` = (N, D) wrong on its face (module docstring): a
-    step-1 term that vanished in a direction the target extrapolates in, and a prediction
-    worse than a ladder run the target dominates (more N, at least its D)."""
+) -> tuple[list[str], list[str]]:
+    """What makes a prediction at `target` = (N, D) wrong on its face (module docstring), as
+    (loss reasons, accuracy reasons): a step-1 term that vanished in a direction the target
+    extrapolates in, and a loss or accuracy worse than a ladder run the target dominates
+    (more N, at least its D)."""
     if "ladder_N" not in diag:
-        return []
+        return [], []
     N, D = target
     loss = loss_at(N, D)
-    out = []
+    out, acc_out = [], []
     terms = (("size", N > max(diag["ladder_N"]), (2 * N, D), "a", "alpha"),)
     if form == "nd":
         terms += (("data", D > max(diag["ladder_D"]), (N, 2 * D), "b", "beta"),)
@@ -204,12 +233,12 @@ def extrapolation_checks(
     worse = [i for i in dominated if acc < diag["ladder_acc"][i] - acc_margin]
     if worse:
         i = max(worse, key=lambda i: diag["ladder_acc"][i] - acc)
-        out.append(
+        acc_out.append(
             f"predicted accuracy {acc * 100:.1f} is below the measured "
             f"{diag['ladder_acc'][i] * 100:.1f} of run {diag['ladder_runs'][i]}, which has "
             "less N and no more D"
         )
-    return out
+    return out, acc_out
 
 
 def conformal_quantile(scores: list[float], level: float) -> float:

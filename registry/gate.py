@@ -159,18 +159,24 @@ def _row(target: str, p: Prediction, measured: Mapping[str, float], rule: GateRu
                        predicted, actual)
     row = {"target": target, "task": p.task, "metric": metric, "predicted": predicted,
            "low": low, "high": high, "actual": actual, "error": error, "shift": shift,
-           "trust": trust_for(rule.metric, p.assessment.status, p.assessment.reasons),
-           "reasons": list(p.assessment.reasons),
+           "trust": trust_for(rule.metric, p.assessment.status, p.assessment.reasons,
+                              p.assessment.loss_status),
+           "reasons": list(p.assessment.loss_reasons if rule.metric == "loss"
+                           and p.assessment.loss_status is not None else p.assessment.reasons),
            "law": p.law_uri, "prediction_run": p.run_id}
     row["status"] = row_status(row, rule, predictions_only)
     return row
 
 
-def trust_for(metric: str, status: str, reasons) -> str:
-    """The law engine's status judges the accuracy prediction. The task loss comes from step 1
-    alone: an accuracy at chance, or a sigmoid stretched past the ladder's rise, does not make
-    it untrusted; only a degenerate fit does."""
-    if metric == "loss" and status == "unpredictable" and "degenerate fit" not in reasons:
+def trust_for(metric: str, status: str, reasons, loss_status: str | None = None) -> str:
+    """The status of the prediction the rule compares: the accuracy's for `acc`, the loss's for
+    `loss`. A prediction registered before the loss had its own status: the loss comes from
+    step 1 alone, so only a degenerate fit made it untrusted."""
+    if metric != "loss":
+        return status
+    if loss_status is not None:
+        return loss_status
+    if status == "unpredictable" and "degenerate fit" not in reasons:
         return "ok"
     return status
 

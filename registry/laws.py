@@ -274,16 +274,26 @@ def _requirements() -> list[str]:
 
 
 def describe_version(store: Store, version: LawVersion, prediction: str, status: str,
-                     reasons: Iterable[str] = ()) -> None:
-    """Tag a law version with the status of its latest prediction, and describe that prediction
-    in the version's description (what the MLflow UI shows on the version's page)."""
+                     reasons: Iterable[str] = (), loss_status: str | None = None,
+                     loss_reasons: Iterable[str] = ()) -> None:
+    """Tag a law version with the statuses of its latest prediction (the accuracy's `status`,
+    the loss's `loss_status`), and describe that prediction in the version's description (what
+    the MLflow UI shows on the version's page)."""
     reasons = list(reasons)
     name, number = version.name, str(version.version)
     store.upsert("set_model_version_tag", name, number, "status", status)
     store.upsert("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
     why = f" ({'; '.join(reasons)})" if reasons else ""
+    loss = ""
+    if loss_status is not None:
+        loss_reasons = list(loss_reasons)
+        store.upsert("set_model_version_tag", name, number, "loss_status", loss_status)
+        store.upsert("set_model_version_tag", name, number, "loss_status_reasons",
+                     json.dumps(loss_reasons))
+        lwhy = f" ({'; '.join(loss_reasons)})" if loss_reasons else ""
+        loss = f" Loss status: {loss_status}{lwhy}."
     store.call("update_model_version", name, number,
-               description=f"Latest prediction: {prediction}. Status: {status}{why}.")
+               description=f"Latest prediction: {prediction}.{loss} Status: {status}{why}.")
 
 
 def resolve_version(store: Store, task: str, ref: str | int = DEFAULT_ALIAS) -> int:

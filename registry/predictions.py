@@ -3,8 +3,9 @@
 One MLflow run per (target, task) prediction in the experiment `taskladder-predictions`: params
 target, N, D, task; metrics loss/acc with their intervals; tags naming the law version used
 (`law_uri` = models:/taskladder-law-<task>/<version>), the loss the law predicts (`loss_metric`,
-its step-1 feature, e.g. arc_easy/bpb) and how far the prediction can be trusted (`status`:
-ok, caution or unpredictable, with `reasons`); the plots as artifacts. The latest run of a
+its step-1 feature, e.g. arc_easy/bpb) and how far each prediction can be trusted (`status`:
+ok, caution or unpredictable, with `reasons`, for the accuracy; `loss_status` and
+`loss_reasons` for the loss); the plots as artifacts. The latest run of a
 (target, task) is its registered prediction. A new, different prediction (a re-fit on new ladder
 data) records how far it moved from the one before (`shift` in accuracy points, `loss_shift` in
 percent); the same prediction again adds nothing.
@@ -47,26 +48,40 @@ _ALIASES = {"low": "acc_low", "high": "acc_high"}  # short names some reports us
 
 @dataclass(frozen=True)
 class Assessment:
-    """How far a task's prediction can be trusted (the law engine's verdict in its report)."""
+    """How far a task's predictions can be trusted (the law engine's verdict in its report):
+    the accuracy's status and reasons, and the loss's (None: a report from before the loss
+    had its own)."""
 
     status: str = "ok"
     reasons: tuple[str, ...] = ()
+    loss_status: str | None = None
+    loss_reasons: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, task: str, entry: Mapping) -> Assessment:
         """From a report entry; an older report without `status` means ok."""
-        status = entry.get("status") or "ok"
-        if status not in STATUSES:
-            raise InputError(f"prediction of {task!r}: status {status!r}, expected one of "
-                             f"{', '.join(STATUSES)}")
-        reasons = entry.get("reasons") or []
-        if isinstance(reasons, str) or not all(isinstance(r, str) for r in reasons):
-            raise InputError(f"prediction of {task!r}: reasons must be a list of strings, "
-                             f"got {reasons!r}")
-        return cls(status, tuple(reasons))
+        status, reasons = _status(task, entry, "status", "reasons")
+        loss_status, loss_reasons = _status(task, entry, "loss_status", "loss_reasons")
+        return cls(status, reasons, loss_status if "loss_status" in entry else None, loss_reasons)
 
     def describe(self) -> str:
-        return self.status + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+        out = self.status + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
+        if self.loss_status not in (None, "ok"):
+            why = f" ({'; '.join(self.loss_reasons)})" if self.loss_reasons else ""
+            out += f"; loss {self.loss_status}{why}"
+        return out
+
+
+def _status(task: str, entry: Mapping, key: str, reasons_key: str) -> tuple[str, tuple]:
+    status = entry.get(key) or "ok"
+    if status not in STATUSES:
+        raise InputError(f"prediction of {task!r}: {key} {status!r}, expected one of "
+                         f"{', '.join(STATUSES)}")
+    reasons = entry.get(reasons_key) or []
+    if isinstance(reasons, str) or not all(isinstance(r, str) for r in reasons):
+        raise InputError(f"prediction of {task!r}: {reasons_key} must be a list of strings, "
+                         f"got {reasons!r}")
+    return status, tuple(reasons)
 
 
 @dataclass(frozen=True)
@@ -90,12 +105,14 @@ class Prediction:
     def from_run(cls, run) -> Prediction:
         p, t, m = run.data.params, run.data.tags, run.data.metrics
         reasons = tuple(json.loads(t["reasons"])) if t.get("reasons") else ()
+        loss_reasons = tuple(json.loads(t["loss_reasons"])) if t.get("loss_reasons") else ()
         return cls(target=p["target"], N=float(p["N"]), D=float(p["D"]), task=p["task"],
                    acc_metric=t.get("acc_metric", "acc"),
                    values={k: m[k] for k in VALUES if k in m},
                    law_uri=t.get("law_uri", ""), run_id=run.info.run_id, shift=m.get("shift"),
                    loss_metric=t.get("loss_metric"), loss_shift=m.get("loss_shift"),
-                   assessment=Assessment(t.get("status") or "ok", reasons))
+                   assessment=Assessment(t.get("status") or "ok", reasons,
+                                         t.get("loss_status"), loss_reasons))
 
 
 def check_target_name(name: str) -> str:
@@ -185,7 +202,8 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
     (name, N, D), (version, law_tags) = target, law
     law_uri = f"models:/{model_name(task)}/{version}"
     key = hashlib.sha256(json.dumps([name, repr(N), repr(D), task, law_uri, values,
-                                     trust.status, trust.reasons],
+                                     trust.status, trust.reasons, trust.loss_status,
+                                     trust.loss_reasons],
                                     sort_keys=True).encode()).hexdigest()
     with store.exclusive():
         latest = latest_runs(store, name, task, eid=eid, max_results=1)
@@ -195,6 +213,9 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
                 "law_uri": law_uri, "law_model": model_name(task), "law_version": str(version),
                 "prediction_key": key, "status": trust.status,
                 "reasons": json.dumps(list(trust.reasons))}
+        if trust.loss_status is not None:
+            tags.update(loss_status=trust.loss_status,
+                        loss_reasons=json.dumps(list(trust.loss_reasons)))
         if "feature" in law_tags:
             tags["loss_metric"] = law_tags["feature"]
         metrics = dict(values)
@@ -315,7 +336,8 @@ def register_report(
                             observations=observations, ladder=ladder, plots=plots, alias=None)
     for task, version in versions.items():
         describe_version(store, version, _summary(name, N, D, fits[task], values[task]),
-                         trust[task].status, trust[task].reasons)
+                         trust[task].status, trust[task].reasons, trust[task].loss_status,
+                         trust[task].loss_reasons)
     out = register_prediction(prediction, target={"name": name, "N": N, "D": D},
                               versions=versions, assessments=trust, plots=plots, store=store)
     if alias is not None:  # last: the alias never names a law without its prediction

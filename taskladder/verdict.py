@@ -82,7 +82,10 @@ def verdict_lines(ctx: RunContext) -> list[str]:
             inside += p["loss_low"] <= loss[0] <= p["loss_high"] and p["loss_high"] > p["loss_low"]
         gate = f"; gate {rows[task]['status']}" if task in rows else ""
         loss_gate, acc_gate = (gate, "") if ctx.spec.gate.metric == "loss" else ("", gate)
-        lines.append(f"  {label}: {_loss_words(p, loss)}{loss_gate}.")
+        loss_status, loss_why = e.get("loss_status", "ok"), "; ".join(e.get("loss_reasons", []))
+        loss_trust = "" if loss_status == "ok" else \
+            f" ({loss_status}{': ' + loss_why if loss_why else ''})"
+        lines.append(f"  {label}: {_loss_words(p, loss)}{loss_trust}{loss_gate}.")
         status, reasons = _status(e)
         words = f"accuracy predicted {100 * p['acc']:.1f}%"
         if acc is not None:

@@ -1,6 +1,8 @@
 """Status and intervals on synthetic ladders whose truth is known: emergence, final-only
 ladders, and the coverage of the calibrated 90% interval over seeded repetitions."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,39 @@ def test_sigmoid_extrapolated_from_its_tail_is_unpredictable():
     status, reasons = fit.assess(1e9, 2e11)
     assert float(p["acc"]) - fit.diagnostics["best_acc"] > 0.3, float(p["acc"])
     assert status == "unpredictable" and any("extrapolates" in r for r in reasons), reasons
+
+
+def test_loss_and_accuracy_each_get_their_own_status():
+    """Emergence below the ladder: the accuracy is unpredictable, its loss (a sound step 1)
+    stays ok, and the report, the table and the step-1 plot's title say so. A degenerate step 1
+    makes both unpredictable, the accuracy naming its loss's reason."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from taskladder.laws.plots import _title
+    from taskladder.laws.report import build_report, format_prediction_table
+
+    below = synthetic_ladder(step2=EMERGING, sizes={"10M": 1e7, "20M": 2e7}, acc_noise=0.01)
+    fit = ChainedFitter("paper").fit(below, "arc_easy")
+    target = {"name": "t", "N": 8e7, "D": 20 * 5 * 8e7, "flops": 1.0}
+    judged = fit.statuses(target["N"], target["D"])
+    assert judged["loss"] == ("ok", []) and judged["acc"][0] == "unpredictable"
+    assert fit.assess(target["N"], target["D"]) == judged["acc"]
+    report = build_report({"arc_easy": fit}, target, {"source": "synthetic"})
+    entry = report["tasks"]["arc_easy"]
+    assert (entry["loss_status"], entry["status"]) == ("ok", "unpredictable")
+    row = format_prediction_table(report).splitlines()[-1]
+    assert row.split()[5:7] == ["ok", "unpredictable"]
+    _, (ax1, ax2) = plt.subplots(1, 2)
+    _title(ax1, "arc_easy", "bpb", report, key="loss_status")
+    _title(ax2, "arc_easy", "acc_norm", report)
+    assert ax1.get_title().endswith("[ok]") and ax2.get_title().endswith("[unpredictable]")
+    plt.close("all")
+
+    broken = replace(fit, step1=replace(fit.step1, at_bound=("alpha",)))
+    judged = broken.statuses(target["N"], target["D"])
+    assert judged["loss"][0] == "unpredictable" and "degenerate step-1 fit" in judged["loss"][1]
+    assert "loss: degenerate step-1 fit" in judged["acc"][1]
+    assert broken.flags["step1_degenerate"] and not broken.flags["step2_degenerate"]

@@ -146,3 +146,23 @@ def test_the_loss_gate_judges_a_task_whose_accuracy_alone_is_unpredictable():
     assert trust_for("acc", "unpredictable", chance) == "unpredictable"
     assert trust_for("loss", "unpredictable", (*chance, "degenerate fit")) == "unpredictable"
     assert trust_for("loss", "caution", ()) == "caution"
+
+
+def test_the_loss_status_rides_with_the_prediction_and_judges_the_loss_gate(tmp_path):
+    """A task whose accuracy is unpredictable but whose loss is trusted: both statuses on the
+    law version (tags and description) and the prediction run; the loss gate reads the loss's."""
+    store = store_copy(empty_template(), tmp_path)
+    report = _report()
+    report["tasks"]["piqa"].update(loss_status="ok", loss_reasons=[])
+    report["tasks"]["arc_easy"].update(loss_status="caution", loss_reasons=["a small ladder"])
+    preds = register_report(report, fits(), store=store)
+    mv = store.client.get_model_version(model_name("piqa"), "1")
+    assert (mv.tags["status"], mv.tags["loss_status"]) == ("unpredictable", "ok")
+    assert " Loss status: ok. Status: unpredictable (" in mv.description
+    a = preds["arc_easy"].assessment
+    assert (a.loss_status, a.loss_reasons) == ("caution", ("a small ladder",))
+    back = registered_predictions(store, NAME)["piqa"].assessment
+    assert (back.status, back.loss_status) == ("unpredictable", "ok")
+    assert trust_for("loss", back.status, back.reasons, back.loss_status) == "ok"
+    assert trust_for("acc", back.status, back.reasons, back.loss_status) == "unpredictable"
+    assert trust_for("loss", "ok", (), "unpredictable") == "unpredictable"
