@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import train_flops
 
 from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
@@ -104,7 +105,7 @@ class StepFit:
 def step1_eval(form: str, p, N, D) -> np.ndarray:
     if form == "nd":
         return nd_loss(p, N, D)
-    return compute_loss(p, 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float))
+    return compute_loss(p, train_flops(np.asarray(N, dtype=float), np.asarray(D, dtype=float)))
 
 
 def step2_eval(form: str, p, x) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from taskladder.common.facts import train_flops
+
 from .chained import ChainedFit, StepFit, step1_eval, step2_eval
 from .fitting import Bounds, Solution
 from .observations import Finals, Observations
@@ -98,7 +100,7 @@ def step1_setup(s: LawSettings, d1: Finals) -> tuple[Finals, Bounds]:
     """Bounds of the step-1 form; the compute form uses C = 6ND (also what `predict` uses)."""
     bounds = PAPER_BOUNDS if s.step1_bounds == "paper" else FREE_BOUNDS
     if s.step1_form == "compute":
-        d1 = Finals(d1.runs, d1.N, d1.D, 6.0 * d1.N * d1.D, d1.y)
+        d1 = Finals(d1.runs, d1.N, d1.D, train_flops(d1.N, d1.D), d1.y)
         return d1, [bounds[0], bounds[2], bounds[4]]
     return d1, bounds
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import train_flops
 
 from .fitting import Bounds, Solution, batched_lm, huber, lbfgsb
 from .observations import Finals, Observations
@@ -106,7 +107,8 @@ def log_jac(form: str, p: np.ndarray, N, D) -> np.ndarray:
     if form == "nd":
         pred, jac = nd_jac(p, N, D)
     else:
-        pred, jac = compute_jac(p, 6.0 * np.asarray(N, dtype=float) * np.asarray(D, dtype=float))
+        C = train_flops(np.asarray(N, dtype=float), np.asarray(D, dtype=float))
+        pred, jac = compute_jac(p, C)
     return jac / pred[..., None]
 
 

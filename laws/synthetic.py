@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taskladder.common.facts import train_flops
+
 from .observations import COLUMNS, Observations
 from .step1 import nd_loss
 from .step2 import sigmoid
@@ -70,7 +72,7 @@ def synthetic_ladder(
                 cols["N"] += [n] * k
                 cols["D"] += D.tolist()
                 cols["step"] += list(range(1, k + 1))
-                cols["flops"] += (6 * n * D).tolist()
+                cols["flops"] += train_flops(n, D).tolist()
                 cols["task"] += [key[0]] * k
                 cols["metric"] += [key[1]] * k
                 cols["value"] += np.clip(values, 1e-6, None).tolist()

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taskladder.common.errors import InputError
+from taskladder.common.facts import train_flops
 
 from .observations import Finals, Observations
 from .step1 import PAPER_BOUNDS, PAPER_P0, fit_step1, nd_loss
@@ -174,7 +175,7 @@ def fit_fraction_laws(curves: dict[str, RunCurve]) -> np.ndarray:
     params = []
     for j, f in enumerate(FRACTIONS):
         D = f * planned
-        data = Finals(tuple(runs), N, D, 6 * N * D, Y[:, j])
+        data = Finals(tuple(runs), N, D, train_flops(N, D), Y[:, j])
         params.append(fit_step1(data, "nd", PAPER_P0, PAPER_BOUNDS, 1e-3).params)
     return np.array(params)
 
