@@ -9,8 +9,9 @@ and the first two again on the ladder reduced to final checkpoints only, without
 (the feature falls back to C4 loss), and both (what another lab's release looks like).
 
 For `paper` and `default`: mean absolute error over tasks x target runs (points), the worst
-task, and the share of actuals inside the 90% interval. The actual is a target run's final
-accuracy (mean of its last 5 checkpoints). 7B-4T is not used here.
+task, the share of actuals inside the 90% interval, and the same for the task loss (the
+feature): mean absolute relative error and the share inside the 90% loss interval. The
+actual is a target run's final value (mean of its last 5 checkpoints). 7B-4T is not used.
 
 Then the whole-process time of `taskladder predict --method default` for the 8 tasks against
 `--method paper` in the same run (goal: default within 6x of paper).
@@ -75,7 +76,7 @@ def splits(obs: Observations) -> dict[str, tuple[Observations, Observations]]:
 
 def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
     fitter = ChainedFitter(method)
-    per_task, covered, status = {}, [], {}
+    per_task, covered, status, loss_err, loss_covered = {}, [], {}, [], []
     for task in PAPER_TASKS:
         fit = fitter.fit(ladder, task)
         actual = targets.finals(task, fit.acc_metric, 5)
@@ -83,11 +84,16 @@ def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
         per_task[task] = float(np.mean(np.abs(p["acc"] - actual.y)) * 100)
         covered += ((p["acc_low"] <= actual.y) & (actual.y <= p["acc_high"])).tolist()
         status[task] = fit.assess(float(actual.N.max()), float(actual.D.max()))[0]
+        loss = targets.finals(fit.x_task, fit.x_metric, 5).y
+        loss_err += np.abs(p["loss"] / loss - 1).tolist()
+        loss_covered += ((p["loss_low"] <= loss) & (loss <= p["loss_high"])).tolist()
     worst = max(per_task, key=per_task.get)
     return {
         "mae": float(np.mean(list(per_task.values()))),
         "worst": (worst, per_task[worst]),
         "coverage": float(np.mean(covered)),
+        "loss_err": float(np.mean(loss_err)),
+        "loss_coverage": float(np.mean(loss_covered)),
         "per_task": per_task,
         "status": status,
     }
@@ -128,8 +134,12 @@ def main() -> None:
     args = [a for a in args if a != "--no-cli"]
     ladder_dir = Path(args[0]) if args else DEFAULT_DIR
     obs = read_ladder(ladder_dir, "olmo-csv")
-    print(f"{'split':<34}{'method':<9}{'MAE':>6}  {'worst task':<20}{'cover90':>8}  seconds")
+    print(
+        f"{'split':<34}{'method':<9}{'MAE':>6}  {'worst task':<20}{'cover90':>8}"
+        f"{'loss err':>9}{'loss cover90':>13}  seconds"
+    )
     totals: dict[str, list] = {"paper": [], "default": []}
+    loss_cover: list[float] = []
     for name, (ladder, targets) in splits(obs).items():
         if only and name not in only:
             continue
@@ -142,9 +152,10 @@ def main() -> None:
             w = f"{r['worst'][0]} {r['worst'][1]:.2f}"
             print(
                 f"{name:<34}{method:<9}{r['mae']:6.2f}  {w:<20}{r['coverage'] * 100:7.0f}%"
-                f"  {secs:6.1f}",
+                f"{r['loss_err'] * 100:8.2f}%{r['loss_coverage'] * 100:12.0f}%  {secs:6.1f}",
                 flush=True,
             )
+        loss_cover.append(res["default"]["loss_coverage"])
         diff = res["default"]["mae"] - res["paper"]["mae"]
         print(
             f"{'':<34}default - paper: {diff:+.2f} points; default status: "
@@ -154,7 +165,9 @@ def main() -> None:
     p, d = np.array(totals["paper"]), np.array(totals["default"])
     print(
         f"mean over {len(p)} splits: paper {p.mean():.2f}, default {d.mean():.2f}; "
-        f"worst split difference (default - paper): {np.max(d - p):+.2f} points"
+        f"worst split difference (default - paper): {np.max(d - p):+.2f} points; default 90% "
+        f"loss intervals cover {np.mean(loss_cover) * 100:.0f}% on average "
+        f"({np.min(loss_cover) * 100:.0f}-{np.max(loss_cover) * 100:.0f}% per split)"
     )
     if cli:
         paper = min(cli_time(ladder_dir, "paper") for _ in range(2))

@@ -22,6 +22,8 @@ the splits and stayed within 0.1 point of it on every split.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from taskladder.common.errors import InputError
@@ -32,6 +34,7 @@ from .resolve import features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import accuracy_metric
+from .trust import DISTANCE_OFFSET, extrapolation
 
 KEEP_RATIO = 2.0
 
@@ -48,8 +51,11 @@ def candidates(base: LawSettings, obs: Observations, task: str) -> dict[str, Law
     return {feat: fixed.replace(feature=feat) for feat in feats}
 
 
-def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[str]]]:
-    """name -> (training runs, held-out runs); splits that leave too little to fit are omitted."""
+def holdouts(
+    obs: Observations, task: str, min_runs: int = 5
+) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (training runs, held-out runs); splits that leave fewer than `min_runs` runs or
+    one size to fit are omitted."""
     d = step1_data(obs, task, accuracy_metric(task, obs), log_space=False)
     runs = list(d.runs)
     tpp = d.D / d.N
@@ -62,7 +68,7 @@ def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[st
     out = {}
     for name, train in splits.items():
         test = largest & longest if name == "largest-longest" else ~train
-        if train.sum() >= 5 and len(set(d.N[train].tolist())) >= 2 and test.any():
+        if train.sum() >= min_runs and len(set(d.N[train].tolist())) >= 2 and test.any():
             out[name] = (
                 [r for r, t in zip(runs, train, strict=True) if t],
                 [r for r, t in zip(runs, test, strict=True) if t],
@@ -70,10 +76,27 @@ def holdouts(obs: Observations, task: str) -> dict[str, tuple[list[str], list[st
     return out
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """One split's held-out runs: predicted and actual final accuracy and feature loss, and
+    how far beyond its training runs each lies (`trust.extrapolation`)."""
+
+    acc: np.ndarray
+    actual_acc: np.ndarray
+    loss: np.ndarray
+    actual_loss: np.ndarray
+    distance: np.ndarray
+
+    @property
+    def error(self) -> float:
+        """Mean absolute accuracy error, points."""
+        return float(np.mean(np.abs(self.acc - self.actual_acc)) * 100)
+
+
 def held_out(
     obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per holdout split: (predicted, actual) final accuracies of the held-out runs."""
+) -> dict[str, HeldOut]:
+    """Per holdout split: predictions and actual final values of the held-out runs."""
     actual = step1_data(
         obs,
         task,
@@ -84,10 +107,21 @@ def held_out(
     )
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
-    for name, (train, test) in holdouts(obs, task).items():
+    min_runs = 4 if settings.step1_form == "compute" else 5  # its 3 parameters, and one more
+    for name, (train, test) in holdouts(obs, task, min_runs).items():
         fit = fit_chained(obs.where(run=train), task, settings, chance, cache)
-        i = np.array([index[r] for r in test])
-        out[name] = (fit.predict(actual.N[i], actual.D[i])["acc"], actual.y[i])
+        loss = obs.finals(
+            fit.x_task, fit.x_metric, settings.final_window, fraction=settings.final_fraction
+        ).as_dict()
+        i, j = np.array([index[r] for r in test]), np.array([index[r] for r in train])
+        p = fit.predict(actual.N[i], actual.D[i])
+        out[name] = HeldOut(
+            p["acc"],
+            actual.y[i],
+            p["loss"],
+            np.array([loss.get(r, np.nan) for r in test]),
+            extrapolation(actual.N[i], actual.D[i], actual.N[j], actual.D[j]),
+        )
     return out
 
 
@@ -95,10 +129,7 @@ def backtest(
     obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
 ) -> dict[str, float]:
     """Mean absolute held-out accuracy error (points) per holdout split."""
-    return {
-        k: float(np.mean(np.abs(p - a)) * 100)
-        for k, (p, a) in held_out(obs, task, settings, chance, cache).items()
-    }
+    return {k: h.error for k, h in held_out(obs, task, settings, chance, cache).items()}
 
 
 def select_forms(
@@ -113,7 +144,7 @@ def select_forms(
         except InputError as exc:  # e.g. too few checkpoints for this form
             scores[label] = {"skipped": str(exc)}
             continue
-        errs = {k: float(np.mean(np.abs(p - a)) * 100) for k, (p, a) in res.items()}
+        errs = {k: h.error for k, h in res.items()}
         if not errs or not all(np.isfinite(v) for v in errs.values()):
             scores[label] = dict(errs, skipped="no finite backtest")
             continue
@@ -135,15 +166,19 @@ def select_forms(
     total = sum(keep.values())
     weights = {k: v / total for k, v in keep.items()}
     chosen = max(weights, key=weights.get)
-    residuals = []
-    for split in next(iter(results.values())):
-        preds = np.stack([results[k][split][0] for k in weights])
+    residuals, loss_scores = [], []
+    for split, held in results[chosen].items():
+        preds = np.stack([results[k][split].acc for k in weights])
         pred = np.array(list(weights.values())) @ preds
-        residuals += np.abs(pred - results[chosen][split][1]).tolist()
+        residuals += np.abs(pred - held.actual_acc).tolist()
+        ok = np.isfinite(held.actual_loss) & (held.actual_loss > 0)
+        rel = np.abs(np.log(held.loss[ok] / held.actual_loss[ok]))
+        loss_scores += (rel / (held.distance[ok] + DISTANCE_OFFSET)).tolist()
     doc = {
         "chosen": chosen,
         "weights": weights,
         "scores": scores,
         "splits": {k: v[1] for k, v in holdouts(obs, task).items()},
     }
-    return [(w, cands[k]) for k, w in weights.items()], doc, {"residuals": sorted(residuals)}
+    calibration = {"residuals": sorted(residuals), "loss_scores": sorted(loss_scores)}
+    return [(w, cands[k]) for k, w in weights.items()], doc, calibration

@@ -20,7 +20,15 @@ from taskladder.common.facts import train_flops
 from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
-from .trust import assess, assess_loss, extrapolation_checks, interval, loss_problems
+from .trust import (
+    assess,
+    assess_loss,
+    extrapolation,
+    extrapolation_checks,
+    interval,
+    loss_halfwidth,
+    loss_problems,
+)
 
 SCHEMA = "taskladder.chained_fit/2"
 _READ_SCHEMAS = ("taskladder.chained_fit/1", SCHEMA)
@@ -167,7 +175,10 @@ class ChainedFit:
             loss_lo, loss_hi = np.minimum(ll, loss), np.maximum(lh, loss)
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
         if self.method != "paper" and "log_cov" in self.step1.errors:
-            hw = self._loss_halfwidth(n, d, level)
+            hw = np.maximum(
+                self._loss_halfwidth(n, d, level),
+                loss_halfwidth(self.calibration, level, self.extrapolation(n, d)),
+            )
             loss_lo, loss_hi = (
                 np.minimum(loss_lo, loss * np.exp(-hw)),
                 np.maximum(loss_hi, loss * np.exp(hw)),
@@ -201,6 +212,13 @@ class ChainedFit:
         g = log_jac(self.step1.form, np.array(self.step1.params), n, d)
         var = np.einsum("np,pq,nq->n", g, np.array(self.step1.errors["log_cov"]), g)
         return ndtri((1 + level) / 2) * np.sqrt(np.maximum(var, 0.0))
+
+    def extrapolation(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Doublings of N and of tokens per parameter beyond the ladder (`trust.extrapolation`)."""
+        diag = self.diagnostics
+        if "ladder_N" not in diag:
+            return np.zeros_like(np.asarray(n, dtype=float))
+        return extrapolation(n, d, diag["ladder_N"], diag["ladder_D"])
 
     def _distance(self, loss: np.ndarray) -> np.ndarray:
         """How far below the ladder's feature range the feature is, in units of that range."""

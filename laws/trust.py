@@ -59,6 +59,9 @@ SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 # left (0.3-6% on the paper ladder's fits, 0.1% on Winogrande, a noise task).
 EXPONENT_MAX = 2.0
 MIN_DOUBLING_GAIN = 0.001
+# A loss error grows with the extrapolation (doublings) from this offset: a target inside the
+# ladder still has a held-out run's error (seed noise, the form's misfit).
+DISTANCE_OFFSET = 0.5
 MONOTONE_MARGIN = 0.005  # a loss this much above a dominated run's is beyond noise
 _LAST = 10
 
@@ -239,6 +242,26 @@ def extrapolation_checks(
             "less N and no more D"
         )
     return out, acc_out
+
+
+def extrapolation(N, D, ladder_N, ladder_D) -> np.ndarray:
+    """How far (N, D) lies outside a ladder, in doublings (halvings): of N beyond its range of
+    sizes plus of tokens per parameter beyond its range of ratios. The loss interval scales
+    with it."""
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    ln, ld = np.asarray(ladder_N, dtype=float), np.asarray(ladder_D, dtype=float)
+
+    def outside(x, lo, hi):
+        return np.maximum(np.log2(x / hi), 0.0) + np.maximum(np.log2(lo / x), 0.0)
+
+    return outside(N, ln.min(), ln.max()) + outside(D / N, (ld / ln).min(), (ld / ln).max())
+
+
+def loss_halfwidth(calibration: dict | None, level: float, distance) -> np.ndarray:
+    """Conformal half-width in ln L at `level`: the quantile of the backtests' held-out
+    |ln(predicted / actual)| / (extrapolation + DISTANCE_OFFSET), times the target's."""
+    scores = (calibration or {}).get("loss_scores") or []
+    return conformal_quantile(scores, level) * (np.asarray(distance) + DISTANCE_OFFSET)
 
 
 def conformal_quantile(scores: list[float], level: float) -> float:

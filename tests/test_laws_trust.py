@@ -78,8 +78,9 @@ def test_ladder_without_task_bpb_uses_an_lm_loss():
 
 def test_calibrated_interval_covers_the_actual_about_90_percent():
     """Seeded noisy ladders and a noisy target run 2x beyond them (its final accuracy, as
-    measured): the default method's 90% interval covers it in 80-97% of repetitions."""
-    hits = []
+    measured): the default method's 90% intervals of accuracy and of loss cover it in
+    80-97% and 80-100% of repetitions."""
+    hits, loss_hits = [], []
     for seed in range(30):
         noisy = dict(noise=0.01, acc_noise=0.01, checkpoints=10)
         obs = synthetic_ladder(seed=seed, **noisy)
@@ -90,7 +91,10 @@ def test_calibrated_interval_covers_the_actual_about_90_percent():
         fit = ChainedFitter("default", n_bootstrap=50, seed=seed).fit(obs, "arc_easy")
         p = fit.predict(actual.N, actual.D)
         hits.append(bool(p["acc_low"][0] <= actual.y[0] <= p["acc_high"][0]))
+        loss = target.finals("arc_easy", "bpb").y[0]
+        loss_hits.append(bool(p["loss_low"][0] <= loss <= p["loss_high"][0]))
     assert 0.80 <= np.mean(hits) <= 0.97, np.mean(hits)
+    assert 0.80 <= np.mean(loss_hits) <= 1.0, np.mean(loss_hits)
 
 
 def test_sigmoid_extrapolated_from_its_tail_is_unpredictable():
