@@ -15,8 +15,8 @@ The verdict is a JSON-ready dict; `format_table` prints it.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from taskladder.common.errors import InputError
@@ -30,7 +30,7 @@ from .store import Store, open_store
 from .verdicts import record_verdict
 
 EXPERIMENT = "taskladder-target-evals"
-CHECKED = "checked_at"  # metric: when an evaluation was last recorded or re-checked (epoch s)
+CHECKED = "checked_at"  # tag: when an evaluation was last recorded or re-checked (UTC, ISO)
 
 
 def _measured(obs: Observations, preds: dict[str, Prediction], source: str,
@@ -87,27 +87,27 @@ def record_evaluation(path: str | Path, format: str | None = None, *, target: st
 
 def _record_eval(store: Store, target: str, source: str, obs: Observations,
                  preds: dict[str, Prediction], measured: dict[str, float]) -> str:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     key = hashlib.sha256(f"{target}\x1f{obs.content_hash()}\x1f{sorted(measured)}".encode())
     key = key.hexdigest()
     eid = store.experiment_id(EXPERIMENT)
-    now = time.time()
+    now = datetime.now(UTC).isoformat(timespec="microseconds")  # sorts as it reads
     with store.exclusive():
         found = store.call("search_runs", [eid], max_results=1, filter_string=(
             f"tags.eval_key = '{key}' and attributes.status = 'FINISHED'"))
         if found:  # the same evaluation again: now the most recently checked one
             run_id = store.canonical(f"eval\x1f{key}", found[0].info.run_id)
-            store.call("log_metric", run_id, CHECKED, now, int(now * 1000), 0)
+            store.call("log_batch", run_id, tags=[RunTag(CHECKED, now)])
             return run_id
         tags = {"target": target, "source": source, "eval_key": key,
                 "observations_hash": obs.content_hash(), "tasks": ",".join(preds)}
         tags.update({f"prediction.{t}": p.run_id for t, p in preds.items()})
         tags.update({f"law.{t}": p.law_uri for t, p in preds.items()})
+        tags[CHECKED] = now
         run = store.create_run(eid, f"{target}-eval", tags)
         ts = run.info.start_time
         metrics = [Metric(k, v, ts, 0) for k, v in measured.items()]
-        metrics.append(Metric(CHECKED, now, int(now * 1000), 0))
         for task, p in preds.items():
             for name, (pred, actual, _) in _errors(p, measured).items():
                 metrics.append(Metric(f"{task}/{name}", _error(name, pred, actual), ts, 0))
@@ -207,7 +207,7 @@ def _latest_eval(store: Store, target: str):
     found = store.call("search_runs", [exp.experiment_id],
                        filter_string=f"tags.target = '{target}' and attributes.status = 'FINISHED'",
                        max_results=1,
-                       order_by=[f"metrics.{CHECKED} DESC", "attributes.start_time DESC"])
+                       order_by=[f"tags.{CHECKED} DESC", "attributes.start_time DESC"])
     return found[0] if found else None
 
 

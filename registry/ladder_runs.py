@@ -1,7 +1,9 @@
 """Ladder results in MLflow: one run per ladder run, one experiment per ladder, curves by step.
 
-Params: size, N, D (planned tokens: 20 x multiplier x N for a "<m>xC" run, else the tokens
-seen), multiplier, and where the caller knows them tokenizer and corpus_hash. A param is fixed
+Params: size, N, planned_D (planned tokens: 20 x multiplier x N for a "<m>xC" run, else the
+tokens seen; the metric `D` is the tokens seen at each checkpoint), multiplier,
+`<task>/n_questions` where it is one number, and where the caller knows them tokenizer and
+corpus_hash. A param is fixed
 once logged (a run still training logs checkpoint by checkpoint; a param not known at first can
 be added later, a different value is refused). Metrics are keyed `<task>/<metric>`
 (e.g. `arc_easy/acc_norm`, `lm/ce_c4_en`) plus `D` and `flops`, logged at each checkpoint step
@@ -28,6 +30,7 @@ ROWS_TAG = "taskladder.rows_hash"  # content hash of the rows last logged in ful
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MULTIPLIER_RE = re.compile(r"-(\d+(?:\.\d+)?)xC\b")
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
+COUNT = "n_questions"  # a task's question count: a run param when constant
 
 
 def check_name(kind: str, value: str) -> str:
@@ -60,9 +63,24 @@ def _run_params(obs: Observations, run: str, extra: Mapping[str, str]) -> dict[s
     size = _one(obs.unique("size"), "size", run)
     N = _one(obs.unique("N"), "N", run)
     multiplier, D = _planned(run, float(N), float(obs.D.max()))
-    params = {"size": str(size), "N": repr(float(N)), "D": repr(D), "multiplier": multiplier}
+    params = {"size": str(size), "N": repr(float(N)), "planned_D": repr(D),
+              "multiplier": multiplier, **_constants(obs)}
     params.update({k: str(v) for k, v in extra.items()})
     return params
+
+
+def _constants(obs: Observations) -> dict[str, str]:
+    """{<task>/n_questions: count} where a task's question count is one number given at every
+    checkpoint of the task: a param, not a flat metric chart."""
+    out = {}
+    for task in obs.unique("task"):
+        rows = obs.where(task=task)
+        counts = rows.where(metric=COUNT)
+        other = {int(s) for s, m in zip(rows.step, rows.metric, strict=True) if m != COUNT}
+        if len(counts) and len(counts.unique("value")) == 1 and \
+                {int(s) for s in counts.step} == other and len(counts) == len(other):
+            out[f"{task}/{COUNT}"] = repr(float(counts.value[0]))
+    return out
 
 
 def log_ladder(
@@ -131,11 +149,12 @@ def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
     if mlrun.data.tags.get(ROWS_TAG) == rows_hash:  # these exact rows were logged already
         return run_id
     with store.writing(run_id, resumable=True):  # interrupted: FAILED until a rerun ends it
-        _log_rows(store, mlrun, obs, rows_hash)
+        _log_rows(store, mlrun, obs, rows_hash, params)
     return run_id
 
 
-def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str) -> None:
+def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str,
+              params: Mapping[str, str]) -> None:
     from mlflow.entities import Metric, RunTag
 
     run_id = mlrun.info.run_id
@@ -144,6 +163,8 @@ def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str) -> None:
     for i in range(len(obs)):
         step = int(obs.step[i])
         key = f"{obs.task[i]}/{obs.metric[i]}"
+        if key in params:  # a constant, logged as a param
+            continue
         metrics[(key, step)] = Metric(key, float(obs.value[i]), ts, step)
         metrics.setdefault(("D", step), Metric("D", float(obs.D[i]), ts, step))
         metrics.setdefault(("flops", step), Metric("flops", float(obs.flops[i]), ts, step))
@@ -158,6 +179,16 @@ def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str) -> None:
     # at once collide on the tag's unique key (seen under load); log_batch's tag path retries.
     store.call("log_batch", run_id, tags=[RunTag(ROWS_TAG, rows_hash)])
     store.call("set_terminated", run_id, "FINISHED")
+
+
+def registered_run_ids(store: Store, ladder: str) -> dict[str, str]:
+    """{ladder run: MLflow run id} of a ladder registered in `store` (empty if it is not)."""
+    exp = store.call("get_experiment_by_name", experiment_name(ladder))
+    if exp is None:
+        return {}
+    runs = store.call("search_runs", [exp.experiment_id], max_results=10000,
+                      filter_string="attributes.status = 'FINISHED'")
+    return {r.data.tags[RUN_TAG]: r.info.run_id for r in runs if RUN_TAG in r.data.tags}
 
 
 def registered_ladder(store: Store, ladder: str) -> Observations:
@@ -177,6 +208,11 @@ def registered_ladder(store: Store, ladder: str) -> Observations:
         history = {k: {m.step: m.value for m in store.call("get_metric_history", run_id, k)}
                    for k in mlrun.data.metrics}
         D, flops = history.pop("D", {}), history.pop("flops", {})
+        for key, value in p.items():  # constants: at every checkpoint of their task
+            if key.endswith(f"/{COUNT}"):
+                task = key.split("/", 1)[0]
+                steps = {s for k, h in history.items() if k.split("/", 1)[0] == task for s in h}
+                history[key] = dict.fromkeys(steps, float(value))
         for key, by_step in history.items():
             task, metric = key.split("/", 1)
             for step, value in by_step.items():

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from taskladder.common.errors import InputError
 from taskladder.laws.observations import Observations
 
+from .ladder_runs import registered_run_ids
 from .store import Store, is_conflict, open_store
 
 if TYPE_CHECKING:  # scipy behind it: the gate and the readers of the registry do without
@@ -158,19 +159,37 @@ def check_alias(alias: str) -> None:
 
 def _version_tags(fit: ChainedFit, fhash: str, runs: list[str],
                   ladder: str | None) -> dict[str, str]:
-    d = fit.to_dict()
+    """Short scalar tags; the fit's errors and flags are JSON artifacts of the version's run,
+    the ladder runs its dataset inputs."""
+    from taskladder.laws.report import form_label
+
     tags = {
         "task": fit.task, "method": fit.method, "acc_metric": fit.acc_metric,
-        "feature": f"{fit.x_task}/{fit.x_metric}", FIT_HASH_TAG: fhash,
-        "observations_hash": fit.data_hash, "ladder_runs": ",".join(runs),
-        "fit_errors": json.dumps({"step1": d["step1"]["errors"], "step2": d["step2"]["errors"]},
-                                 sort_keys=True),
-        "degenerate": str(d["flags"]["degenerate"]).lower(),
-        "flags": json.dumps(d["flags"], sort_keys=True),
+        "feature": f"{fit.x_task}/{fit.x_metric}", "form": form_label(fit)[:250],
+        FIT_HASH_TAG: fhash, "observations_hash": fit.data_hash,
+        "degenerate": str(fit.flags["degenerate"]).lower(),
     }
+    if runs:
+        tags["ladder_runs"] = str(len(runs))
     if ladder:
         tags["ladder"] = ladder
     return tags
+
+
+def _lineage(store: Store, fit: ChainedFit, runs: list[str], ladder: str | None):
+    """The ladder runs a fit was made from as MLflow dataset inputs: one per run, its source
+    the run's MLflow run (runs:/<id>) where the ladder is registered in this store."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    try:
+        ids = registered_run_ids(store, ladder) if ladder else {}
+    except InputError:  # a name no ladder experiment can have: none is registered
+        ids = {}
+    return [DatasetInput(Dataset(name=run, digest=(fit.data_hash or "-")[:36],
+                                 source_type="mlflow_run" if run in ids else "ladder",
+                                 source=f"runs:/{ids[run]}" if run in ids else (ladder or run)),
+                         tags=[InputTag("mlflow.data.context", "training")])
+            for run in runs]
 
 
 def _find_version(store: Store, name: str, fhash: str):
@@ -221,14 +240,15 @@ def _create_version(store: Store, fit: ChainedFit, fhash: str, runs: list[str],
             signature=_signature(), pip_requirements=_requirements(),
             input_example=pd.DataFrame({"N": [1e9], "D": [2e10]}),  # MLflow checks the model on it
         )
+        inputs = _lineage(store, fit, runs, ladder)
         run = store.create_run(eid, f"law-{fit.task}-{fhash[:8]}", tags)
         run_id = run.info.run_id
         with store.writing(run_id):  # the run and its version, or neither
-            return _fill_version(store, run, fit, tags, tmp, plots)
+            return _fill_version(store, run, fit, tags, tmp, plots, inputs)
 
 
 def _fill_version(store: Store, run, fit: ChainedFit, tags: dict[str, str], tmp: str,
-                  plots: list[Path]) -> int:
+                  plots: list[Path], inputs: list) -> int:
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
 
@@ -236,12 +256,18 @@ def _fill_version(store: Store, run, fit: ChainedFit, tags: dict[str, str], tmp:
     params = [Param(f"{step}.{k}", repr(v)) for step in ("step1", "step2")
               for k, v in fit.to_dict()[step]["params"].items()]
     params += [Param(f"settings.{k}", str(v)) for k, v in fit.settings.to_dict().items()]
-    metrics = [Metric(f"{step}.{k}", float(v), run.info.start_time, 0)
+    metrics = [Metric(f"{step}/{k}", float(v), run.info.start_time, 0)
                for step in ("step1", "step2")
                for k, v in getattr(fit, step).errors.items() if isinstance(v, int | float)]
     store.call("log_batch", run_id, metrics=metrics, params=params)
+    if inputs:
+        store.call("log_inputs", run_id, datasets=inputs)
     store.call("log_artifacts", run_id, str(Path(tmp, "model")), "model")
     store.call("log_artifact", run_id, str(fit_json))
+    d = fit.to_dict()
+    store.call("log_dict", run_id, {s: d[s]["errors"] for s in ("step1", "step2")},
+               "fit_errors.json")
+    store.call("log_dict", run_id, d["flags"], "flags.json")
     for p in plots:
         store.call("log_artifact", run_id, str(p), "plots")
     store.call("set_terminated", run_id, "FINISHED")
@@ -282,14 +308,14 @@ def describe_version(store: Store, version: LawVersion, prediction: str, status:
     reasons = list(reasons)
     name, number = version.name, str(version.version)
     store.upsert("set_model_version_tag", name, number, "status", status)
-    store.upsert("set_model_version_tag", name, number, "status_reasons", json.dumps(reasons))
+    store.upsert("set_model_version_tag", name, number, "reasons", "; ".join(reasons))
     why = f" ({'; '.join(reasons)})" if reasons else ""
     loss = ""
     if loss_status is not None:
         loss_reasons = list(loss_reasons)
         store.upsert("set_model_version_tag", name, number, "loss_status", loss_status)
-        store.upsert("set_model_version_tag", name, number, "loss_status_reasons",
-                     json.dumps(loss_reasons))
+        store.upsert("set_model_version_tag", name, number, "loss_reasons",
+                     "; ".join(loss_reasons))
         lwhy = f" ({'; '.join(loss_reasons)})" if loss_reasons else ""
         loss = f" Loss status: {loss_status}{lwhy}."
     store.call("update_model_version", name, number,

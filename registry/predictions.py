@@ -104,8 +104,8 @@ class Prediction:
     @classmethod
     def from_run(cls, run) -> Prediction:
         p, t, m = run.data.params, run.data.tags, run.data.metrics
-        reasons = tuple(json.loads(t["reasons"])) if t.get("reasons") else ()
-        loss_reasons = tuple(json.loads(t["loss_reasons"])) if t.get("loss_reasons") else ()
+        reasons = _reasons(t.get("reasons") or "")
+        loss_reasons = _reasons(t.get("loss_reasons") or "")
         return cls(target=p["target"], N=float(p["N"]), D=float(p["D"]), task=p["task"],
                    acc_metric=t.get("acc_metric", "acc"),
                    values={k: m[k] for k in VALUES if k in m},
@@ -113,6 +113,13 @@ class Prediction:
                    loss_metric=t.get("loss_metric"), loss_shift=m.get("loss_shift"),
                    assessment=Assessment(t.get("status") or "ok", reasons,
                                          t.get("loss_status"), loss_reasons))
+
+
+def _reasons(tag: str) -> tuple[str, ...]:
+    """A run's `reasons` tag: "; "-joined (older stores: a JSON list)."""
+    if tag.startswith("["):
+        return tuple(json.loads(tag))
+    return tuple(tag.split("; ")) if tag else ()
 
 
 def check_target_name(name: str) -> str:
@@ -212,10 +219,9 @@ def _record(store: Store, eid: str, target: tuple[str, float, float], task: str,
         tags = {"target": name, "task": task, "acc_metric": law_tags.get("acc_metric", "acc"),
                 "law_uri": law_uri, "law_model": model_name(task), "law_version": str(version),
                 "prediction_key": key, "status": trust.status,
-                "reasons": json.dumps(list(trust.reasons))}
+                "reasons": "; ".join(trust.reasons)}
         if trust.loss_status is not None:
-            tags.update(loss_status=trust.loss_status,
-                        loss_reasons=json.dumps(list(trust.loss_reasons)))
+            tags.update(loss_status=trust.loss_status, loss_reasons="; ".join(trust.loss_reasons))
         if "feature" in law_tags:
             tags["loss_metric"] = law_tags["feature"]
         metrics = dict(values)

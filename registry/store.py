@@ -46,6 +46,8 @@ ARTIFACTS = "/mlartifacts/"  # a store's artifacts: <its folder>/mlartifacts/<ex
 _LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
               ("model_versions", "source"), ("model_versions", "storage_location"))
 WRITER_TAG = "taskladder.writer"  # <host>:<pid> of the process writing a run
+# The MLflow UI opens an experiment of this kind in its "Model training" view (else GenAI traces).
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 T = TypeVar("T")
 
@@ -255,6 +257,8 @@ class Store:
 
         exp = self.call("get_experiment_by_name", name)
         if exp is not None:
+            if exp.tags.get(KIND_TAG) != KIND:  # made before the UI's kinds: set it once
+                self.call("set_experiment_tag", exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
         with self.exclusive():
             exp = self.call("get_experiment_by_name", name)
@@ -263,6 +267,7 @@ class Store:
             location = None
             if self.db_path is not None:
                 location = (self.db_path.parent / "mlartifacts" / name).as_uri()
+            tags = {**(tags or {}), KIND_TAG: KIND}
             try:
                 return self.call("create_experiment", name, artifact_location=location, tags=tags)
             except MlflowException as exc:  # another writer of a shared server was first

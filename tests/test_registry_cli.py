@@ -32,7 +32,10 @@ def test_predict_register_records_laws_and_prediction_once(tmp_path, ladder_csv,
     preds = registered_predictions(store, "N=3.2e+09,D=6.4e+10")
     assert list(preds) == list(TASKS)
     mv = store.client.get_model_version(model_name("piqa"), "1")
-    assert mv.tags["ladder_runs"].split(",") == sorted(synthetic_ladder().unique("run"))
+    runs = sorted(synthetic_ladder().unique("run"))
+    assert mv.tags["ladder_runs"] == str(len(runs))  # how many; which: the dataset inputs
+    inputs = store.client.get_run(mv.run_id).inputs.dataset_inputs
+    assert sorted(d.dataset.name for d in inputs) == runs
     assert main(argv) == 0  # the same fit and prediction: nothing new
     assert len(store.client.search_model_versions(f"name = '{model_name('piqa')}'")) == 1
     again = registered_predictions(store, "N=3.2e+09,D=6.4e+10")

@@ -7,6 +7,7 @@ from registry_support import empty_template, store_copy, synthetic_ladder
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
+from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder as read_source
 from taskladder.laws.readers import select_runs
 from taskladder.registry.ladder_runs import experiment_name, log_ladder, registered_ladder
@@ -29,7 +30,8 @@ def test_one_run_per_ladder_run_with_params_and_curves(store):
     ids = log_ladder(store, obs, "syn", tokenizer="gpt2", corpus_hash="abc123")
     assert sorted(ids) == sorted(obs.unique("run"))
     run = store.client.get_run(ids["200M-5xC"])
-    assert run.data.params == {"size": "200M", "N": "200000000.0", "D": repr(20.0 * 5 * 2e8),
+    assert run.data.params == {"size": "200M", "N": "200000000.0",
+                               "planned_D": repr(20.0 * 5 * 2e8),
                                "multiplier": "5", "tokenizer": "gpt2", "corpus_hash": "abc123"}
     curve = store.client.get_metric_history(run.info.run_id, "arc_easy/acc_norm")
     assert [m.step for m in sorted(curve, key=lambda m: m.step)] == list(range(100, 1300, 100))
@@ -95,3 +97,15 @@ def test_tokenizer_and_corpus_hash_come_from_the_caller_never_a_placeholder(stor
     exp = store.client.get_experiment_by_name(experiment_name("cli"))
     (run,) = store.client.search_runs([exp.experiment_id])
     assert (run.data.params["tokenizer"], run.data.params["corpus_hash"]) == ("gpt2", "abc")
+
+
+def test_a_constant_question_count_is_a_param_and_reads_back_as_rows(store):
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    counted = Observations.from_records(
+        obs.records() + [{**r, "metric": "n_questions", "value": 200.0} for r in obs.records()
+                         if r["task"] == "arc_easy" and r["metric"] == "bpb"])
+    run_id = log_ladder(store, counted, "counted")["100M-1xC"]
+    run = store.client.get_run(run_id)
+    assert run.data.params["arc_easy/n_questions"] == "200.0"
+    assert "arc_easy/n_questions" not in run.data.metrics  # no flat chart
+    assert registered_ladder(store, "counted").content_hash() == counted.content_hash()

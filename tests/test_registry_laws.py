@@ -14,6 +14,7 @@ from registry_support import TASKS, fits, registered_template, store_copy, synth
 from taskladder.cli import main
 from taskladder.common.errors import InputError
 from taskladder.laws.fitter import ChainedFitter
+from taskladder.registry.ladder_runs import registered_run_ids
 from taskladder.registry.laws import OUTPUT_COLUMNS, load_law, model_name, register_fit
 
 
@@ -50,13 +51,26 @@ def test_tags_carry_method_lineage_and_fit_health(store):
         fit = fits()[task]
         assert mv.tags["method"] == "paper"
         assert mv.tags["observations_hash"] == fit.data_hash
-        assert mv.tags["ladder_runs"].split(",") == sorted(synthetic_ladder().unique("run"))
         assert mv.tags["degenerate"] == str(fit.flags["degenerate"]).lower()
-        errors = json.loads(mv.tags["fit_errors"])
+        assert mv.tags["feature"] == f"{task}/bpb" and mv.tags["form"]
+        assert "fit_errors" not in mv.tags and "flags" not in mv.tags  # JSON: artifacts
+        assert all(len(v) <= 250 for v in mv.tags.values())
+        local = mlflow.artifacts.download_artifacts(run_id=mv.run_id, tracking_uri=store.uri,
+                                                    artifact_path="fit_errors.json")
+        errors = json.loads(Path(local).read_text())
         assert errors["step1"]["mean_abs_rel"] == fit.step1.errors["mean_abs_rel"]
         run = store.client.get_run(mv.run_id)
+        assert run.data.metrics["step1/mean_abs_rel"] == fit.step1.errors["mean_abs_rel"]
+        exp = store.client.get_experiment(run.info.experiment_id)
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # "Model training"
         alpha = fit.step1.params[fit.step1.names.index("alpha")]
         assert run.data.params["step1.alpha"] == repr(alpha)
+        # lineage: each ladder run a dataset input linked to its MLflow run
+        ladder = registered_run_ids(store, "synthetic")
+        inputs = {d.dataset.name: d.dataset for d in run.inputs.dataset_inputs}
+        assert sorted(inputs) == sorted(synthetic_ladder().unique("run"))
+        assert {n: d.source for n, d in inputs.items()} == \
+            {n: f"runs:/{i}" for n, i in ladder.items()}
 
 
 def test_same_fit_twice_adds_no_version_and_a_refit_moves_the_alias(store, tmp_path):
