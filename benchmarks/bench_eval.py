@@ -116,6 +116,7 @@ def _sync() -> None:
 def bench_many(args, model_dir: Path, root: Path) -> None:
     import shutil
 
+    from taskladder.common.echo import quiet
     from taskladder.common.meta import LadderMeta
     from taskladder.harness_ext.runner import evaluate, evaluate_many
 
@@ -137,8 +138,7 @@ def bench_many(args, model_dir: Path, root: Path) -> None:
         evaluate(d, tasks, args.limit, root / "one" / d.name, backend=backend)
     timings["taskladder evaluate per checkpoint"] = time.perf_counter() - start
     start = time.perf_counter()
-    evaluate_many(ckpts, tasks, args.limit, root / "many", backend=backend,
-                  echo=lambda line: None)
+    evaluate_many(ckpts, tasks, args.limit, root / "many", backend=backend, echo=quiet)
     timings["evaluate_many (one call)"] = time.perf_counter() - start
     print(f"{args.many} checkpoints x {len(tasks)} tasks x {args.limit} questions, {backend}")
     base = next(iter(timings.values()))

@@ -34,6 +34,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from taskladder import stages
+    from taskladder.common.echo import quiet
     from taskladder.config import load_spec
     from taskladder.pipeline import run_pipeline
 
@@ -44,11 +45,10 @@ def main() -> int:
     spec = load_spec(args.spec).with_overrides(output_dir=str(out),
                                                tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     stages.preflight(spec)
-    quiet = lambda line: None  # noqa: E731 - the tables below are the output
     runs = []
     for _ in ("cold", "re-run"):
         t0 = time.perf_counter()
-        ctx, reports = run_pipeline(spec, stages.STAGES, echo=quiet)
+        ctx, reports = run_pipeline(spec, stages.STAGES, echo=quiet)  # the tables are output
         runs.append((time.perf_counter() - t0, reports))
 
     (cold_total, cold), (warm_total, warm) = runs
@@ -83,7 +83,7 @@ def _bench_eval(ctx, spec, tasks: list[str], limit: int, out: Path) -> None:
     stage_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i, m in enumerate(models):
-        evaluate(m.dir, tasks=tasks, limit=limit, output=out / "bench-eval" / "each" / str(i),
+        evaluate(m.hf_dir, tasks=tasks, limit=limit, output=out / "bench-eval" / "each" / str(i),
                  backend=bench.evaluate.backend, batch_size=bench.evaluate.batch_size)
     each_s = time.perf_counter() - t0
     print(f"\nevaluation: {len(models)} checkpoints x {len(tasks)} tasks x {limit} questions, "

@@ -27,6 +27,7 @@ import torch
 from olmo_core.train.callbacks import Callback
 from olmo_core.utils import seed_all
 
+from taskladder.common.echo import quiet
 from taskladder.training.ladder import cache_dir, estimate_seconds, train_ladder
 from taskladder.training.model import model_config
 from taskladder.training.run import build_trainer, check_plan, cpu_threads, save_config
@@ -114,7 +115,7 @@ def main() -> int:
         if not args.skip_ladder:
             eta = estimate_seconds(spec, spec.plan())
             start = time.perf_counter()
-            results = train_ladder(spec, progress=False, log=lambda m: None)
+            results = train_ladder(spec, progress=False, echo=quiet)
             wall = time.perf_counter() - start
             ckpts = sum(len(r.checkpoints) for r in results)
             tokens = sum(r.tokens for r in results)

@@ -61,3 +61,36 @@ class LadderMeta:
         if not path.is_file():
             raise InputError(f"{path} does not exist")
         return cls.from_dict(read_json(path), where=str(path))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One exported checkpoint: its Hugging Face folder and the LadderMeta written there (the
+    record training returns and the pipeline's stages pass on)."""
+
+    hf_dir: str
+    meta: LadderMeta
+
+    @property
+    def step(self) -> int:
+        return self.meta.step
+
+    @property
+    def tokens(self) -> int:
+        return int(self.meta.D)
+
+    @property
+    def val_loss(self) -> float:
+        return self.meta.lm_losses["ce_val"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Checkpoint:
+        """From a result.json or the pipeline's state file; one without the meta reads it from
+        the export; `dir` is the state file's name for the folder before 2026-12-03."""
+        folder = data["hf_dir"] if "hf_dir" in data else data["dir"]
+        meta = data.get("meta")
+        return cls(hf_dir=folder, meta=LadderMeta.from_dict(meta) if meta
+                   else LadderMeta.read(folder))

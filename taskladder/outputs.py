@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from taskladder.common.io import read_json
-from taskladder.common.meta import META_FILE, LadderMeta
+from taskladder.common.meta import META_FILE, Checkpoint
 
 
 def _first_absent(paths) -> str | None:
@@ -36,33 +36,21 @@ class _Json:
 
 
 @dataclass(frozen=True)
-class Model:
-    """One exported checkpoint: its Hugging Face folder and the LadderMeta training returned."""
-
-    dir: str
-    meta: LadderMeta
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Model:
-        return cls(d["dir"], LadderMeta.from_dict(d["meta"]))
-
-
-@dataclass(frozen=True)
 class Trained(_Json):
     """A trained ladder (or target): its checkpoints and the data they were trained on."""
 
     folder: str
-    models: tuple[Model, ...]
+    models: tuple[Checkpoint, ...]
     tokenizer: str
     corpus_hash: str
 
     @classmethod
     def from_dict(cls, d: dict) -> Trained:
-        return cls(d["folder"], tuple(Model.from_dict(m) for m in d["models"]), d["tokenizer"],
+        return cls(d["folder"], tuple(Checkpoint.from_dict(m) for m in d["models"]), d["tokenizer"],
                    d["corpus_hash"])
 
     def missing(self, ctx) -> str | None:
-        return _first_absent(Path(m.dir) / META_FILE for m in self.models)
+        return _first_absent(Path(m.hf_dir) / META_FILE for m in self.models)
 
 
 @dataclass(frozen=True)
@@ -169,15 +157,15 @@ class Predicted(_Json):
 class TargetScored(_Json):
     """The trained target's final checkpoint and its lm-eval results."""
 
-    model: Model
+    model: Checkpoint
     result: str
 
     @classmethod
     def from_dict(cls, d: dict) -> TargetScored:
-        return cls(Model.from_dict(d["model"]), d["result"])
+        return cls(Checkpoint.from_dict(d["model"]), d["result"])
 
     def missing(self, ctx) -> str | None:
-        return _first_absent([Path(self.model.dir) / META_FILE, self.result])
+        return _first_absent([Path(self.model.hf_dir) / META_FILE, self.result])
 
 
 @dataclass(frozen=True)

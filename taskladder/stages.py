@@ -24,11 +24,11 @@ from pathlib import Path
 from taskladder.common.errors import field_names
 from taskladder.common.facts import train_flops
 from taskladder.common.io import write_json
+from taskladder.common.meta import Checkpoint
 from taskladder.config import PipelineSpec
 from taskladder.errors import UsageError
 from taskladder.outputs import (
     Gated,
-    Model,
     Observed,
     Predicted,
     Registered,
@@ -63,19 +63,19 @@ def _train(ctx: RunContext, training_spec) -> Trained:
     """Train (finished runs in this folder are reused, killed ones resume); the checkpoints."""
     from taskladder.training.ladder import train_ladder
 
-    results = train_ladder(training_spec, log=ctx.echo)
-    models = tuple(Model(c.hf_dir, c.meta) for r in results for c in r.checkpoints)
+    results = train_ladder(training_spec, echo=ctx.echo)
+    models = tuple(c for r in results for c in r.checkpoints)
     return Trained(str(training_spec.out_dir()), models, *_data_ids(training_spec, models[-1]))
 
 
-def _data_ids(training_spec, model: Model) -> tuple[str, str]:
+def _data_ids(training_spec, model: Checkpoint) -> tuple[str, str]:
     """(tokenizer, corpus hash) of a trained ladder, for its registry runs: the tokenizer the
     spec names with a hash of the tokenizer.json every export carries; the corpus as the spec
     defines it (kind, files, split, seed)."""
     tok = training_spec.tokenizer
     name = tok.path if tok.kind == "path" else f"{tok.kind}-{tok.vocab_size}"
     corpus = training_spec.corpus.model_dump(mode="json")
-    return (f"{name}@{file_sha(Path(model.dir) / 'tokenizer.json')}",
+    return (f"{name}@{file_sha(Path(model.hf_dir) / 'tokenizer.json')}",
             digest({"corpus": corpus, "seed": training_spec.seed}))
 
 
@@ -90,7 +90,7 @@ def train_ladder(ctx: RunContext, folder: Path) -> Trained:
 
 
 # evaluation ---------------------------------------------------------------------------------
-def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
+def _score(ctx: RunContext, models: list[Checkpoint], root: Path) -> list[Path]:
     """One lm-eval results JSON per model under `root`; models already scored are skipped.
 
     The harness's `evaluate_sharded`: in one process (tasks and requests built once, models
@@ -99,7 +99,7 @@ def _score(ctx: RunContext, models: list[Model], root: Path) -> list[Path]:
     from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     e = ctx.spec.evaluate
-    return evaluate_sharded([Path(m.dir) for m in models], e.tasks, e.limit, root,
+    return evaluate_sharded([Path(m.hf_dir) for m in models], e.tasks, e.limit, root,
                             backend=fast_backend(e.backend), echo=ctx.echo,
                             batch_size=e.batch_size, devices=e.devices, launcher=e.launcher,
                             shards=e.shards if e.launcher == "slurm" else None,
@@ -124,7 +124,7 @@ def _eval_settings(spec: PipelineSpec) -> dict:
 
 def eval_inputs(ctx: RunContext) -> dict:
     trained = ctx.output("train", Trained)
-    return {"evaluate": _eval_settings(ctx.spec), "models": [m.dir for m in trained.models],
+    return {"evaluate": _eval_settings(ctx.spec), "models": [m.hf_dir for m in trained.models],
             "code": code_version("harness_ext", "tasks")}
 
 

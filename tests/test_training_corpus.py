@@ -91,15 +91,15 @@ def test_too_few_tokens_fail_and_repeats_warn(text_corpus, tmp_path):
                                                  for s in spec.sizes]})
 
     with pytest.raises(InputError, match="fewer than one batch"):
-        check_data(batch(64), batch(64).plan(), data, log=lambda m: None)
+        check_data(batch(64), batch(64).plan(), data, echo=lambda m: None)
     small = batch(1)
     lines = []
     with pytest.warns(UserWarning, match="epochs"):
-        check_data(small, small.plan(), data, log=lines.append)
+        check_data(small, small.plan(), data, echo=lines.append)
     assert lines and "data repeats" in lines[0]
     long = small.model_copy(update={"sequence_length": 512})
     with pytest.raises(InputError, match="validation split"):
-        check_data(long, long.plan(), data, log=lambda m: None)
+        check_data(long, long.plan(), data, echo=lambda m: None)
 
 
 def test_given_tokenizer_must_support_the_sequence_length(tmp_path):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from taskladder.common.echo import Echo, echo, quiet
 from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
-from taskladder.common.meta import LadderMeta
+from taskladder.common.meta import Checkpoint
 from taskladder.training.corpus import (
     TokenData,
     check_corpus,
@@ -36,33 +36,6 @@ RUN_SECONDS_CPU = 2.0
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """One exported checkpoint: its Hugging Face folder and the LadderMeta written there."""
-
-    hf_dir: str
-    meta: LadderMeta
-
-    @property
-    def step(self) -> int:
-        return self.meta.step
-
-    @property
-    def tokens(self) -> int:
-        return int(self.meta.D)
-
-    @property
-    def val_loss(self) -> float:
-        return self.meta.lm_losses["ce_val"]
-
-    @classmethod
-    def from_json(cls, data: dict) -> Checkpoint:
-        """From result.json; files written before the meta was stored read it from the export."""
-        meta = data.get("meta")
-        return cls(hf_dir=data["hf_dir"], meta=LadderMeta.from_dict(meta) if meta
-                   else LadderMeta.read(data["hf_dir"]))
-
-
-@dataclass(frozen=True)
 class RunResult:
     """A finished run: what it trained and its exported checkpoints (last = final)."""
 
@@ -78,7 +51,7 @@ class RunResult:
 
     @classmethod
     def from_json(cls, data: dict) -> RunResult:
-        return cls(**{**data, "checkpoints": [Checkpoint.from_json(c)
+        return cls(**{**data, "checkpoints": [Checkpoint.from_dict(c)
                                                for c in data["checkpoints"]]})
 
 
@@ -109,7 +82,8 @@ def check_ready(spec: LadderSpec) -> None:
                          f"tokenizer's {len(tok)} tokens ({src})")
 
 
-def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData, log=print) -> None:
+def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData,
+               echo: Echo = echo) -> None:
     """Enough tokens for one batch and one validation window; warn about repeated epochs."""
     if data.vocab_size > spec.vocab_size:
         raise InputError(f"tokenizer.vocab_size={spec.tokenizer.vocab_size}: the tokenizer "
@@ -129,7 +103,7 @@ def check_data(spec: LadderSpec, plans: list[RunPlan], data: TokenData, log=prin
             msg = (f"run {p.run} needs {p.tokens:,} tokens but the corpus has "
                    f"{windows * spec.sequence_length:,}: {epochs:.1f} epochs (data repeats)")
             warnings.warn(msg, stacklevel=2)
-            log(f"warning: {msg}")
+            echo(f"warning: {msg}")
 
 
 def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
@@ -147,7 +121,7 @@ def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
                + RUN_SECONDS_CPU for p in plans)
 
 
-def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
+def train_ladder(spec: LadderSpec, progress: bool = True, echo: Echo = echo,
                  runs: list[str] | None = None) -> list[RunResult]:
     """Train every run of the spec (or those named in `runs`), skipping finished ones, and
     export their checkpoints.
@@ -164,7 +138,6 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
         world_size,
     )
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     check_ready(spec)
     plans = select_plans(spec.plan(), runs)
     if world_size() > 1:
@@ -174,12 +147,12 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
     barrier()
     if not is_main():
         data = prepare_tokens(spec.corpus, spec.tokenizer, spec.seed, cache_dir())
-    check_data(spec, plans, data, log if is_main() else (lambda msg: None))
+    check_data(spec, plans, data, echo if is_main() else quiet)
     sizes = {s.name: s for s in spec.sizes}
     todo = [p for p in plans if not (runs_dir(spec) / p.run / RESULT_FILE).is_file()]
     if todo and is_main():
         eta = estimate_seconds(spec, todo)
-        log(f"ladder {spec.name}: {len(todo)} of {len(plans)} runs to train, "
+        echo(f"ladder {spec.name}: {len(todo)} of {len(plans)} runs to train, "
             f"{sum(p.tokens for p in todo):,} tokens, ETA ~{_duration(eta)}")
     solo = rank0_group()
     results, spent, flops_done = [], 0.0, 0.0
@@ -203,7 +176,7 @@ def train_ladder(spec: LadderSpec, progress: bool = True, log=None,
         left = [p for p in todo if p not in plans[: plans.index(plan) + 1]]
         if left and is_main():  # re-estimate from what this machine really did (FLOPs-weighted)
             eta = spent / flops_done * sum(p.flops for p in left)
-            log(f"ladder {spec.name}: {plan.run} done; {len(left)} runs left, ~{_duration(eta)}")
+            echo(f"ladder {spec.name}: {plan.run} done; {len(left)} runs left, ~{_duration(eta)}")
     return results
 
 

@@ -19,10 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskladder.common.echo import Echo, echo
 from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
 from taskladder.common.slurm import ACTIVE, Progress, check_slurm, executor, job_state
@@ -55,7 +55,7 @@ def check_launcher(spec: LadderSpec, launcher: str) -> None:
         check_ranks(spec, spec.slurm.ranks)
 
 
-def run_ladder(spec: LadderSpec, launcher: str = "local", echo: Callable[[str], None] | None = None,
+def run_ladder(spec: LadderSpec, launcher: str = "local", echo: Echo = echo,
                progress: bool = True) -> list:
     """Train the whole ladder with `launcher` and return its RunResults (in plan order).
 
@@ -65,21 +65,19 @@ def run_ladder(spec: LadderSpec, launcher: str = "local", echo: Callable[[str], 
     """
     from taskladder.training.ladder import train_ladder
 
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     check_launcher(spec, launcher)
     if launcher == "local":
-        return train_ladder(spec, progress=progress, log=echo)
+        return train_ladder(spec, progress=progress, echo=echo)
     submit(spec, echo=echo, checked=True)
     return wait(spec, echo=echo)
 
 
-def submit(spec: LadderSpec, echo: Callable[[str], None] | None = None, checked: bool = False,
+def submit(spec: LadderSpec, echo: Echo = echo, checked: bool = False,
            runs: list[str] | None = None) -> list[Job]:
     """Submit a Slurm job for every run (of `runs`, default all) that is neither finished nor
     queued; return the new jobs."""
     from taskladder.training.ladder import RESULT_FILE, runs_dir, select_plans
 
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if not checked:
         check_launcher(spec, "slurm")
     spec_file = write_spec(spec)
@@ -97,11 +95,10 @@ def submit(spec: LadderSpec, echo: Callable[[str], None] | None = None, checked:
     return jobs
 
 
-def wait(spec: LadderSpec, echo: Callable[[str], None] | None = None) -> list:
+def wait(spec: LadderSpec, echo: Echo = echo) -> list:
     """Wait for every run's result; resubmit a run whose job ended without one."""
     from taskladder.training.ladder import RESULT_FILE, read_result, runs_dir
 
-    echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
     plans = spec.plan()
     spec_file = write_spec(spec)
     progress = Progress(echo)
