@@ -22,10 +22,11 @@ Formats (`read_ladder(path, format=None)` detects the format when it is not give
     ``ladder_<task>_mc`` (its acc -> acc_mc), MMLU as ``ladder_mmlu_rc`` or its four groups
     ``ladder_mmlu_<group>_rc``; any other task under its own name (acc, acc_norm). Values are
     read at ``results[task]["<metric>,none"]``; other metrics are ignored. The number of
-    questions (``n-samples``) becomes metric ``n_questions`` and a fixed choice list in the
-    task's config metric ``chance`` (1 / options). Run metadata (`LadderMeta`) comes from the
-    top-level key ``taskladder`` of the results file, else from ``ladder_meta.json`` in the
-    model directory named by ``pretrained=``.
+    questions (``n-samples``) becomes metric ``n_questions``, a fixed choice list in the
+    task's config metric ``chance`` (1 / options), and lm-eval's standard error of an rc
+    metric (``<metric>_stderr,none``) metric ``<metric>_stderr``. Run metadata (`LadderMeta`)
+    comes from the top-level key ``taskladder`` of the results file, else from
+    ``ladder_meta.json`` in the model directory named by ``pretrained=``.
 
 ``table``
     Our own plain schema, for ladders from anywhere: a CSV whose header is exactly the nine
@@ -424,9 +425,12 @@ def _lm_eval_file(path: Path) -> list[dict]:
             if not math.isfinite(v) or v < 0:
                 raise InputError(f"{path}: {where} must be a finite number >= 0, got {raw!r}")
             values[(key, metric if fmt == "rc" else "acc_mc")] = v
+            se = res.get(f"{metric}_stderr,none")
+            if fmt == "rc" and isinstance(se, int | float) and math.isfinite(se) and se >= 0:
+                values[(key, f"{metric}_stderr")] = float(se)
         if fmt == "rc":
             values.update(_task_facts(data, name, key))
-    for metric in {m for _, m in values}:
+    for metric in {m for _, m in values if not m.endswith("_stderr")}:
         groups = [values.get((f"mmlu_{g}", metric)) for g in MMLU_WEIGHTS]
         if ("mmlu", metric) not in values and all(g is not None for g in groups):
             values[("mmlu", metric)] = mmlu_mean(dict(zip(MMLU_WEIGHTS, groups, strict=True)))

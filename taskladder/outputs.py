@@ -52,6 +52,10 @@ class Trained(_Json):
     def missing(self, ctx) -> str | None:
         return _first_absent(Path(m.hf_dir) / META_FILE for m in self.models)
 
+    def summary(self) -> str:
+        runs = {m.meta.run for m in self.models}
+        return f"{len(runs)} runs, {len(self.models)} exported checkpoints"
+
 
 @dataclass(frozen=True)
 class Scored(_Json):
@@ -66,6 +70,9 @@ class Scored(_Json):
 
     def missing(self, ctx) -> str | None:
         return _first_absent(self.results)
+
+    def summary(self) -> str:
+        return f"{len(self.results)} checkpoints scored"
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,9 @@ class Observed(_Json):
 
             object.__setattr__(self, "obs", read_ladder(self.table, "table"))
         return self.obs
+
+    def summary(self) -> str:
+        return f"{self.rows} observations from {self.runs} runs"
 
 
 def _registry_missing(store, runs: dict[str, str], versions: dict[str, str]) -> str | None:
@@ -126,6 +136,9 @@ class Registered(_Json):
     def missing(self, ctx) -> str | None:
         return _registry_missing(ctx.store, self.runs, {})
 
+    def summary(self) -> str:
+        return f"{len(self.runs)} ladder runs in the tracking store"
+
 
 @dataclass(frozen=True)
 class Predicted(_Json):
@@ -152,20 +165,36 @@ class Predicted(_Json):
     def document(self) -> dict:
         return read_json(self.report)
 
+    def summary(self) -> str:
+        return f"{len(self.laws)} laws registered, target predicted, {len(self.plots)} plots"
+
 
 @dataclass(frozen=True)
 class TargetScored(_Json):
-    """The trained target's final checkpoint and its lm-eval results."""
+    """The trained target's final checkpoint, its lm-eval results and the observation table
+    read from them (what the gate and the verdict read)."""
 
     model: Checkpoint
     result: str
+    table: str = ""  # empty in a state file from before 2026-12-03: the stage runs again
 
     @classmethod
     def from_dict(cls, d: dict) -> TargetScored:
-        return cls(Checkpoint.from_dict(d["model"]), d["result"])
+        return cls(Checkpoint.from_dict(d["model"]), d["result"], d.get("table", ""))
 
     def missing(self, ctx) -> str | None:
-        return _first_absent([Path(self.model.hf_dir) / META_FILE, self.result])
+        if not self.table:
+            return "the target's observation table (not written by this state's version)"
+        return _first_absent([Path(self.model.hf_dir) / META_FILE, self.result, self.table])
+
+    def observations(self):
+        from taskladder.laws.readers import read_ladder
+
+        return read_ladder(self.table, "table")
+
+    def summary(self) -> str:
+        meta = self.model.meta
+        return f"target {meta.run} trained to step {meta.step} and scored"
 
 
 @dataclass(frozen=True)
@@ -182,3 +211,7 @@ class Gated(_Json):
 
     def document(self) -> dict:
         return read_json(self.verdict)
+
+    def summary(self) -> str:
+        bad = [r["task"] for r in self.document()["rows"] if r["status"] != "ok"]
+        return "PASS: every task within tolerance" if self.passed else f"DRIFT: {', '.join(bad)}"

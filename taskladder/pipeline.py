@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from taskladder.common.io import read_json, write_json
 from taskladder.config import PipelineSpec
 
 STATE_FILE = "state.json"
+T = TypeVar("T")
 
 
 class Output(Protocol):
@@ -64,11 +65,16 @@ class RunContext:
             self._store = open_store(self.tracking_uri)
         return self._store
 
-    def output(self, stage: str, kind: type):
-        """An upstream stage's output, checked to be of the type the caller expects."""
-        value = self.outputs.get(stage)
-        if not isinstance(value, kind):
-            raise RuntimeError(f"stage {stage!r} has not produced a {kind.__name__}")
+    def found(self, kind: type[T]) -> T | None:
+        """The output of the stage that makes a `kind` (each output type is one stage's, so
+        stage names live only in STAGES), or None when that stage did not run."""
+        return next((v for v in self.outputs.values() if isinstance(v, kind)), None)
+
+    def output(self, kind: type[T]) -> T:
+        """An upstream stage's output, which must be there."""
+        value = self.found(kind)
+        if value is None:
+            raise RuntimeError(f"no stage has produced a {kind.__name__}")
         return value
 
 

@@ -6,7 +6,8 @@ declares what it depends on (see taskladder.pipeline) and returns a typed output
 
   ladder/<key>/         the ladder's training runs, checkpoints and HF exports
   evals/<key>/          lm-eval results, one folder per checkpoint
-  target/<key>/         the target's training run and its final checkpoint's results
+  target/<key>/         the target's training run, its final checkpoint's results and
+                        their observations.csv (what the gate and the verdict read)
   observations.csv      the tidy table the fit reads
   fits.json, predictions.json, plots/   fitted laws, the prediction report, its figures
   gate.json             the drift gate's verdict
@@ -123,13 +124,13 @@ def _eval_settings(spec: PipelineSpec) -> dict:
 
 
 def eval_inputs(ctx: RunContext) -> dict:
-    trained = ctx.output("train", Trained)
+    trained = ctx.output(Trained)
     return {"evaluate": _eval_settings(ctx.spec), "models": [m.hf_dir for m in trained.models],
             "code": code_version("harness_ext", "tasks")}
 
 
 def evaluate_ladder(ctx: RunContext, folder: Path) -> Scored:
-    models = list(ctx.output("train", Trained).models)
+    models = list(ctx.output(Trained).models)
     return Scored(str(folder), tuple(str(p) for p in _score(ctx, models, folder)))
 
 
@@ -143,7 +144,7 @@ def _import_fingerprint(path: Path) -> list:
 def observe_inputs(ctx: RunContext) -> dict:
     spec = ctx.spec
     if spec.ladder.trained:
-        source = list(ctx.output("evaluate", Scored).results)
+        source = list(ctx.output(Scored).results)
     else:
         source = _import_fingerprint(spec.resolve_path(spec.ladder.import_))
     return {"ladder": spec.ladder.model_dump(mode="json", by_alias=True), "source": source,
@@ -156,7 +157,7 @@ def observe(ctx: RunContext, folder: Path) -> Observed:
 
     spec = ctx.spec
     if spec.ladder.trained:
-        obs = read_ladder(ctx.output("evaluate", Scored).folder, "lm-eval")
+        obs = read_ladder(ctx.output(Scored).folder, "lm-eval")
     else:
         obs = read_ladder(spec.resolve_path(spec.ladder.import_), spec.ladder.format)
         if spec.ladder.runs:
@@ -170,14 +171,14 @@ def observe(ctx: RunContext, folder: Path) -> Observed:
 
 def _data_identity(ctx: RunContext) -> dict:
     """The tokenizer and corpus the ladder was trained on ("unknown" for an import)."""
-    trained = ctx.outputs.get("train")
-    if isinstance(trained, Trained):
+    trained = ctx.found(Trained)
+    if trained is not None:
         return {"tokenizer": trained.tokenizer, "corpus_hash": trained.corpus_hash}
     return {"tokenizer": "unknown", "corpus_hash": "unknown"}
 
 
 def register_inputs(ctx: RunContext) -> dict:
-    return {"observations": ctx.output("observe", Observed).data_hash, "ladder": ctx.spec.name,
+    return {"observations": ctx.output(Observed).data_hash, "ladder": ctx.spec.name,
             "tracking_uri": ctx.tracking_uri, **_data_identity(ctx),
             "code": code_version("registry")}
 
@@ -185,7 +186,7 @@ def register_inputs(ctx: RunContext) -> dict:
 def register_ladder(ctx: RunContext, folder: Path) -> Registered:
     from taskladder.registry.ladder_runs import log_ladder
 
-    obs = ctx.output("observe", Observed).observations()
+    obs = ctx.output(Observed).observations()
     return Registered(log_ladder(ctx.store, obs, ctx.spec.name, **_data_identity(ctx)))
 
 
@@ -202,7 +203,7 @@ def target_size(spec: PipelineSpec) -> dict:
 def fit_inputs(ctx: RunContext) -> dict:
     spec = ctx.spec
     actual = spec.target.actual and _import_fingerprint(spec.resolve_path(spec.target.actual))
-    return {"observations": ctx.output("observe", Observed).data_hash,
+    return {"observations": ctx.output(Observed).data_hash,
             "fit": spec.fit.model_dump(mode="json"), "tasks": spec.fit_tasks,
             "target": target_size(spec), "actual": actual, "tracking_uri": ctx.tracking_uri,
             "code": code_version("laws", "registry")}
@@ -218,8 +219,8 @@ def predict_target(ctx: RunContext, folder: Path) -> Predicted:
     from taskladder.laws.report import fits_document
     from taskladder.predict import fit_and_predict, law_inputs
 
-    spec, observed = ctx.spec, ctx.output("observe", Observed)
-    source = ctx.output("evaluate", Scored).folder if spec.ladder.trained else \
+    spec, observed = ctx.spec, ctx.output(Observed)
+    source = ctx.output(Scored).folder if spec.ladder.trained else \
         spec.resolve_path(spec.ladder.import_)
     with field_names({"tasks": "fit.tasks"}):
         inputs = law_inputs(observed.observations(), source, spec.ladder.format or "lm-eval",
@@ -245,21 +246,26 @@ def target_inputs(ctx: RunContext) -> dict:
 
 
 def train_target(ctx: RunContext, folder: Path) -> TargetScored:
+    """Train and score the target; its results become an observation table, as the ladder's."""
+    from taskladder.laws.readers import read_ladder
+
     final = _train(ctx, target_training(ctx.spec, folder)).models[-1]
     result = _score(ctx, [final], folder / "eval")[0]
-    return TargetScored(final, str(result))
+    table = folder / "observations.csv"
+    read_ladder(result, "lm-eval").to_csv(table)
+    return TargetScored(final, str(result), str(table))
 
 
 def _actual_source(ctx: RunContext) -> tuple[Path, str | None]:
     spec = ctx.spec
     if spec.target.train:
-        return Path(ctx.output("target", TargetScored).result), "lm-eval"
+        return Path(ctx.output(TargetScored).table), "table"
     return spec.resolve_path(spec.target.actual), spec.target.actual_format
 
 
 def gate_inputs(ctx: RunContext) -> dict:
     path, _ = _actual_source(ctx)
-    return {"prediction": ctx.output("fit+predict", Predicted).to_dict(),
+    return {"prediction": ctx.output(Predicted).to_dict(),
             "actual": _import_fingerprint(path), "gate": ctx.spec.gate.model_dump(mode="json"),
             "tracking_uri": ctx.tracking_uri, "code": code_version("registry")}
 
@@ -277,33 +283,8 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
     return Gated(str(path), bool(verdict["passed"]), recorded["eval_run"])
 
 
-def _summaries():
-    def train(t: Trained) -> str:
-        runs = {m.meta.run for m in t.models}
-        return f"{len(runs)} runs, {len(t.models)} exported checkpoints"
-
-    def gate_line(g: Gated) -> str:
-        bad = [r["task"] for r in g.document()["rows"] if r["status"] != "ok"]
-        return "PASS: every task within tolerance" if g.passed else f"DRIFT: {', '.join(bad)}"
-
-    return {
-        "train": train,
-        "evaluate": lambda s: f"{len(s.results)} checkpoints scored",
-        "observe": lambda o: f"{o.rows} observations from {o.runs} runs",
-        "register": lambda r: f"{len(r.runs)} ladder runs in the tracking store",
-        "fit+predict": lambda p: f"{len(p.laws)} laws registered, target predicted, "
-                                 f"{len(p.plots)} plots",
-        "target": lambda t: f"target {t.model.meta.run} trained to step {t.model.meta.step} "
-                            "and scored",
-        "gate": gate_line,
-    }
-
-
-_SUMMARY = _summaries()
-
-
 def _stage(name, inputs, run, output, applies=lambda s: True, workdir=None) -> Stage:
-    return Stage(name, inputs, run, output.from_dict, _SUMMARY[name], applies, workdir)
+    return Stage(name, inputs, run, output.from_dict, output.summary, applies, workdir)
 
 
 STAGES = [

@@ -8,22 +8,22 @@ law engine's per-task status and reasons; a degenerate fit at least).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from taskladder.common.facts import LABELS
 from taskladder.outputs import Gated, Predicted, TargetScored
 from taskladder.pipeline import RunContext, StageReport
 
 
-def measured(result: Path, task: str, metric: str) -> tuple[float, float | None] | None:
-    """(value, standard error) of `task`'s `metric` in one lm-eval results JSON."""
-    results = json.loads(Path(result).read_text())["results"]
-    entry = results.get(f"ladder_{task}_rc")
-    if entry is None or f"{metric},none" not in entry:
+def measured(obs, task: str, metric: str) -> tuple[float, float | None] | None:
+    """(value, standard error or None) of `task`'s `metric` at the last checkpoint of the
+    target's observation table (lm-eval's standard error is the metric `<metric>_stderr`)."""
+    from taskladder.laws.readers import final_values
+
+    if not len(obs.where(task=task, metric=metric)):
         return None
-    se = entry.get(f"{metric}_stderr,none")
-    return float(entry[f"{metric},none"]), None if isinstance(se, str) else se
+    value = next(iter(final_values(obs, task, metric, window=1).values()))
+    if not len(obs.where(task=task, metric=f"{metric}_stderr")):
+        return value, None
+    return value, next(iter(final_values(obs, task, f"{metric}_stderr", window=1).values()))
 
 
 def _status(entry: dict) -> tuple[str, list[str]]:
@@ -37,11 +37,11 @@ def _status(entry: dict) -> tuple[str, list[str]]:
 
 def _actuals(ctx: RunContext, task: str, e: dict):
     """(loss, acc) the target measured, each (value, standard error or None) or None."""
-    target = ctx.outputs.get("target")
-    if isinstance(target, TargetScored):
-        result = Path(target.result)
-        return (measured(result, e["feature"]["task"], e["feature"]["metric"]),
-                measured(result, task, e["acc_metric"]))
+    target = ctx.found(TargetScored)
+    if target is not None:
+        obs = target.observations()
+        return (measured(obs, e["feature"]["task"], e["feature"]["metric"]),
+                measured(obs, task, e["acc_metric"]))
     a = e.get("actual")
     if a is None:
         return None, None
@@ -68,9 +68,9 @@ def _loss_words(p: dict, loss) -> str:
 def verdict_lines(ctx: RunContext) -> list[str]:
     """Per task: the task loss predicted vs measured, the accuracy and whether to trust it;
     then a few sentences for the whole run."""
-    report = ctx.output("fit+predict", Predicted).document()
-    gated = ctx.outputs.get("gate")
-    rows = {r["task"]: r for r in gated.document()["rows"]} if isinstance(gated, Gated) else {}
+    report = ctx.output(Predicted).document()
+    gated = ctx.found(Gated)
+    rows = {r["task"]: r for r in gated.document()["rows"]} if gated is not None else {}
     lines = [f"Verdict for {report['target']['name']}:"]
     errors, noises, inside, untrusted = {}, [], 0, []
     for task, e in report["tasks"].items():
@@ -103,7 +103,7 @@ def verdict_lines(ctx: RunContext) -> list[str]:
                        f"(worst {100 * errors[worst]:.1f}%, {worst}){noise}; "
                        f"{inside} of {len(errors)} measured values lie inside the predicted "
                        f"intervals.")
-    if isinstance(gated, Gated):
+    if gated is not None:
         skipped = sum(r["status"] == "untrusted" for r in rows.values())
         note = f" ({skipped} of {len(rows)} rows untrusted, so not judged)" if skipped else ""
         summary.append(f"The drift gate ({ctx.spec.gate.describe()}) "
@@ -117,12 +117,12 @@ def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
     """The closing report: prediction table, gate table, verdict, plots, stages, where to look."""
     from taskladder.laws.report import format_prediction_table
 
-    predicted = ctx.output("fit+predict", Predicted)
+    predicted = ctx.output(Predicted)
     report = predicted.document()
     lines = ["", format_prediction_table(report)]
     lines += [f"  law of {task}: {uri}" for task, uri in predicted.laws.items()]
-    gated = ctx.outputs.get("gate")
-    if isinstance(gated, Gated):
+    gated = ctx.found(Gated)
+    if gated is not None:
         from taskladder.registry.gate import format_table
 
         lines += ["", f"Drift gate for {ctx.spec.target.name} ({ctx.spec.gate.describe()}):",
@@ -139,18 +139,18 @@ def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
 
 def exit_code(ctx: RunContext) -> int:
     """0, or 1 when the spec's gate found drift (so a CI job can run the pipeline directly)."""
-    gated = ctx.outputs.get("gate")
-    return 1 if isinstance(gated, Gated) and not gated.passed else 0
+    gated = ctx.found(Gated)
+    return 1 if gated is not None and not gated.passed else 0
 
 
 def outcome(ctx: RunContext, reports: list[StageReport]) -> dict:
     """`taskladder run --json`: the stages, the prediction report, the gate and the exit code."""
-    gated = ctx.outputs.get("gate")
+    gated = ctx.found(Gated)
     return {
         "spec": ctx.spec.name, "output": str(ctx.out), "tracking_uri": ctx.tracking_uri,
         "stages": [{"name": r.name, "ran": r.ran, "seconds": r.seconds, "why": r.why}
                    for r in reports],
-        "prediction": ctx.output("fit+predict", Predicted).document(),
-        "gate": gated.document() if isinstance(gated, Gated) else None,
+        "prediction": ctx.output(Predicted).document(),
+        "gate": gated.document() if gated is not None else None,
         "exit_code": exit_code(ctx),
     }

@@ -197,6 +197,7 @@ def test_lm_eval_results_tree(tmp_path):
     obs = read_ladder(tmp_path)
     got = {(t, m): v for t, m, v in zip(obs.task, obs.metric, obs.value, strict=True)}
     assert got[("arc_easy", "acc_norm")] == 0.55 and got[("arc_easy", "acc_mc")] == 0.3
+    assert got[("arc_easy", "acc_stderr")] == 0.01  # the measurement's noise, for the verdict
     assert got[("mmlu", "bpb")] == pytest.approx(
         sum(w * (i + 1) for i, w in enumerate(MMLU_WEIGHTS.values()))
     )

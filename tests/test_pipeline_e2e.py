@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,7 +79,9 @@ def test_tiny_ladder_end_to_end(tiny):
     # the gate judged the target's own measured accuracy against the registered prediction
     target = ctx.outputs["target"]
     assert isinstance(target, TargetScored)
-    acc, _ = measured(target.result, "piqa", "acc_norm")
+    acc, se = measured(target.observations(), "piqa", "acc_norm")
+    entry = json.loads(Path(target.result).read_text())["results"]["ladder_piqa_rc"]
+    assert (acc, se) == (entry["acc_norm,none"], entry["acc_norm_stderr,none"])
     verdict = json.loads((out / "gate.json").read_text())
     row = verdict["rows"][0]
     assert row["actual"] == pytest.approx(acc)
