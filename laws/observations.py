@@ -54,6 +54,11 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+class ShapeError(InputError):
+    """The ladder's shape cannot support a fit for one task (too few sizes, runs or
+    checkpoints): that task is unpredictable, the others are still fitted."""
+
+
 @dataclass(frozen=True, eq=False)
 class Observations:
     """Column-oriented observation table; build with `from_records`, query with `where`."""

@@ -38,7 +38,9 @@ fractions / bits per byte as measured, errors in accuracy points where named ``*
         }
       },
       # only with --actual:
-      "summary": {"mean_abs_error_points": f, "mean_abs_rel_error": f, "n_tasks": int}
+      "summary": {"mean_abs_error_points": f, "mean_abs_rel_error": f, "n_tasks": int},
+      # only where a task's ladder cannot be fitted (too few sizes, runs or checkpoints):
+      "unpredictable": {"<task>": str}       # the reason; the other tasks are predicted
     }
 
 `taskladder fit --json OUT` writes ``{"schema": "taskladder.fits/1", "method", "ladder",
@@ -207,6 +209,8 @@ def format_prediction_table(report: dict) -> str:
                     if r not in reasons and f"loss: {r}" not in reasons]
         row += f"  {e['status']:<14}" + "; ".join([e["form"], *reasons])
         lines.append(row)
+    for task, why in report.get("unpredictable", {}).items():
+        lines.append(f"{LABELS.get(task, task):<15}{'':>29}  {'unpredictable':<14}{why}")
     for task, e in report["tasks"].items():
         lines += [f"note ({LABELS.get(task, task)}): {n}" for n in e.get("notes", [])]
     if has_actual:
@@ -219,11 +223,13 @@ def format_prediction_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def format_fit_table(fits: dict[str, ChainedFit]) -> str:
+def format_fit_table(fits: dict[str, ChainedFit], unfit: dict[str, str] | None = None) -> str:
     lines = [
         f"{'task':<15}{'step 1 params':<48}{'err1':>7}{'step 2 params':<40}{'rmse2':>7}"
         "  form / flags"
     ]
+    for task, why in (unfit or {}).items():
+        lines.append(f"{LABELS.get(task, task):<15}unpredictable: {why}")
     for task, f in fits.items():
         p1 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step1.names, f.step1.params, strict=True))
         p2 = " ".join(f"{n}={v:.4g}" for n, v in zip(f.step2.names, f.step2.params, strict=True))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from taskladder.common.errors import FieldError, InputError
+from taskladder.common.errors import FieldError
 
-from .observations import Observations
+from .observations import Observations, ShapeError
 from .settings import LawSettings
 from .tasks import accuracy_metric
 
@@ -33,11 +33,11 @@ def check_ladder(obs: Observations, task: str) -> None:
         raise FieldError("tasks", f"task {task!r} has no accuracy column ({metric}) in the ladder")
     sizes, runs = set(sub.N.tolist()), sub.unique("run")
     if len(sizes) < 2:
-        raise InputError(
+        raise ShapeError(
             f"task {task!r}: the ladder has {len(sizes)} model size(s); a fit needs at least 2"
         )
     if len(runs) < MIN_RUNS:
-        raise InputError(
+        raise ShapeError(
             f"task {task!r}: the ladder has {len(runs)} run(s); a step-1 fit needs at least "
             f"{MIN_RUNS}"
         )

@@ -16,7 +16,7 @@ from taskladder.common.errors import InputError
 from taskladder.common.facts import train_flops
 
 from .fitting import Bounds, Solution, batched_lm, huber, lbfgsb
-from .observations import Finals, Observations
+from .observations import Finals, Observations, ShapeError
 
 ND_PARAMS = ("a", "b", "alpha", "beta", "E")
 COMPUTE_PARAMS = ("a", "alpha", "E")
@@ -171,7 +171,7 @@ def fit_step1(
     """Fit the step-1 law; `p0=None` = a vectorised grid, then L-BFGS-B from its best points."""
     n_par = 5 if form == "nd" else 3
     if len(data.y) < n_par:
-        raise InputError(f"step 1 needs at least {n_par} ladder runs, got {len(data.y)}")
+        raise ShapeError(f"step 1 needs at least {n_par} ladder runs, got {len(data.y)}")
     jac_fn, x = (nd_jac, (data.N, data.D)) if form == "nd" else (compute_jac, (data.flops,))
     fun = huber_log_objective(jac_fn, x, data.y, delta)
     if p0 is not None:

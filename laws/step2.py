@@ -17,7 +17,7 @@ from scipy.optimize import curve_fit, least_squares
 from taskladder.common.errors import InputError
 
 from .fitting import Bounds, Solution, at_bounds, batched_lm
-from .observations import Observations
+from .observations import Observations, ShapeError
 
 SIGMOID_PARAMS = ("a", "L0", "k", "b")
 SIGMOID_BOUNDS: Bounds = [(-1.0, 0.0), (0.0, None), (0.0, None), (0.0, 1.0)]
@@ -135,7 +135,7 @@ def step2_data(
     if anchor:
         x, y, r = np.append(x, 0.0), np.append(y, 1.0), np.append(r, "<anchor>")
     if len(x) < 5:
-        raise InputError(f"step 2 for {task}: needs at least 5 checkpoints, got {len(x)}")
+        raise ShapeError(f"step 2 for {task}: needs at least 5 checkpoints, got {len(x)}")
     return Step2Data(x, y, r, anchor)
 
 

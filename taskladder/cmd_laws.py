@@ -124,7 +124,8 @@ def _fit(args: argparse.Namespace) -> int:
     _ensure_writable(args.json)
     out = fit_and_predict(load_inputs(args), plots_dir=args.plots, store=store,
                           alias=args.alias)
-    print(format_fit_table(out.fits), file=flags.table_stream(args.json))
+    unfit = out.document.get("unpredictable")
+    print(format_fit_table(out.fits, unfit), file=flags.table_stream(args.json))
     for task, uri in out.laws.items():
         print(f"law of {task}: {uri}", file=sys.stderr)
     _write_outputs(args, out)

@@ -25,6 +25,7 @@ class LawInputs:
     ladder: dict  # the report's "ladder": source, format, runs, data_hash
     tasks: tuple[str, ...]
     fitter: object  # taskladder.laws.fitter.ChainedFitter
+    unfit: dict[str, str] = field(default_factory=dict)  # task -> why its ladder cannot be fitted
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,30 @@ def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
     fitter; `settings` override the method's (seed, n_bootstrap). Errors name the field
     ``tasks`` (the CLI's --tasks, the spec's fit.tasks) and the ladder's source."""
     from taskladder.laws.fitter import ChainedFitter
+    from taskladder.laws.observations import ShapeError
     from taskladder.laws.resolve import check_ladder
 
     fitter = ChainedFitter(method, **settings)  # bad settings fail before the ladder is read
+    unfit = {}
     for task in tasks:
         try:
             check_ladder(obs, task)
         except FieldError as exc:
             raise FieldError(exc.field, f"{exc.detail} ({source})") from None
+        except ShapeError as exc:  # this task is unpredictable; the others are still fitted
+            unfit[task] = str(exc)
         except InputError as exc:
             raise FieldError("tasks", f"{exc} ({source})") from None
+    _some_fittable(tasks, unfit, source)
     ladder = {"source": str(source), "format": fmt, "runs": obs.unique("run"),
               "data_hash": obs.content_hash()}
-    return LawInputs(obs, ladder, tuple(tasks), fitter)
+    fittable = tuple(t for t in tasks if t not in unfit)
+    return LawInputs(obs, ladder, fittable, fitter, unfit)
+
+
+def _some_fittable(tasks, unfit: dict, source) -> None:
+    if unfit and len(unfit) == len(tasks):
+        raise FieldError("tasks", f"{'; '.join(unfit.values())} ({source})")
 
 
 def resolve_target(name: str | None = None, n: float | None = None, d: float | None = None,
@@ -102,11 +114,21 @@ def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, 
 
     if target is not None:
         check_extrapolation(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
-    fits = {task: inputs.fitter.fit(inputs.obs, task) for task in inputs.tasks}
+    from taskladder.laws.observations import ShapeError
+
+    fits, unfit = {}, dict(inputs.unfit)
+    for task in inputs.tasks:
+        try:
+            fits[task] = inputs.fitter.fit(inputs.obs, task)
+        except ShapeError as exc:
+            unfit[task] = str(exc)
+    _some_fittable([*fits, *unfit], unfit, inputs.ladder["source"])
     if target is None:
         doc = fits_document(fits, inputs.ladder)
     else:
         doc = build_report(fits, target, inputs.ladder, actual)
+    if unfit:  # tasks no fit could be made for: unpredictable, with the reason
+        doc = {**doc, "unpredictable": unfit}
     plots: list[Path] = []
     if plots_dir is not None:
         from taskladder.laws.plots import write_plots

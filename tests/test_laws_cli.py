@@ -247,3 +247,24 @@ def test_foreign_final_only_ladder_without_task_bpb(tmp_path, capsys):
     assert rep["piqa"]["status"] == "unpredictable" and "unpredictable" in text
     assert rep["piqa"]["loss_status"] == "ok"  # C4 loss fits; only the accuracy is flat
     assert any("final-only" in n for n in rep["arc_easy"]["notes"]) and "final-only" in text
+
+
+def test_a_task_whose_ladder_cannot_be_fitted_is_unpredictable_the_others_predicted(
+    tmp_path, capsys
+):
+    """PIQA was evaluated on one size only: no fit can be made for it, ARC-Easy is predicted."""
+    wide = synthetic_ladder(task="arc_easy", noise=0.005, seed=3).records()
+    one = synthetic_ladder(task="piqa", sizes={"40M": 4e7}, noise=0.005, seed=4).records()
+    path = tmp_path / "ladder.csv"
+    Observations.from_records(wide + one).to_csv(path)
+    out = tmp_path / "pred.json"
+    argv = ["predict", "--ladder", str(path), "--tasks", "arc_easy,piqa", "--json", str(out)]
+    assert main([*argv, *TARGET, "--method", "paper"]) == 0
+    rep = json.loads(out.read_text())
+    assert list(rep["tasks"]) == ["arc_easy"]
+    assert "1 model size" in rep["unpredictable"]["piqa"]
+    assert "unpredictable" in capsys.readouterr().out
+    # no task can be fitted: one line naming the field, exit 2
+    argv = ["predict", "--ladder", str(path), "--tasks", "piqa", *TARGET]
+    assert main(argv) == 2
+    assert "tasks: task 'piqa'" in capsys.readouterr().err
