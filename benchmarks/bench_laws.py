@@ -35,6 +35,7 @@ from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import PAPER_BOUNDS, PAPER_P0, huber_log_objective, nd_jac, nd_loss
 from taskladder.laws.step2 import fit_sigmoid_paper, sigmoid
+from taskladder.laws.tasks import TaskRows
 
 DEFAULT_DIR = PAPER_LADDER_DIR
 
@@ -63,7 +64,7 @@ def ours_fitting_only(obs):
     """Data prep + step 1 + step 2 + predictions, without the fitter's table query and data hash."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
-        fit = fit_chained(obs, task, s)
+        fit = fit_chained(TaskRows.of(obs, task), s)
         for n, d in TARGETS.values():
             fit.predict(n, d)
 
@@ -93,7 +94,7 @@ def numeric_gradient_paper(obs):
     """Vectorised objective, but scipy's finite-difference gradient (no analytic gradient)."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
-        d1, d2 = step_inputs(obs, task, s)
+        d1, d2 = step_inputs(TaskRows.of(obs, task), s)
         fun = huber_log_objective(nd_jac, (d1.N, d1.D), d1.y, s.huber_delta)
         res = _paper_minimize(lambda p, fun=fun: fun(p)[0], jac=False)
         s2 = fit_sigmoid_paper(d2, CHANCE[task])
@@ -105,7 +106,7 @@ def reference_style_paper(obs):
     """Per-point Python loops for the Huber objective and gradient (reference scripts' style)."""
     s = LawSettings.paper()
     for task in PAPER_TASKS:
-        d1, d2 = step_inputs(obs, task, s)
+        d1, d2 = step_inputs(TaskRows.of(obs, task), s)
         xs, ys = list(zip(d1.N, d1.D, strict=True)), list(d1.y)
 
         def f(x, p):
@@ -195,14 +196,15 @@ def main() -> None:
 
     s = LawSettings.paper(n_bootstrap=1000)
     with single_threaded_blas():
-        points = {t: fit_chained(obs, t, s) for t in PAPER_TASKS}
+        rows = {t: TaskRows.of(obs, t) for t in PAPER_TASKS}
+        points = {t: fit_chained(rows[t], s) for t in PAPER_TASKS}
         fits = {}
         boot = best_of(
-            lambda: fits.update({t: bootstrap(obs, f) for t, f in points.items()}), repeat=1
+            lambda: fits.update({t: bootstrap(rows[t], f) for t, f in points.items()}), repeat=1
         )
         # baseline: one scipy refit per draw (step 2 only, warm start), a few draws extrapolated
         task = "arc_easy"
-        _, d2 = step_inputs(obs, task, s)
+        _, d2 = step_inputs(rows[task], s)
         rng = np.random.default_rng(0)
         k = 5
 

@@ -28,35 +28,32 @@ import numpy as np
 
 from taskladder.common.errors import InputError
 
-from .observations import Observations
 from .point_fit import fit_chained
 from .resolve import features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
-from .tasks import accuracy_metric
+from .tasks import TaskRows
 from .trust import DISTANCE_OFFSET, extrapolation
 
 KEEP_RATIO = 2.0
 
 
-def candidates(base: LawSettings, obs: Observations, task: str) -> dict[str, LawSettings]:
+def candidates(base: LawSettings, t: TaskRows) -> dict[str, LawSettings]:
     """The concrete settings `default` weighs: the paper's procedure on the task's own feature
     and, where `--feature` is auto and the ladder has it, on C4 loss (an LM loss shared by all
     tasks, so its step 1 is fitted once)."""
-    primary, _ = resolve_settings(base, obs, task)
+    primary, _ = resolve_settings(base, t)
     fixed = primary.replace(select="fixed", n_bootstrap=0)
     feats = [primary.feature]
     if base.feature == "auto" and primary.feature in ("bpb", "task_ce"):
-        feats += [f for f in features(obs, task) if f == "ce_c4_en"]
+        feats += [f for f in features(t.obs, t.task) if f == "ce_c4_en"]
     return {feat: fixed.replace(feature=feat) for feat in feats}
 
 
-def holdouts(
-    obs: Observations, task: str, min_runs: int = 5
-) -> dict[str, tuple[list[str], list[str]]]:
+def holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[str]]]:
     """name -> (training runs, held-out runs); splits that leave fewer than `min_runs` runs or
     one size to fit are omitted."""
-    d = step1_data(obs, task, accuracy_metric(task, obs), log_space=False)
+    d = step1_data(t.obs, t.task, t.acc_metric, log_space=False)
     runs = list(d.runs)
     tpp = d.D / d.N
     largest, longest = d.N >= d.N.max(), tpp >= 0.75 * tpp.max()
@@ -94,13 +91,13 @@ class HeldOut:
 
 
 def held_out(
-    obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
+    t: TaskRows, settings: LawSettings, cache=None
 ) -> dict[str, HeldOut]:
     """Per holdout split: predictions and actual final values of the held-out runs."""
     actual = step1_data(
-        obs,
-        task,
-        accuracy_metric(task, obs),
+        t.obs,
+        t.task,
+        t.acc_metric,
         settings.final_window,
         log_space=False,
         fraction=settings.final_fraction,
@@ -108,9 +105,9 @@ def held_out(
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
     min_runs = 4 if settings.step1_form == "compute" else 5  # its 3 parameters, and one more
-    for name, (train, test) in holdouts(obs, task, min_runs).items():
-        fit = fit_chained(obs.where(run=train), task, settings, chance, cache)
-        loss = obs.finals(
+    for name, (train, test) in holdouts(t, min_runs).items():
+        fit = fit_chained(t.runs(train), settings, cache)
+        loss = t.obs.finals(
             fit.x_task, fit.x_metric, settings.final_window, fraction=settings.final_fraction
         ).as_dict()
         i, j = np.array([index[r] for r in test]), np.array([index[r] for r in train])
@@ -125,22 +122,20 @@ def held_out(
     return out
 
 
-def backtest(
-    obs: Observations, task: str, settings: LawSettings, chance: float, cache=None
-) -> dict[str, float]:
+def backtest(t: TaskRows, settings: LawSettings, cache=None) -> dict[str, float]:
     """Mean absolute held-out accuracy error (points) per holdout split."""
-    return {k: h.error for k, h in held_out(obs, task, settings, chance, cache).items()}
+    return {k: h.error for k, h in held_out(t, settings, cache).items()}
 
 
 def select_forms(
-    obs: Observations, task: str, base: LawSettings, chance: float, cache=None
+    t: TaskRows, base: LawSettings, cache=None
 ) -> tuple[list[tuple[float, LawSettings]], dict, dict]:
     """Weighted candidates, the backtest document, and the calibration scores."""
-    cands = candidates(base, obs, task)
+    cands = candidates(base, t)
     scores, results = {}, {}
     for label, cand in cands.items():
         try:
-            res = held_out(obs, task, cand, chance, cache)
+            res = held_out(t, cand, cache)
         except InputError as exc:  # e.g. too few checkpoints for this form
             scores[label] = {"skipped": str(exc)}
             continue
@@ -178,7 +173,7 @@ def select_forms(
         "chosen": chosen,
         "weights": weights,
         "scores": scores,
-        "splits": {k: v[1] for k, v in holdouts(obs, task).items()},
+        "splits": {k: v[1] for k, v in holdouts(t).items()},
     }
     calibration = {"residuals": sorted(residuals), "loss_scores": sorted(loss_scores)}
     return [(w, cands[k]) for k, w in weights.items()], doc, calibration

@@ -8,17 +8,17 @@ from dataclasses import replace
 import numpy as np
 
 from .chained import ChainedFit
-from .observations import Observations
 from .point_fit import step1_setup, step_inputs
 from .step1 import bootstrap_step1
 from .step2 import SIGMOID_BOUNDS, bootstrap_log_sigmoid, bootstrap_sigmoid
+from .tasks import TaskRows
 
 
-def bootstrap(obs: Observations, fit: ChainedFit) -> ChainedFit:
+def bootstrap(t: TaskRows, fit: ChainedFit) -> ChainedFit:
     """Parameter draws: step 1 over ladder runs, step 2 over runs and then their checkpoints."""
     s = fit.settings
     rng = np.random.default_rng(s.seed)
-    d1, d2 = step_inputs(obs, fit.task, s)
+    d1, d2 = step_inputs(t, s)
     B = s.n_bootstrap
     if s.schedule == "constant":  # several points per run: runs, then their checkpoints
         c1 = checkpoint_counts(np.array(d1.runs, dtype=object), rng, B)

@@ -17,7 +17,7 @@ from .observations import Observations
 from .point_fit import Step1Cache, fit_chained
 from .resolve import check_ladder, resolve_settings
 from .settings import LawSettings
-from .tasks import chance_level
+from .tasks import TaskRows
 from .trust import diagnostics
 
 
@@ -44,16 +44,13 @@ class ChainedFitter:
 
     def _fit(self, observations: Observations, task: str) -> ChainedFit:
         check_ladder(observations, task)
-        chance = chance_level(task, observations, self.chance)
-        obs = observations.where(task=[task, "lm"])
-        s, notes = resolve_settings(self.settings, obs, task)
+        t = TaskRows.of(observations, task, self.chance)  # resolved once, passed down
+        s, notes = resolve_settings(self.settings, t)
         backtest = calibration = None
         members: tuple = ()
         if s.select == "backtest":
-            chosen, backtest, calibration = select_forms(
-                obs, task, self.settings, chance, self.cache
-            )
-            fits = [(w, fit_chained(obs, task, c, chance, self.cache)) for w, c in chosen]
+            chosen, backtest, calibration = select_forms(t, self.settings, self.cache)
+            fits = [(w, fit_chained(t, c, self.cache)) for w, c in chosen]
             sound = [(w, f) for w, f in fits if not f.flags["degenerate"]]
             if sound and len(sound) < len(fits):  # a degenerate candidate loses its weight
                 total = sum(w for w, _ in sound)
@@ -62,21 +59,17 @@ class ChainedFitter:
             members = tuple(fits) if len(fits) > 1 else ()
             s = fit.settings.replace(n_bootstrap=s.n_bootstrap, select="backtest")
         else:
-            fit = fit_chained(obs, task, s, chance, self.cache)
+            fit = fit_chained(t, s, self.cache)
         if s.n_bootstrap:
-            fit = bootstrap(obs, replace(fit, settings=s))
+            fit = bootstrap(t, replace(fit, settings=s))
         return replace(
             fit,
             settings=s,
             backtest=backtest,
-            diagnostics=diagnostics(obs, fit, notes),
+            diagnostics=diagnostics(t.obs, fit, notes),
             members=members,
             calibration=calibration,
             method=self.method,
-            data_hash=task_rows(obs, fit).content_hash(),
+            data_hash=t.obs.where(task=[fit.task, fit.x_task]).content_hash(),
         )
 
-
-def task_rows(obs: Observations, fit: ChainedFit) -> Observations:
-    """The rows a fit reads: the task's own and those of its feature."""
-    return obs.where(task=[fit.task, fit.x_task])

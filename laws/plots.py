@@ -22,6 +22,7 @@ from taskladder.common.io import atomic_write
 from .chained import ChainedFit, step1_eval, step2_eval
 from .observations import Observations
 from .point_fit import step_inputs
+from .tasks import TaskRows
 
 STATUS_COLORS = {"ok": "tab:green", "caution": "tab:orange", "unpredictable": "tab:red"}
 
@@ -80,7 +81,7 @@ def plot_step1(
     fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path, report=None
 ) -> Path:
     def draw(ax, task: str, fit: ChainedFit) -> None:
-        d1, _ = step_inputs(obs, task, fit.settings)
+        d1, _ = step_inputs(TaskRows.of_fit(obs, fit), fit.settings)
         params = np.array(fit.step1.params)
         for n in sorted(set(d1.N.tolist())):
             m = d1.N == n
@@ -126,7 +127,7 @@ def plot_step2(
     fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path, report=None
 ) -> Path:
     def draw(ax, task: str, fit: ChainedFit) -> None:
-        _, d2 = step_inputs(obs, task, fit.settings)
+        _, d2 = step_inputs(TaskRows.of_fit(obs, fit), fit.settings)
         real = d2.runs != "<anchor>"
         ax.scatter(d2.x[real], d2.y[real], s=3, alpha=0.4, label="ladder checkpoints")
         p = fit.predict(target["N"], target["D"]) if target else None

@@ -36,7 +36,7 @@ from .step2 import (
     fit_sigmoid_paper,
     step2_data,
 )
-from .tasks import accuracy_metric, chance_level
+from .tasks import TaskRows
 
 
 class Step1Cache:
@@ -78,12 +78,12 @@ def _solution_fit(
     )
 
 
-def step_inputs(obs: Observations, task: str, s: LawSettings) -> tuple[Finals, Step2Data]:
+def step_inputs(t: TaskRows, s: LawSettings) -> tuple[Finals, Step2Data]:
     """The points each step is fitted to (step 1: one per run; step 2: smoothed checkpoints)."""
-    s = concrete(s, obs, task)
+    s = concrete(s, t)
+    task, acc = t.task, t.acc_metric
     x_task, x_metric = feature_of(s, task)
-    rows = obs.where(task=[task, x_task])
-    acc = accuracy_metric(task, obs)
+    rows = t.obs.where(task=[task, x_task])
     if s.schedule == "constant":
         d1 = step1_checkpoints(rows, x_task, x_metric, s.skip)
     else:
@@ -120,18 +120,13 @@ def _step1_sigma(
     return {"resid_sd": resid_sd, "noise": float(noise), "sigma": max(resid_sd, float(noise))}
 
 
-def fit_chained(
-    obs: Observations,
-    task: str,
-    s: LawSettings,
-    chance: float | None = None,
-    cache: Step1Cache | None = None,
-) -> ChainedFit:
-    """The point fit of both steps with fixed settings (`auto` ones resolved on `obs`)."""
-    s = concrete(s, obs, task)
-    chance = chance_level(task, obs) if chance is None else chance
+def fit_chained(t: TaskRows, s: LawSettings, cache: Step1Cache | None = None) -> ChainedFit:
+    """The point fit of both steps with fixed settings (`auto` ones resolved on the task's
+    rows)."""
+    s = concrete(s, t)
+    obs, task, chance = t.obs, t.task, t.chance
     x_task, x_metric = feature_of(s, task)
-    d1, d2 = step_inputs(obs, task, s)
+    d1, d2 = step_inputs(t, s)
     d1, bounds = step1_setup(s, d1)
     names1 = ND_PARAMS if s.step1_form == "nd" else COMPUTE_PARAMS
     p0 = None
@@ -157,7 +152,7 @@ def fit_chained(
     }
     return ChainedFit(
         task=task,
-        acc_metric=accuracy_metric(task, obs),
+        acc_metric=t.acc_metric,
         x_task=x_task,
         x_metric=x_metric,
         chance=chance,

@@ -17,7 +17,7 @@ from taskladder.common.errors import FieldError
 
 from .observations import Observations, ShapeError
 from .settings import LawSettings
-from .tasks import accuracy_metric
+from .tasks import TaskRows, accuracy_metric
 
 # The compute form has 3 parameters; the (N, D) form 5, and it needs several lengths per size.
 MIN_RUNS, ND_MIN_RUNS = 3, 5
@@ -52,10 +52,11 @@ def features(obs: Observations, task: str) -> list[str]:
     return out + [m for m in lm if m.startswith("ce_")]
 
 
-def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawSettings, list]:
+def resolve_settings(s: LawSettings, t: TaskRows) -> tuple[LawSettings, list]:
     """`auto` feature and step-1 form made concrete for this ladder; settings that cannot
     apply to it (skip and smoothing on a final-only ladder) turned off, with a note each."""
     notes = []
+    obs, task = t.obs, t.task
     have = features(obs, task)
     if s.feature == "auto":
         if not have:
@@ -70,8 +71,8 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
             f"the ladder lacks {s.feature!r} for task {task!r} "
             f"(it has: {', '.join(have) or 'none'})",
         )
-    acc = obs.finals(task, accuracy_metric(task, obs), 1)
-    per_run = obs.checkpoints_per_run(task, accuracy_metric(task, obs))
+    acc = obs.finals(task, t.acc_metric, 1)
+    per_run = obs.checkpoints_per_run(task, t.acc_metric)
     lengths: dict[float, set] = {}
     for n, d in zip(acc.N.tolist(), acc.D.tolist(), strict=True):
         lengths.setdefault(n, set()).add(round(float(np.log2(d)), 1))
@@ -104,8 +105,8 @@ def resolve_settings(s: LawSettings, obs: Observations, task: str) -> tuple[LawS
     return s, notes
 
 
-def concrete(s: LawSettings, obs: Observations, task: str) -> LawSettings:
-    return resolve_settings(s, obs, task)[0] if "auto" in (s.feature, s.step1_form) else s
+def concrete(s: LawSettings, t: TaskRows) -> LawSettings:
+    return resolve_settings(s, t)[0] if "auto" in (s.feature, s.step1_form) else s
 
 
 def feature_of(s: LawSettings, task: str) -> tuple[str, str]:

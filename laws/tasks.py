@@ -9,7 +9,8 @@ a reader found, e.g. an lm-eval task's fixed choice list), else from the facts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from taskladder.common.errors import FieldError
 from taskladder.common.facts import CHANCE, PAPER_TASKS, TASKS
@@ -86,3 +87,32 @@ def select_tasks(names: Sequence[str] | None, obs: Observations | None = None) -
         if not _TASK_RE.match(t) or t in ("lm", "all", "paper"):
             raise FieldError("tasks", f"{t!r} is not a task key")
     return list(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class TaskRows:
+    """One task resolved on one ladder, once: its accuracy metric, its chance level and the
+    rows a fit reads (the task's own and the LM losses, possible features). The fitter, the
+    backtests, the bootstrap and the plots pass it down instead of the whole table, so the
+    metric is derived once and the table is not queried again at every step."""
+
+    task: str
+    acc_metric: str
+    chance: float
+    obs: Observations
+
+    @classmethod
+    def of(
+        cls, obs: Observations, task: str, chance: dict[str, float] | None = None
+    ) -> TaskRows:
+        rows = obs.where(task=[task, "lm"])
+        return cls(task, accuracy_metric(task, rows), chance_level(task, rows, chance), rows)
+
+    @classmethod
+    def of_fit(cls, obs: Observations, fit) -> TaskRows:
+        """The rows of a fitted task (its metric and chance as the fit recorded them)."""
+        return cls(fit.task, fit.acc_metric, fit.chance, obs.where(task=[fit.task, "lm"]))
+
+    def runs(self, names: Iterable[str]) -> TaskRows:
+        """The same task on some of the ladder's runs (a backtest's training runs)."""
+        return replace(self, obs=self.obs.where(run=list(names)))

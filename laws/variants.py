@@ -27,7 +27,7 @@ from .point_fit import fit_chained
 from .settings import LawSettings
 from .step1 import PAPER_BOUNDS, PAPER_P0, nd_jac, step1_data
 from .step2 import paired_series, sigmoid
-from .tasks import accuracy_metric, chance_level
+from .tasks import TaskRows, accuracy_metric, chance_level
 
 SINGLE_STEP_PARAMS = ("a", "b", "alpha", "beta", "E", "p", "q")
 
@@ -154,7 +154,7 @@ def compute_vs_error(
                 if len(runs) < 5:
                     continue
                 try:
-                    fit = fit_chained(obs.where(run=runs), task, settings)
+                    fit = fit_chained(TaskRows.of(obs.where(run=runs), task), settings)
                 except InputError:
                     continue
                 pred = float(fit.predict(*target)["acc"])

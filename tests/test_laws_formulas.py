@@ -24,6 +24,7 @@ from taskladder.laws.step2 import (
     step2_data,
 )
 from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
+from taskladder.laws.tasks import TaskRows
 from taskladder.laws.variants import compute_vs_error, fit_single_step, single_step, variance_table
 
 EXACT = dict(final_window=1, window=1, skip=0.0, anchor=False)
@@ -167,7 +168,7 @@ def test_settings_presets_and_validation():
 
 def test_holdouts_and_too_small_ladders():
     obs = synthetic_ladder()
-    splits = holdouts(obs, "arc_easy")
+    splits = holdouts(TaskRows.of(obs, "arc_easy"))
     assert splits["largest-size"][1] == ["160M-1xC", "160M-2xC", "160M-5xC", "160M-10xC"]
     assert splits["largest-longest"][1] == ["160M-10xC"]
     one_size = synthetic_ladder(sizes={"20M": 2e7})
@@ -184,8 +185,9 @@ def test_backtest_scores_a_run_whose_accuracy_is_zero():
     assert zero.any()
     records = [dict(r, value=0.0) if z else r for r, z in zip(obs.records(), zero, strict=True)]
     obs = Observations.from_records(records)
-    assert holdouts(obs, "arc_easy")["largest-size"][1][0] == "160M-1xC"
-    errs = backtest(obs, "arc_easy", LawSettings.paper(), 0.25)
+    t = TaskRows.of(obs, "arc_easy", {"arc_easy": 0.25})
+    assert holdouts(t)["largest-size"][1][0] == "160M-1xC"
+    errs = backtest(t, LawSettings.paper())
     assert errs and all(np.isfinite(v) for v in errs.values())
 
 
