@@ -198,6 +198,9 @@ class Observations:
             if f"_codes_{c}" in self.__dict__:
                 index, codes = self.__dict__[f"_codes_{c}"]
                 object.__setattr__(out, f"_codes_{c}", (index, codes[m]))
+        if "_text" in self.__dict__:
+            lines, rank = self.__dict__["_text"]
+            object.__setattr__(out, "_text", (lines[m], rank[m]))
         return out
 
     def unique(self, column: str) -> list:
@@ -212,25 +215,32 @@ class Observations:
 
     def content_hash(self) -> str:
         """sha256 of the rows in a canonical order: the identity of a fit's input data."""
-        h = hashlib.sha256()
         if not len(self):
-            return h.hexdigest()
-        # Rows as text (run, task, metric, step, repr(value), repr(N), repr(D), repr(flops),
-        # size), sorted by that text tuple (step numerically). Each distinct value is
-        # formatted once; its rank among the distinct texts is its sort key.
-        cols = [self.run, self.task, self.metric, self.step, self.value]
-        cols += [self.N, self.D, self.flops, self.size]
-        texts, keys = [], []
-        for i, col in enumerate(cols):
-            values, inverse = _distinct(col)
-            text = [repr(v) if col.dtype == float else str(v) for v in values]
-            rank = np.argsort(np.argsort(np.array(text, dtype=str), kind="stable"))
-            texts.append(np.array(text, dtype=object)[inverse])
-            keys.append(self.step if i == 3 else rank[inverse])
-        order = np.lexsort(keys[::-1])
-        lines = map("\x1f".join, zip(*(t[order].tolist() for t in texts), strict=True))
-        h.update(("\n".join(lines) + "\n").encode())
-        return h.hexdigest()
+            return hashlib.sha256().hexdigest()
+        lines, rank = self._row_text()
+        text = "\n".join(lines[np.argsort(rank)].tolist()) + "\n"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _row_text(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row as text (run, task, metric, step, repr(value), repr(N), repr(D),
+        repr(flops), size joined by \\x1f) and its rank in the canonical order (by that text
+        tuple, step numerically). Built once per table and carried into the tables `where`
+        makes from it: a subset's canonical order is its rows' order by rank."""
+        if "_text" not in self.__dict__:
+            cols = [self.run, self.task, self.metric, self.step, self.value]
+            cols += [self.N, self.D, self.flops, self.size]
+            texts, keys = [], []
+            for i, col in enumerate(cols):
+                values, inverse = _distinct(col)  # each distinct value formatted once
+                text = [repr(v) if col.dtype == float else str(v) for v in values]
+                rank = np.argsort(np.argsort(np.array(text, dtype=str), kind="stable"))
+                texts.append(np.array(text, dtype=object)[inverse].tolist())
+                keys.append(self.step if i == 3 else rank[inverse])
+            lines = np.array(list(map("\x1f".join, zip(*texts, strict=True))), dtype=object)
+            rank = np.empty(len(self), dtype=np.int64)
+            rank[np.lexsort(keys[::-1])] = np.arange(len(self))
+            object.__setattr__(self, "_text", (lines, rank))
+        return self.__dict__["_text"]
 
     def series(self, task: str, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per run (first-seen order): the row indices of one task metric ordered by D, and

@@ -28,7 +28,7 @@ def check_ladder(obs: Observations, task: str) -> None:
     sub = obs.where(task=task)
     if len(sub) == 0:
         raise FieldError("tasks", f"task {task!r} has no observations in the ladder")
-    metric = accuracy_metric(task, obs)
+    metric = accuracy_metric(task, sub)
     if len(sub.where(metric=metric)) == 0:
         raise FieldError("tasks", f"task {task!r} has no accuracy column ({metric}) in the ladder")
     sizes, runs = set(sub.N.tolist()), sub.unique("run")

@@ -26,7 +26,7 @@ def accuracy_metric(task: str, obs: Observations | None = None) -> str:
     if task == "boolq":
         return "acc"
     if obs is not None:
-        have = set(obs.where(task=task).metric.tolist())
+        have = set(obs.metric[obs.mask(task=task)].tolist())
         if "acc_norm" not in have and "acc" in have:
             return "acc"
     return "acc_norm"

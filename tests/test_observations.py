@@ -67,6 +67,16 @@ def test_hash_is_the_sha256_of_the_sorted_row_text():
     assert obs.content_hash() == hashlib.sha256(lines.encode()).hexdigest()
 
 
+def test_a_subset_hashes_like_the_same_rows_read_fresh():
+    """Row text is carried from a hashed table into its subsets: same hash as from scratch."""
+    rows = [_row(run=f"r{i % 3}", step=i, value=i / 7, task=("a", "b")[i % 2]) for i in range(12)]
+    whole = Observations.from_records(rows)
+    whole.content_hash()
+    sub = whole.where(task="b", run=["r0", "r2"])
+    fresh = Observations.from_records(sub.records())
+    assert sub.content_hash() == fresh.content_hash() != whole.content_hash()
+
+
 @pytest.mark.parametrize(
     "bad, field",
     [
