@@ -75,15 +75,20 @@ def test_cpu_micro_plan_shape():
 
 
 @settings(max_examples=40, deadline=None)
-@given(mult=st.floats(0.01, 20), batch=st.integers(1, 64), per_run=st.integers(1, 12))
-def test_plan_invariants(mult, batch, per_run):
-    spec = LadderSpec.cpu_micro(multipliers=[mult], checkpoints_per_run=per_run)
+@given(mult=st.floats(0.01, 20), batch=st.integers(1, 64), per_run=st.integers(1, 12),
+       end=st.integers(0, 4), fraction=st.floats(0.01, 0.5))
+def test_plan_invariants(mult, batch, per_run, end, fraction):
+    spec = LadderSpec.cpu_micro(multipliers=[mult], checkpoints_per_run=per_run,
+                                end_checkpoints=end, end_fraction=fraction)
     size = spec.sizes[0].model_copy(update={"batch_sequences": batch})
     p = spec.run_plan(size, mult)
     assert p.tokens == p.steps * p.batch_tokens >= mult * 20 * p.N
     assert (p.steps - 1) * p.batch_tokens < mult * 20 * p.N or p.steps == 1
     assert p.checkpoint_steps == sorted(set(p.checkpoint_steps))
-    assert p.checkpoint_steps[-1] == p.steps and len(p.checkpoint_steps) <= per_run + 1
+    assert p.checkpoint_steps[-1] == p.steps and len(p.checkpoint_steps) <= per_run + 1 + end
+    evenly = max(1, math.ceil(p.steps / per_run))
+    near_end = [s for s in p.checkpoint_steps if s % evenly and s != p.steps]
+    assert all(s >= (1 - fraction) * p.steps for s in near_end) and p.checkpoint_steps[0] >= 1
     assert math.isclose(p.flops, 6 * p.N * p.tokens)
 
 

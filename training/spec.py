@@ -175,6 +175,9 @@ class LadderSpec(_Spec):
                                      description="kept, evenly spaced, last included")
     checkpoint_interval: int | None = Field(default=None, gt=0,
                                             description="steps; overrides per_run")
+    end_checkpoints: int = Field(
+        default=0, ge=0, description="more kept in the last end_fraction of a run's steps")
+    end_fraction: float = Field(default=0.05, gt=0, lt=1, description="see end_checkpoints")
     seed: int = 1234
     cpu_threads: int | None = Field(
         default=None, gt=0, description="torch threads while training on CPU (None: torch's)")
@@ -343,7 +346,7 @@ class LadderSpec(_Spec):
         steps = max(1, math.ceil(multiplier * self.tokens_per_param * n / batch_tokens))
         a, n0, div = self.lr_rule
         interval = self.checkpoint_interval or max(1, math.ceil(steps / self.checkpoints_per_run))
-        ckpts = sorted({*range(interval, steps + 1, interval), steps})
+        ckpts = sorted({*range(interval, steps + 1, interval), steps, *self._end_steps(steps)})
         flops = train_flops(n, steps * batch_tokens)
         return RunPlan(
             run=f"{size.name}-{_fmt_mult(multiplier)}xC", size=size.name, multiplier=multiplier,
@@ -356,6 +359,12 @@ class LadderSpec(_Spec):
                                  if self.device == "cuda" else CPU_FLOPS_ESTIMATE),
             device=self.device,
         )
+
+    def _end_steps(self, steps: int) -> set[int]:
+        """`end_checkpoints` steps spread over the run's last `end_fraction` (what step 1 of
+        the laws averages), none before it: a run too short for them keeps fewer."""
+        k, span = self.end_checkpoints, self.end_fraction * steps
+        return {steps - math.floor(i * span / k) for i in range(1, k + 1)}
 
     def describe_plan(self) -> str:
         """The plan as a table (what `--dry-run` prints)."""
