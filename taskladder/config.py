@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from taskladder.common.errors import deprecated
-from taskladder.common.facts import PAPER_TASKS, TARGETS, TASKS
+from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS, TARGETS, TASKS
 from taskladder.common.specfile import (
     SUFFIXES,
     parse_mapping,
@@ -61,8 +61,12 @@ class LadderSection(_Model):
     import_: str | None = Field(default=None, alias="import")
     format: str | None = Field(default=None, description="reader format (None: detected)")
     runs: list[str] | None = Field(
-        default=None, description="glob patterns of imported runs to keep (default: all)"
+        default=None, description="glob patterns of imported runs to keep (default: all); "
+        "'paper' = the paper's 1/2/5/10xC runs"
     )
+
+    _paper_runs = field_validator("runs", mode="before")(
+        lambda v: list(PAPER_LADDER) if v == "paper" else v)
 
     @model_validator(mode="after")
     def _one_source(self) -> LadderSection:

@@ -144,3 +144,15 @@ def test_the_spec_accepts_exactly_what_the_gate_accepts(tmp_path, metric, tolera
         assert str(exc) in str(info.value)
     else:
         assert validate_pipeline_spec(data, "test").gate.rule() == want
+
+
+def test_the_paper_specs_name_facts_instead_of_retyping_them():
+    """7B-4T's N and D, the eight tasks and the paper's runs come from common.facts."""
+    from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS, TARGETS
+
+    imported, trained = load_spec("paper-import"), load_spec("paper")
+    for spec in (imported, trained):
+        assert (spec.target.N, spec.target.D) == TARGETS["7B-4T"]
+        assert spec.fit_tasks == list(PAPER_TASKS)
+    assert imported.ladder.runs == list(PAPER_LADDER)
+    assert trained.evaluate.tasks == list(PAPER_TASKS)
