@@ -87,6 +87,7 @@ def run_seed(spec_name: str | None, seed: int, folder: Path) -> tuple:
     load average before and after, rows of (seed, task, predicted, low, high, loss status,
     measured))."""
     from taskladder import stages
+    from taskladder.common.echo import quiet
     from taskladder.config import load_spec
     from taskladder.outputs import Predicted, TargetScored
     from taskladder.pipeline import run_pipeline
@@ -99,14 +100,14 @@ def run_seed(spec_name: str | None, seed: int, folder: Path) -> tuple:
                                tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     stages.preflight(spec)
     load0, t0 = os.getloadavg()[0], time.perf_counter()
-    ctx, _ = run_pipeline(spec, stages.STAGES, echo=lambda line: None)
+    ctx, _ = run_pipeline(spec, stages.STAGES, echo=quiet)
     wall = time.perf_counter() - t0
-    report = ctx.output("fit+predict", Predicted).document()
-    result = Path(ctx.output("target", TargetScored).result)
+    report = ctx.output(Predicted).document()
+    target = ctx.output(TargetScored).observations()
     rows = []
     for task, e in report["tasks"].items():
         p = e["predicted"]
-        value = measured(result, e["feature"]["task"], e["feature"]["metric"])
+        value = measured(target, e["feature"]["task"], e["feature"]["metric"])
         rows.append((seed, task, p["loss"], p["loss_low"], p["loss_high"],
                      e.get("loss_status", "-"), None if value is None else value[0]))
     return seed, wall, load0, os.getloadavg()[0], rows

@@ -74,7 +74,7 @@ def _bench_eval(ctx, spec, tasks: list[str], limit: int, out: Path) -> None:
     from taskladder.harness_ext.runner import evaluate
     from taskladder.outputs import Trained
 
-    models = list(ctx.output("train", Trained).models)
+    models = list(ctx.output(Trained).models)
     bench = spec.with_overrides(evaluate={**spec.evaluate.model_dump(), "tasks": tasks,
                                           "limit": limit})
     ctx.spec = bench

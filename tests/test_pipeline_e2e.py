@@ -14,6 +14,7 @@ import pytest
 
 from taskladder import stages
 from taskladder.cli import main
+from taskladder.common.echo import quiet
 from taskladder.config import load_spec
 from taskladder.outputs import Registered, TargetScored
 from taskladder.pipeline import run_pipeline
@@ -44,7 +45,7 @@ ALL = ["train", "evaluate", "observe", "register", "fit+predict", "target", "gat
 
 
 def _run(spec, **kw):
-    ctx, reports = run_pipeline(spec, stages.STAGES, echo=lambda line: None, **kw)
+    ctx, reports = run_pipeline(spec, stages.STAGES, echo=quiet, **kw)
     return ctx, {r.name: r for r in reports}
 
 

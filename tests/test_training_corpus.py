@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from taskladder.common.echo import quiet
 from taskladder.common.errors import InputError
 from taskladder.training.corpus import (
     EOS,
@@ -91,7 +92,7 @@ def test_too_few_tokens_fail_and_repeats_warn(text_corpus, tmp_path):
                                                  for s in spec.sizes]})
 
     with pytest.raises(InputError, match="fewer than one batch"):
-        check_data(batch(64), batch(64).plan(), data, echo=lambda m: None)
+        check_data(batch(64), batch(64).plan(), data, echo=quiet)
     small = batch(1)
     lines = []
     with pytest.warns(UserWarning, match="epochs"):
@@ -99,7 +100,7 @@ def test_too_few_tokens_fail_and_repeats_warn(text_corpus, tmp_path):
     assert lines and "data repeats" in lines[0]
     long = small.model_copy(update={"sequence_length": 512})
     with pytest.raises(InputError, match="validation split"):
-        check_data(long, long.plan(), data, echo=lambda m: None)
+        check_data(long, long.plan(), data, echo=quiet)
 
 
 def test_given_tokenizer_must_support_the_sequence_length(tmp_path):

@@ -313,7 +313,7 @@ class LadderSpec(_Spec):
 
     @classmethod
     def _preset(cls, values: dict[str, Any], overrides: dict[str, Any]) -> LadderSpec:
-        return validate_spec({**_dump(values), **overrides}, "preset")
+        return validate_ladder_spec({**_dump(values), **overrides}, "preset")
 
     # derived -------------------------------------------------------------------------------
     def target_ladder(self) -> LadderSpec:
@@ -323,7 +323,7 @@ class LadderSpec(_Spec):
         data = self.model_dump(mode="python")
         data.update(name=f"{self.name}-target", sizes=[data["target"]["size"]],
                     multipliers=[self.target.multiplier], target=None)
-        return validate_spec(data, f"spec {self.name} target")
+        return validate_ladder_spec(data, f"spec {self.name} target")
 
     @property
     def vocab_size(self) -> int:
@@ -451,7 +451,7 @@ def _current_preset(name: str, where: str) -> str | None:
     return name if name in PRESETS else None
 
 
-def validate_spec(data: dict[str, Any], where: str) -> LadderSpec:
+def validate_ladder_spec(data: dict[str, Any], where: str) -> LadderSpec:
     """A LadderSpec from plain data; the first problem becomes one InputError line."""
     return validate(LadderSpec, data, where)
 
@@ -465,11 +465,11 @@ def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | N
     """
     overrides = dict(overrides or {})
     if isinstance(source, dict):
-        return validate_spec({**source, **overrides}, "ladder spec")
+        return validate_ladder_spec({**source, **overrides}, "ladder spec")
     preset = _current_preset(source, "training preset")
     if preset is not None:
         base = PRESETS[preset]().model_dump(mode="python")
-        return validate_spec({**base, **overrides}, f"preset {preset}")
+        return validate_ladder_spec({**base, **overrides}, f"preset {preset}")
     path = Path(os.path.expanduser(source))
     if not path.is_file():
         raise InputError(f"ladder spec {source!r}: no such file or preset ({', '.join(PRESETS)})")
@@ -481,7 +481,7 @@ def load_ladder_spec(source: str | dict[str, Any], overrides: dict[str, Any] | N
             raise InputError(f"{path}: preset {name!r} unknown ({', '.join(PRESETS)})")
         data = {**PRESETS[preset]().model_dump(mode="python"), **data}
     data = _relative_paths(data, path.parent)
-    return validate_spec({**data, **overrides}, str(path))
+    return validate_ladder_spec({**data, **overrides}, str(path))
 
 
 def _relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
