@@ -1,6 +1,7 @@
 """Bad input that the CLI reports as one line and exit code 2 (never a traceback)."""
 
 import importlib.util
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -53,3 +54,16 @@ def deprecated(old: str, new: str) -> None:
     """The one-line notice for an old spelling (it keeps working for one release)."""
     print(f"taskladder: {old} is deprecated, use {new} (the old spelling goes in the next "
           "release)", file=sys.stderr)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop now, keep what is finished; exit 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum: int, frame=None) -> None:
+    """A signal handler: SIGINT/SIGTERM become `Interrupted` where the process is."""
+    raise Interrupted(signum)

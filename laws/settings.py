@@ -22,6 +22,9 @@ METHODS = ("paper", "default")
 FINAL_FRACTION = 0.05
 
 
+MAX_BOOTSTRAP = 100_000  # draws (default 200); each is one fit per task
+
+
 @dataclass(frozen=True)
 class LawSettings:
     method: str = "paper"
@@ -104,8 +107,11 @@ class LawSettings:
         for name in ("window", "final_window"):
             if getattr(self, name) < 1:
                 raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.n_bootstrap < 0:
-            raise FieldError("n_bootstrap", f"must be >= 0, got {self.n_bootstrap}")
+        if not 0 <= self.n_bootstrap <= MAX_BOOTSTRAP:
+            raise FieldError("n_bootstrap", f"must be in [0, {MAX_BOOTSTRAP}], got "
+                             f"{self.n_bootstrap}")
+        if not 0 <= self.seed < 2**32:
+            raise FieldError("seed", f"must be in [0, 2**32), got {self.seed}")
         if not 0 < self.level < 1:
             raise FieldError("level", f"must be in (0, 1), got {self.level}")
 

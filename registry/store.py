@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from taskladder.common.errors import InputError
+from taskladder.common.secrets import mask
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 URI_ENV_VARS = ("TASKLADDER_TRACKING_URI", "MLFLOW_TRACKING_URI")
@@ -315,6 +316,7 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
     path = sqlite_path(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output clean
     if path is None:
+        check_remote(uri)
         return Store(uri=uri, client=_client(uri))
     if not path.parent.is_dir():
         raise InputError(f"tracking store {path}: folder {path.parent} does not exist")
@@ -379,6 +381,61 @@ def _relocate(path: Path) -> None:
         con.close()
 
 
+# MLflow's stores by URI scheme (before any `+driver`), and the ports a server listens on.
+_SCHEMES = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433,
+            "file": None, "databricks": None}
+_DATABASES = ("postgresql", "mysql", "mssql")
+CONNECT_SECONDS = 5.0
+
+
+def check_remote(uri: str) -> None:
+    """A URI other than SQLite, checked before MLflow retries for minutes: a known scheme, its
+    database driver installed (the `server` extra), its host answering within seconds."""
+    from urllib.parse import urlsplit
+
+    shown = mask(uri)
+    if "://" not in uri:
+        raise InputError(f"tracking URI {shown!r}: expected sqlite:///PATH, http(s)://HOST:PORT "
+                         "or postgresql+psycopg2://USER@HOST/DB")
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in _SCHEMES:
+        raise InputError(f"tracking URI {shown!r}: unknown scheme {parts.scheme!r} (use "
+                         "sqlite:///PATH, http(s)://HOST:PORT or postgresql+psycopg2://...)")
+    if scheme in _DATABASES:
+        _check_driver(uri, shown)
+    if _SCHEMES[scheme] is None:
+        return
+    try:
+        host, port = parts.hostname, parts.port or _SCHEMES[scheme]
+    except ValueError:
+        raise InputError(f"tracking URI {shown!r}: bad port") from None
+    if not host:
+        raise InputError(f"tracking URI {shown!r}: no host")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise InputError(f"tracking store {shown}: cannot reach {host}:{port} ({why} within "
+                         f"{CONNECT_SECONDS:g} s)") from None
+
+
+def _check_driver(uri: str, shown: str) -> None:
+    from sqlalchemy.engine.url import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(uri).get_dialect()
+        dialect.import_dbapi()
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise InputError(f"tracking URI {shown!r}: {exc}") from None
+    except ImportError as exc:
+        hint = " and write postgresql+psycopg2://..." if uri.startswith("postgresql:") else ""
+        raise InputError(f"tracking URI {shown!r} needs the database driver "
+                         f"{exc.name or dialect.driver!r} (not installed): pip install "
+                         f"'taskladder[server]'{hint}") from None
+
+
 def _client(uri: str):
     import mlflow  # heavy: imported only when a store is opened
 
@@ -389,7 +446,7 @@ def _client(uri: str):
         retrying(client.search_registered_models, max_results=1)
     except mlflow.exceptions.MlflowException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"tracking store {uri}: cannot be opened ({first})") from None
+        raise InputError(f"tracking store {mask(uri)}: cannot be opened ({first})") from None
     return client
 
 

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 from taskladder import flags
-from taskladder.common.errors import FieldError, InputError, MissingExtraError
+from taskladder.common.errors import (
+    FieldError,
+    InputError,
+    Interrupted,
+    MissingExtraError,
+    raise_interrupted,
+)
+from taskladder.common.io import check_writable
+from taskladder.common.secrets import masked_output
 
 # Each module adds its verbs with `add_parsers(subparsers)`; a verb's handler is stored as
 # `func` and receives the parsed namespace. Modules keep heavy imports inside handlers so
@@ -50,14 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="taskladder", description=__doc__,
                      epilog="Start with `taskladder run` (the embedded cpu-micro default) or "
                      "`taskladder run paper-import`. Flags follow one glossary (README); exit "
-                     "codes: 0 done, 1 drift (the gate), 2 bad input.")
+                     "codes: 0 done, 1 drift (the gate, nothing else), 2 any other failure, "
+                     "130/143 interrupted (SIGINT/SIGTERM).")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parsers(sub)
     return parser
 
 
+DRIFT_VERBS = ("gate", "run")  # the verbs whose exit 1 is the gate's drift verdict
+# Flags naming something a verb writes: checked writable before any work (field, attr, folder).
+_WRITTEN = (("--json", "json", False), ("--plots", "plots", True), ("--output", "output", True))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 the gate's drift verdict (nothing else), 2 any other failure
+    (one line, no traceback; TASKLADDER_DEBUG=1 re-raises), 130/143 interrupted by
+    SIGINT/SIGTERM. Credentials in URIs are masked in everything printed."""
+    with masked_output(), _signals():
+        try:
+            return _main(argv)
+        except Interrupted as exc:
+            print(f"taskladder: interrupted ({exc}); finished work and the last checkpoint are "
+                  "kept: run the same command again to resume", file=sys.stderr)
+            return 128 + exc.signum
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # a usage error: scripts that expected the pipeline fail loudly
@@ -65,16 +97,55 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         try:
-            return int(args.func(args) or 0)
+            for flag, attr, folder in _WRITTEN:
+                value = getattr(args, attr, None)
+                if isinstance(value, str | Path) and str(value) != "-":
+                    check_writable(value, flag, folder=folder)
+            rc = int(args.func(args) or 0)
         except ModuleNotFoundError as exc:
             raise missing_extra(args.command, exc) or exc from None
     except InputError as exc:
         flag = flags.flag_of(exc.field, args) if isinstance(exc, FieldError) else None
-        print(f"taskladder: error: {exc.named(flag) if flag else exc}", file=sys.stderr)
+        return _fail(str(exc.named(flag) if flag else exc))
+    except KeyboardInterrupt as exc:  # Python's own SIGINT exception, where a library set it
+        if isinstance(exc, Interrupted):
+            raise
+        raise Interrupted(signal.SIGINT) from exc
+    except OSError as exc:  # a file or folder the verb reads or writes
+        what = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{what}{exc.strerror or exc}", exc)
+    except SystemExit as exc:  # a library exiting: only the gate's verdict may be 1
+        if exc.code in (0, None, 2):
+            raise
+        return _fail(f"{args.command} stopped (exit {exc.code})", exc)
+    except Exception as exc:  # a failure nobody named: still one line and exit 2, never 1
+        return _fail(f"{args.command} failed: {type(exc).__name__}: {exc}", exc)
+    if rc == 1 and args.command not in DRIFT_VERBS:
         return 2
-    except KeyboardInterrupt:
-        print("taskladder: interrupted", file=sys.stderr)
-        return 130
+    return rc
+
+
+def _fail(message: str, exc: BaseException | None = None) -> int:
+    if exc is not None and os.environ.get("TASKLADDER_DEBUG") == "1":
+        raise exc
+    first = message.strip().splitlines()[0] if message.strip() else message
+    print(f"taskladder: error: {first}", file=sys.stderr)
+    return 2
+
+
+@contextmanager
+def _signals():
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread (libraries that install their
+    own handlers, like olmo-core's Trainer, are told to do the same: training.run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

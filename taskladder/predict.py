@@ -91,6 +91,9 @@ def resolve_target(name: str | None = None, n: float | None = None, d: float | N
     if n is None or d is None:
         raise UsageError("predict: give the target as --target NAME, --target-n and --target-d "
                          "(or --target-flops), or --actual")
+    if not math.isfinite(6.0 * n * d):
+        raise UsageError(f"--target-n {n:g} and --target-d {d:g}: the compute 6ND overflows "
+                         "(not a model anyone can train)")
     return {"name": name or f"N={n:.3g},D={d:.3g}", "N": float(n), "D": float(d),
             "flops": float(flops or train_flops(n, d))}
 
