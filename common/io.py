@@ -22,6 +22,10 @@ from taskladder.common.secrets import mask
 def atomic_write(path: str | Path, write: Callable[[IO], Any], mode: str = "w") -> Path:
     """Call `write(fh)` on a temp file beside `path`, then rename it into place."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: never renamed over
+        with open(path, mode) as fh:
+            write(fh)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -65,6 +69,10 @@ def check_writable(path: str | Path, field: str, folder: bool = False) -> None:
     `folder`) can be written: its nearest existing folder is a folder we can create files in.
     Probed with a temporary file, so root, ACLs and read-only mounts answer truly."""
     p = Path(path)
+    if not folder and p.exists() and not p.is_file() and not p.is_dir():  # /dev/null
+        if not os.access(p, os.W_OK):
+            raise InputError(f"{field} {str(path)!r}: cannot write (permission denied)")
+        return
     if not folder and p.is_dir():
         raise InputError(f"{field} {str(path)!r}: is a folder, expected a file path")
     if folder and p.exists() and not p.is_dir():

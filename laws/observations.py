@@ -83,9 +83,10 @@ class Observations:
     # construction ---------------------------------------------------------------------------
     @classmethod
     def from_records(cls, records: Iterable[Mapping], where: str = "observations") -> Observations:
-        """Validate rows (dicts with the nine columns); `where` names the source in errors."""
+        """Validate rows (dicts with the nine columns); `where` names the source in errors,
+        which count rows from 1."""
         cols: dict[str, list] = {c: [] for c in COLUMNS}
-        for i, rec in enumerate(records):
+        for i, rec in enumerate(records, start=1):
             for c in COLUMNS:
                 if c not in rec:
                     raise InputError(f"{where}: row {i}: missing column {c!r}")
@@ -115,9 +116,14 @@ class Observations:
 
     @classmethod
     def from_columns(
-        cls, columns: Mapping[str, Iterable], where: str = "observations"
+        cls, columns: Mapping[str, Iterable], where: str = "observations", line0: int | None = None
     ) -> Observations:
-        """Vectorised `from_records` for readers that already hold whole columns."""
+        """Vectorised `from_records` for readers that already hold whole columns; errors name
+        `line {i + line0}` when rows come from a file's lines (CSV: line0=2), else row i+1."""
+
+        def at(i) -> str:
+            return f"line {i + line0}" if line0 is not None else f"row {i + 1}"
+
         missing = [c for c in COLUMNS if c not in columns]
         if missing:
             raise InputError(f"{where}: missing column {missing[0]!r}")
@@ -130,19 +136,19 @@ class Observations:
             if cols[c] is None or not np.all(np.isfinite(cols[c])):
                 i = _first_bad(columns[c])
                 raise InputError(
-                    f"{where}: row {i}: {c} is not a finite number: {list(columns[c])[i]!r}"
+                    f"{where}: {at(i)}: {c} is not a finite number: {list(columns[c])[i]!r}"
                 )
         for c in ("N", "D", "flops", "step"):
             bad = np.flatnonzero(cols[c] < 0)
             if bad.size:
                 raise InputError(
-                    f"{where}: row {bad[0]}: {c} must be >= 0, got {cols[c][bad[0]]!r}"
+                    f"{where}: {at(bad[0])}: {c} must be >= 0, got {float(cols[c][bad[0]]):g}"
                 )
         bad = np.flatnonzero((cols["N"] <= 0) | (cols["step"] != np.round(cols["step"])))
         if bad.size:
             i = bad[0]
             col = "N" if cols["N"][i] <= 0 else "step"
-            raise InputError(f"{where}: row {i}: {col} is invalid: {cols[col][i]!r}")
+            raise InputError(f"{where}: {at(i)}: {col} is invalid: {float(cols[col][i]):g}")
         cols["step"] = cols["step"].astype(np.int64)
         return cls(**{c: _frozen(cols[c], cols[c].dtype) for c in COLUMNS})
 

@@ -51,6 +51,7 @@ from taskladder.common.facts import MMLU_WEIGHTS, OLMO_SIZES, SPLITS, mmlu_mean,
 from taskladder.common.meta import META_FILE, RESULTS_KEY, LadderMeta
 
 from .observations import COLUMNS, Observations
+from .table_checks import check_values
 
 FORMATS = ("olmo-csv", "lm-eval", "table")
 
@@ -73,17 +74,27 @@ def read_ladder(
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise FieldError("format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    _check_regular(path)
     if fmt == "olmo-csv":
         obs = _read_olmo_csv(path, sizes_of(sizes), runs)
     else:
         obs = (_read_lm_eval if fmt == "lm-eval" else _read_table)(path)
     if len(obs) == 0:
         raise InputError(f"{path}: no observations found (format {fmt})")
+    if fmt != "table":  # the table reader checks with line numbers
+        check_values(obs, str(path))
     return obs if runs is None else select_runs(obs, runs)
+
+
+def _check_regular(path: Path) -> None:
+    """A device or pipe (/dev/zero) would be read forever: only files and folders are read."""
+    if not path.is_dir() and not path.is_file():
+        raise InputError(f"{path}: not a regular file or folder")
 
 
 def detect_format(path: Path) -> str:
     """Guess the format from file names and the first line of a file."""
+    _check_regular(path)
     if path.is_dir():
         if any(path.rglob("results_*.json")):
             return "lm-eval"
@@ -99,7 +110,7 @@ def detect_format(path: Path) -> str:
             raise InputError(f"{path}: not valid JSON ({exc})") from None
         return "lm-eval" if isinstance(data, dict) and "results" in data else "table"
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's BOM
             header = next(csv.reader(fh), [])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read ({exc})") from None
@@ -191,7 +202,7 @@ def _olmo_metric(fmt: str, kind: str) -> str:
 
 def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's BOM
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read CSV ({exc})") from None
@@ -207,13 +218,14 @@ def _read_csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _number(raw: str, path: Path, line: int, col: str) -> float:
+def _number(raw: str, path: Path, line: int | None, col: str) -> float:
+    at = f"{path}: line {line}" if line else str(path)  # None: a JSON file, no line to name
     try:
         v = float(raw)
     except ValueError:
-        raise InputError(f"{path}: line {line}: column {col!r} is not a number: {raw!r}") from None
+        raise InputError(f"{at}: column {col!r} is not a number: {raw!r}") from None
     if not math.isfinite(v):
-        raise InputError(f"{path}: line {line}: column {col!r} is not finite: {raw!r}")
+        raise InputError(f"{at}: column {col!r} is not finite: {raw!r}")
     return v
 
 
@@ -421,7 +433,7 @@ def _lm_eval_file(path: Path) -> list[dict]:
                 continue
             where = f"results.{name}.{metric},none"
             ok = isinstance(raw, int | float | str)
-            v = _number(raw, path, 0, where) if ok else math.nan
+            v = _number(raw, path, None, where) if ok else math.nan
             if not math.isfinite(v) or v < 0:
                 raise InputError(f"{path}: {where} must be a finite number >= 0, got {raw!r}")
             values[(key, metric if fmt == "rc" else "acc_mc")] = v
@@ -470,7 +482,9 @@ def _read_table(path: Path) -> Observations:
             raise InputError(
                 f"{path}: expected a list of observation records or {{'observations': [...]}}"
             )
-        return Observations.from_records(recs, where=str(path))
+        obs = Observations.from_records(recs, where=str(path))
+        check_values(obs, str(path))
+        return obs
     header, body = _read_csv_rows(path)
     extra = sorted(set(header) - set(COLUMNS))
     missing = [c for c in COLUMNS if c not in header]
@@ -481,7 +495,9 @@ def _read_table(path: Path) -> Observations:
             f"{path}: unexpected column {extra[0]!r} (the table has exactly {','.join(COLUMNS)})"
         )
     cols = {c: [row[j] for row in body] for j, c in enumerate(header)}
-    return Observations.from_columns(cols, where=str(path))
+    obs = Observations.from_columns(cols, where=str(path), line0=2)
+    check_values(obs, str(path), line0=2)
+    return obs
 
 
 def final_values(obs: Observations, task: str, metric: str, window: int = 5) -> dict[str, float]:

@@ -140,7 +140,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(ladder_csv, tmp_path,
         )
         + "\n"
     )
-    _bad(tmp_path, capsys, ["fit", "--ladder", str(nan), "--tasks", "arc_easy"], "row 0: value")
+    _bad(tmp_path, capsys, ["fit", "--ladder", str(nan), "--tasks", "arc_easy"], "line 2: value")
     rc = main(
         [*lad, "--tasks", "arc_easy", *TARGET, "--json", str(tmp_path / "no" / "dir" / "x.json")]
     )

@@ -237,8 +237,8 @@ def test_table_csv_and_json(tmp_path):
     [
         ("run,size,N,D,step,flops,task,metric\nr,s,1,1,1,1,piqa,bpb\n", "missing column 'value'"),
         ("run,size,N,D,step,flops,task,metric,value,x\n", "unexpected column 'x'"),
-        ("run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa,bpb,nan\n", "row 0: value"),
-        ("run,size,N,D,step,flops,task,metric,value\nr,s,-1,1,1,1,piqa,bpb,1\n", "row 0: N"),
+        ("run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa,bpb,nan\n", "line 2: value"),
+        ("run,size,N,D,step,flops,task,metric,value\nr,s,-1,1,1,1,piqa,bpb,1\n", "line 2: N"),
         (
             "run,size,N,D,step,flops,task,metric,value\nr,s,1,1,1,1,piqa\n",
             "line 2: expected 9 fields",
@@ -299,15 +299,19 @@ records = st.fixed_dictionaries(
         "flops": st.floats(0, 1e25, allow_nan=False),
         "task": st.sampled_from(["piqa", "mmlu", "lm"]),
         "metric": st.sampled_from(["bpb", "acc_norm", "ce_val"]),
-        "value": st.floats(-10, 10, allow_nan=False),
+        "value": st.floats(0, 1, allow_nan=False),  # a loss >= 0, an accuracy in [0, 1]
     }
 )
+
+
+def _key(rec: dict) -> tuple:  # a table holds one value per (run, step, task, metric)
+    return rec["run"], rec["step"], rec["task"], rec["metric"]
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(records, min_size=1, max_size=12))
+@given(st.lists(records, min_size=1, max_size=12, unique_by=_key))
 def test_table_round_trip_property(tmp_path, recs):
     Observations.from_records(recs).to_csv(tmp_path / "p.csv")
     back = read_ladder(tmp_path / "p.csv")

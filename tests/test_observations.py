@@ -87,7 +87,7 @@ def test_a_subset_hashes_like_the_same_rows_read_fresh():
     ],
 )
 def test_bad_rows_name_the_field(bad, field):
-    with pytest.raises(InputError, match=f"row 0: {field}"):
+    with pytest.raises(InputError, match=f"row 1: {field}"):
         Observations.from_records([_row(**bad)], where="f.csv")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import InputError, raise_interrupted
 from taskladder.common.io import write_json
 from taskladder.training.callbacks import (
     BatchLogCallback,
@@ -207,6 +207,10 @@ def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
     barrier()
     with cpu_threads(spec):
         trainer = build_trainer(plan, size, spec, data, run_dir, progress)
+        # olmo-core's fit() installs SIGINT/SIGTERM handlers that only mark the run canceled,
+        # checked every `cancel_check_interval` steps: Ctrl-C went unheard. Its handler is
+        # looked up on the instance, so ours stops now (checkpoints saved so far are kept).
+        trainer._handle_os_signal = raise_interrupted
         with _quiet_console():
             trainer.fit()
 
