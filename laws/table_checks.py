@@ -40,8 +40,9 @@ def check_values(obs: Observations, where: str, line0: int | None = None) -> Non
         j = seen.setdefault((run, step, task, metric), i)
         if j != i:
             if values[j] != value:
+                earlier = f"line {j + line0}" if line0 is not None else "an earlier row"
                 raise InputError(f"{where}: {at(i)}: a second value {value:g} for the same "
-                                 f"run, step, task and metric ({values[j]:g} at {at(j)})")
+                                 f"run, step, task and metric ({values[j]:g} at {earlier})")
             duplicates += 1
             first_duplicate = first_duplicate if first_duplicate is not None else i
     if duplicates:

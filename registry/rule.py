@@ -17,6 +17,7 @@ from taskladder.common.errors import InputError
 METRICS = ("acc", "loss")
 DEFAULTS = {"acc": (5.0, 2.0), "loss": (5.0, 2.0)}  # (tolerance, max shift): points or percent
 UNITS = {"acc": "points", "loss": "%"}
+MAX_AMOUNT = 100.0  # points of accuracy, or percent of the loss: more would pass anything
 DEFAULT = "default"  # max_shift: the metric's default (None turns the check off)
 
 
@@ -82,7 +83,8 @@ def _amount(value, metric: str, prefix: str, name: str, interval: bool = False) 
         number = float(text.removesuffix("%"))
     except ValueError:
         number = math.nan
-    if not (math.isfinite(number) and number > 0):
+    if not (math.isfinite(number) and 0 < number <= MAX_AMOUNT):
         unit = "percent" if relative else "points"
-        raise InputError(f"{where}: expected {unit} > 0" + (" or 'interval'" if interval else ""))
+        raise InputError(f"{where}: expected {unit} in (0, {MAX_AMOUNT:g}]"
+                         + (" or 'interval'" if interval else ""))
     return number

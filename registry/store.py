@@ -381,6 +381,22 @@ def _relocate(path: Path) -> None:
         con.close()
 
 
+def check_uri(uri: str | None, field: str = "--tracking-uri") -> None:
+    """What `open_store` would refuse, found without creating anything (a run's preflight and
+    its dry run): an SQLite file we can write (or create) and read, or a reachable server."""
+    from taskladder.common.io import check_writable
+
+    uri = resolve_uri(uri)
+    path = sqlite_path(uri)
+    if path is None:
+        check_remote(uri)
+        return
+    check_writable(path, field)
+    if path.is_file():
+        with _folder_lock(path.parent, shared=True):
+            _check_sqlite_file(path)
+
+
 # MLflow's stores by URI scheme (before any `+driver`), and the ports a server listens on.
 _SCHEMES = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "mssql": 1433,
             "file": None, "databricks": None}

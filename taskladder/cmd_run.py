@@ -58,10 +58,10 @@ def _run(args: argparse.Namespace) -> int:
         if name not in applying:
             raise UsageError(f"--force: unknown stage {name!r} (stages of spec {spec.name}: "
                              f"{', '.join(applying)})")
-    stages.preflight(spec, dry_run=args.dry_run)
+    notes = stages.preflight(spec, dry_run=args.dry_run)
     out = flags.table_stream(args.json)
     if args.dry_run:
-        plan = stages.plan_lines(spec)
+        plan = stages.plan_lines(spec) + [f"note: {n}" for n in notes]
         print("\n".join(plan), file=out)
         flags.write_json_result(args.json, {"spec": spec.name, "plan": plan})
         return 0

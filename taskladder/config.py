@@ -146,7 +146,7 @@ class TargetSection(_Model):
     target's real evaluation (a CSV or lm-eval results) when it was trained elsewhere.
     """
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # a registry key
     N: float | None = Field(default=None, gt=0)
     D: float | None = Field(default=None, gt=0)
     spec: str | dict[str, Any] | None = Field(

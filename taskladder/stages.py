@@ -301,26 +301,44 @@ STAGES = [
 
 
 # before any work: validate, then plan ----------------------------------------------------------
-def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
-    """Everything that can be checked before compute: training specs build, the target lies
-    beyond the ladder, paths exist, and (unless only planning) the extras the spec needs are
-    installed and the corpus and tokenizer that training will read are there."""
-    from taskladder.common.errors import require_extra
+def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
+    """Everything a run needs, checked before its first step: the output folder and the
+    tracking store writable and reachable, training specs build, the target lies beyond the
+    ladder, paths exist, the corpus and tokenizer are there, the extras and backends are
+    installed. `--dry-run` runs the same checks; what only this machine lacks (an extra, a
+    backend, Slurm) comes back as notes there, since a plan is often made on another machine."""
+    from importlib.util import find_spec
 
-    if not dry_run and spec.ladder.trained:
-        require_extra("train", "training a ladder", "olmo_core")
-    if not dry_run and spec.evaluate is not None and (spec.ladder.trained or spec.target.train):
+    from taskladder.common.errors import InputError, require_extra
+    from taskladder.common.io import check_writable
+    from taskladder.registry.store import check_uri
+
+    check_writable(spec.out_dir(), "output_dir", folder=True)
+    check_uri(spec.tracking(), "tracking_uri")
+    notes: list[str] = []
+
+    def machine(check, *args) -> None:
+        try:
+            check(*args)
+        except InputError as exc:
+            if not dry_run:
+                raise
+            notes.append(f"this machine cannot run it yet: {exc}")
+
+    if spec.ladder.trained:
+        machine(require_extra, "train", "training a ladder", "olmo_core")
+    if spec.evaluate is not None and (spec.ladder.trained or spec.target.train):
         from taskladder.harness_ext.preflight import check_backend
 
-        check_backend(fast_backend(spec.evaluate.backend))
+        machine(lambda: check_backend(fast_backend(spec.evaluate.backend)))
         if spec.evaluate.launcher == "slurm":
             from taskladder.common.slurm import check_slurm
 
-            check_slurm("evaluate.launcher")
+            machine(check_slurm, "evaluate.launcher")
     if spec.ladder.trained:
         lspec = ladder_training(spec)
         _check_beyond_ladder(spec, lspec)
-        if not dry_run:
+        if find_spec("tokenizers") is not None or not dry_run:
             from taskladder.training.ladder import check_ready
 
             check_ready(lspec)
@@ -332,6 +350,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> None:
         target_training(spec)
     if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
         raise UsageError(f"target.actual: {spec.resolve_path(spec.target.actual)} does not exist")
+    return notes
 
 
 def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:

@@ -157,7 +157,7 @@ def test_new_flags_bad_values_exit_2(ladder_csv, tmp_path, capsys):
     _bad(tmp_path, capsys, [*lad, "--chance", "arc_easy"], "--chance: 'arc_easy' is not NAME=VALUE")
     _bad(tmp_path, capsys, [*lad, "--sizes", "1B=x"], "--sizes: 1B='x' is not a number")
     _bad(tmp_path, capsys, [*lad, "--level", "1.5"], "--level: must be in (0, 1)")
-    _bad(tmp_path, capsys, [*lad, "--bootstrap", "-1"], "--bootstrap: must be >= 0, got -1")
+    _bad(tmp_path, capsys, [*lad, "--bootstrap", "-1"], "--bootstrap: must be in [0, 1")
     _bad(tmp_path, capsys, [*lad, "--step1-form", "nd", "--tasks", "lm"], "--tasks: 'lm' is not")
 
 

@@ -28,6 +28,8 @@ GPU_MFU_ESTIMATE = 0.40
 CPU_FLOPS_ESTIMATE = 10e9  # 2 cores, fp32, micro models incl. per-step overhead (measured)
 
 
+MAX_MULTIPLIER = 1000.0  # Chinchilla multiples; the paper's ladder goes to 10xC
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -167,7 +169,7 @@ class LadderSpec(_Spec):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     sizes: list[ModelSize] = Field(min_length=1)
     multipliers: list[float] = Field(min_length=1, description="Chinchilla multiples (1xC = 20N)")
-    tokens_per_param: float = Field(default=CHINCHILLA_TOKENS_PER_PARAM, gt=0)
+    tokens_per_param: float = Field(default=CHINCHILLA_TOKENS_PER_PARAM, gt=0, le=1e4)
     sequence_length: int = Field(gt=0)
     tokenizer: TokenizerSpec = TokenizerSpec()
     corpus: CorpusSpec = CorpusSpec()
@@ -198,9 +200,9 @@ class LadderSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> LadderSpec:
-        bad = [m for m in self.multipliers if m <= 0]
+        bad = [m for m in self.multipliers if not 0 < m <= MAX_MULTIPLIER]
         if bad:
-            raise ValueError(f"multipliers must be > 0, got {bad[0]}")
+            raise ValueError(f"multipliers must be in (0, {MAX_MULTIPLIER:g}], got {bad[0]:g}")
         names = [s.name for s in self.sizes]
         if len(set(names)) != len(names):
             raise ValueError(f"sizes: a name is listed twice: {names}")
