@@ -306,7 +306,8 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
     tracking store writable and reachable, training specs build, the target lies beyond the
     ladder, paths exist, the corpus and tokenizer are there, the extras and backends are
     installed. `--dry-run` runs the same checks; what only this machine lacks (an extra, a
-    backend, Slurm) comes back as notes there, since a plan is often made on another machine."""
+    backend, Slurm, the corpus files) comes back as notes there: a plan is often made on
+    another machine than the one that trains."""
     from importlib.util import find_spec
 
     from taskladder.common.errors import InputError, require_extra
@@ -341,7 +342,7 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
         if find_spec("tokenizers") is not None or not dry_run:
             from taskladder.training.ladder import check_ready
 
-            check_ready(lspec)
+            machine(check_ready, lspec)  # the corpus and tokenizer: files on this machine
     else:
         path = spec.resolve_path(spec.ladder.import_)
         if not path.exists():

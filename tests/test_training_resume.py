@@ -27,3 +27,23 @@ def test_run_folder_refuses_a_changed_plan(tmp_path):
     check_plan(tmp_path / "r", dataclasses.replace(plan, est_seconds=1.0))  # estimate only
     with pytest.raises(InputError, match=r"other settings \(lr, steps\)"):
         check_plan(tmp_path / "r", dataclasses.replace(plan, steps=plan.steps + 1, lr=1.0))
+
+
+def test_olmo_cores_thread_count_does_not_leak_into_children():
+    """olmo-core sets OMP_NUM_THREADS=8 on any machine; evaluation workers and Slurm jobs
+    started afterwards would oversubscribe a 2-core one (and `nproc` would report 8)."""
+    import os
+    import subprocess
+    import sys
+
+    from training_support import DIST_VARS
+
+    code = ("import os; from taskladder.training.run import ensure_environment; "
+            "from taskladder.training.spec import LadderSpec; "
+            "ensure_environment(LadderSpec.cpu_micro()); "
+            "print('OMP', os.environ.get('OMP_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS | {"OMP_NUM_THREADS"}}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "OMP None" in out.stdout.splitlines(), out.stdout

@@ -1,7 +1,8 @@
 """The Slurm launcher (submitit) on a real single-node Slurm, and its bad-input checks.
 
-The e2e test needs slurmctld + slurmd on this host: tests/slurm/start.sh installs and starts
-them (root and apt needed); without them it skips, unless TASKLADDER_REQUIRE_SLURM=1 (CI).
+The e2e test needs slurmctld + slurmd on this host: tests/slurm/start.sh starts them where they
+are installed (root needed) and installs them with apt only when TASKLADDER_INSTALL_SLURM=1
+(CI); otherwise it skips with the reason, unless TASKLADDER_REQUIRE_SLURM=1.
 """
 
 from __future__ import annotations

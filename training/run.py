@@ -47,8 +47,11 @@ def ensure_environment(spec: LadderSpec) -> None:
     if _ENV_READY:
         return
     backend = "gloo" if spec.device == "cpu" else "cpu:gloo,cuda:nccl"
+    omp = os.environ.get("OMP_NUM_THREADS")
     with contextlib.redirect_stdout(io.StringIO()):  # "Setting env var ..." lines
         prepare_training_environment(seed=spec.seed, backend=backend)
+    if omp is None:  # olmo-core sets 8 whatever the machine: children would oversubscribe it
+        os.environ.pop("OMP_NUM_THREADS", None)
     for name in ("olmo_core", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # olmo-core runs gc.collect() when loading state and shutting down; with torch,

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # A single-node Slurm on localhost (Debian slurm-wlm + munge) for the scheduler tests.
-# Idempotent: installs the packages when missing (root, apt), writes a munge key and a minimal
+# Idempotent: installs the packages when missing only when asked (TASKLADDER_INSTALL_SLURM=1,
+# as .ci/run does; else exit 3 with the reason), writes a munge key and a minimal
 # slurm.conf once, starts munged, slurmctld and slurmd unless they run, and waits until the
 # node is idle. Prints the daemons it started (one name a line) so a caller can stop only those.
 # Stop them with tests/slurm/stop.sh.
 set -euo pipefail
 
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    if [ "${TASKLADDER_INSTALL_SLURM:-}" != 1 ]; then
+        echo "slurm: slurmctld/munged not installed (TASKLADDER_INSTALL_SLURM=1 installs them)" >&2
+        exit 3
+    fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null && apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 
 host=$(hostname -s)
-cpus=$(nproc)
+# The CPUs slurmd itself finds (else nproc without OMP_NUM_THREADS, which nproc honours: a
+# process that imported olmo-core has it at 8 and the node would stay invalid, "Low CPUs").
+cpus=$(slurmd -C 2>/dev/null | sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' | head -n 1)
+cpus=${cpus:-$(env -u OMP_NUM_THREADS nproc)}
 mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
 
 if [ ! -s /etc/munge/munge.key ]; then
