@@ -115,6 +115,9 @@ def _check_sqlite_file(path: Path) -> bool:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or not os.access(path.parent, os.W_OK):
+            raise InputError(f"tracking store {path}: read-only (SQLite needs to write the file "
+                             "and its folder, even to read a WAL store)") from None
         raise InputError(f"tracking store {path}: unreadable SQLite database ({exc})") from None
     if ok != "ok":
         raise InputError(f"tracking store {path}: integrity check failed ({ok})")

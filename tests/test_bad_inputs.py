@@ -380,3 +380,17 @@ def test_a_signal_stops_training_within_seconds_and_keeps_the_checkpoint(tmp_pat
     assert "Traceback" not in err and "run the same command again to resume" in err
     assert list(run_dir.glob("step*/.metadata.json")), "the last checkpoint was not kept"
     assert not (run_dir / "result.json").exists()
+
+
+def test_a_password_in_the_tracking_uri_never_prints(tmp_path, capsys):
+    """A reachable server (a listening socket): the dry run gets as far as printing its plan."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        uri = f"http://alice:S3CRETPW@127.0.0.1:{server.getsockname()[1]}/"
+        rc = main(["run", "--dry-run", "--output", str(tmp_path / "o"), "--tracking-uri", uri])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "alice:***@127.0.0.1" in out and "S3CRETPW" not in out + err

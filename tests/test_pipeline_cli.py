@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from taskladder.cli import main
@@ -71,13 +73,17 @@ def test_command_line_overrides_reach_the_plan(tmp_path, capsys):
     ladder = tmp_path / "my-ladder"
     ladder.mkdir()
     (ladder / "peteish7_eval_anneal.csv").write_text("x\n")
-    code = main(["run", "paper-import", "--dry-run", "--method", "default",
-                 "--ladder", str(ladder), "--tracking-uri", "http://localhost:5000"])
+    with socket.socket() as server:  # the dry run checks that the tracking server answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+        code = main(["run", "paper-import", "--dry-run", "--method", "default",
+                     "--ladder", str(ladder), "--tracking-uri", uri])
     out = capsys.readouterr().out
     assert code == 0
     assert "fit       default method" in out
     assert f"import {ladder} " in out and f"{ladder / 'peteish7_eval_anneal.csv'}" in out
-    assert "tracking  http://localhost:5000" in out
+    assert f"tracking  {uri}" in out
 
 
 def test_a_missing_corpus_fails_before_any_work(tmp_path, capsys):
