@@ -216,8 +216,8 @@ def test_loss_mode_without_a_measured_loss_is_missing(store, tmp_path):
     (["--tolerance", "5%"], "--tolerance '5%': a relative tolerance is for the loss metric"),
     (["--metric", "loss", "--tolerance", "5"], "--tolerance '5': the loss metric takes a "
                                                "relative amount (e.g. 5%)"),
-    (["--metric", "loss", "--tolerance", "0%"], "--tolerance '0%': expected percent > 0"),
-    (["--tolerance", "five"], "--tolerance 'five': expected points > 0 or 'interval'"),
+    (["--metric", "loss", "--tolerance", "0%"], "--tolerance '0%': expected percent in (0, 100]"),
+    (["--tolerance", "five"], "--tolerance 'five': expected points in (0, 100] or 'interval'"),
     (["--metric", "loss", "--max-shift", "2"], "--max-shift '2': the loss metric takes a "
                                                "relative amount"),
 ])
