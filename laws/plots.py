@@ -4,8 +4,10 @@
   fitted curve, the target's curve and predicted feature (star), its actual (cross) if known.
 - step2.png: per task, accuracy vs the feature (smoothed checkpoints), the fitted sigmoid with
   its bootstrap band, and the target's prediction (star; actual as a cross when known).
-- chained.png: predicted accuracy with interval vs actual, per task, coloured by status.
-- variance.png: checkpoint-to-checkpoint SD of the feature and accuracy (largest, longest run).
+- chained.png: per task the predicted accuracy (with chance) and the predicted loss the gate
+  can judge, with intervals, coloured by their statuses; the measured values when known.
+- variance.png: evaluation noise of the feature and accuracy: their SD around the linear trend
+  over the last checkpoints of the largest, longest run (the title names how many).
 Every per-task title carries the task's status for the target (ok, caution, unpredictable).
 """
 
@@ -46,13 +48,22 @@ def _grid(plt, n: int):
 
 
 def _log_x(ax) -> None:
-    """A log axis with a few major labels and no minor ones, so labels never overlap."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    """A log axis labelled at 1, 2 and 5 x 10^k (at most 6 labels, so they never overlap):
+    more than one label even where the data span less than a decade."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=5))
+    low, high = ax.get_xlim()
+    subs = (1.0,) if high / low > 1e3 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=6))
+    ax.xaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.tick_params(axis="both", labelsize=7)
+
+
+def _size_names(obs: Observations) -> dict[float, str]:
+    """{N: the ladder's size name} for legends ("190M" rather than N=1.9e+08)."""
+    return {float(n): str(size) for size, n in zip(obs.size, obs.N, strict=True)}
 
 
 def _title(ax, task: str, what: str, report: dict | None, key: str = "status") -> None:
@@ -80,6 +91,8 @@ def _panels(fits: dict[str, ChainedFit], path: Path, draw) -> Path:
 def plot_step1(
     fits: dict[str, ChainedFit], obs: Observations, target: dict | None, path: Path, report=None
 ) -> Path:
+    names = _size_names(obs)
+
     def draw(ax, task: str, fit: ChainedFit) -> None:
         d1, _ = step_inputs(TaskRows.of_fit(obs, fit), fit.settings)
         params = np.array(fit.step1.params)
@@ -88,7 +101,8 @@ def plot_step1(
             grid = np.geomspace(d1.D[m].min() / 1.3, d1.D[m].max() * 1.3, 60)
             curve = step1_eval(fit.step1.form, params, np.full_like(grid, n), grid)
             line = ax.plot(grid, curve, lw=1)[0]
-            ax.scatter(d1.D[m], d1.y[m], s=14, color=line.get_color(), label=f"N={n:.3g}")
+            name = names.get(float(n), f"N={n:.3g}")
+            ax.scatter(d1.D[m], d1.y[m], s=14, color=line.get_color(), label=name)
         if target:
             p = fit.predict(target["N"], target["D"])
             grid = np.geomspace(d1.D.min(), target["D"] * 1.3, 60)
@@ -173,67 +187,72 @@ def plot_step2(
     return _panels(fits, path, draw)
 
 
-def plot_chained(report: dict, path: Path) -> Path:
+def plot_chained(report: dict, path: Path, chance: dict[str, float] | None = None) -> Path:
+    """Per task, the predicted accuracy (left) and the predicted loss the gate may judge
+    (right, the law's feature) with their intervals, coloured by their statuses; the measured
+    values as crosses and each task's chance accuracy as a grey bar."""
     plt = _pyplot()
     tasks = list(report["tasks"])
-    fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2.5, 4))
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(2 * (1.0 * len(tasks) + 2.5), 4))
     x = np.arange(len(tasks))
-    pred = np.array([report["tasks"][t]["predicted"]["acc"] for t in tasks]) * 100
-    low = np.array([report["tasks"][t]["predicted"]["low"] for t in tasks]) * 100
-    high = np.array([report["tasks"][t]["predicted"]["high"] for t in tasks]) * 100
-    status = [report["tasks"][t]["status"] for t in tasks]
-    for st, color in STATUS_COLORS.items():
-        i = [j for j, s in enumerate(status) if s == st]
-        if i:
-            ax.errorbar(
-                x[i],
-                pred[i],
-                yerr=[pred[i] - low[i], high[i] - pred[i]],
-                fmt="o",
-                capsize=3,
-                color=color,
-                label=f"predicted ({st})",
-            )
-    act = [report["tasks"][t].get("actual") for t in tasks]
-    if any(act):
-        ax.plot(
-            [i for i, a in enumerate(act) if a],
-            [a["acc"] * 100 for a in act if a],
-            "X",
-            color="tab:purple",
-            ms=8,
-            label="actual",
-        )
-    ax.set_xticks(
-        x,
-        [f"{LABELS.get(t, t)}\n[{s}]" for t, s in zip(tasks, status, strict=True)],
-        rotation=30,
-        ha="right",
-        fontsize=7,
-    )
-    ax.set_ylabel("accuracy (points)")
-    ax.set_title(f"chained prediction, {report['target']['name']} ({report['method']})")
-    ax.legend(fontsize=7)
+    entries = [report["tasks"][t] for t in tasks]
+    for ax, (key, low_key, high_key), status_key, scale in (
+        (acc_ax, ("acc", "low", "high"), "status", 100.0),
+        (loss_ax, ("loss", "loss_low", "loss_high"), "loss_status", 1.0),
+    ):
+        value = np.array([e["predicted"].get(key, np.nan) for e in entries], float) * scale
+        low = np.array([e["predicted"].get(low_key, np.nan) for e in entries], float) * scale
+        high = np.array([e["predicted"].get(high_key, np.nan) for e in entries], float) * scale
+        status = [e.get(status_key) or e["status"] for e in entries]
+        for st, color in STATUS_COLORS.items():
+            i = [j for j, s in enumerate(status) if s == st]
+            if i:
+                ax.errorbar(x[i], value[i], yerr=[value[i] - low[i], high[i] - value[i]],
+                            fmt="o", capsize=3, color=color, label=f"predicted ({st})")
+        act = [(j, e["actual"][key]) for j, e in enumerate(entries)
+               if e.get("actual") and e["actual"].get(key) is not None]
+        if act:
+            ax.plot([j for j, _ in act], [v * scale for _, v in act], "X", color="tab:purple",
+                    ms=8, label="measured")
+        ax.set_xticks(x, [f"{LABELS.get(t, t)}\n[{s}]" for t, s in zip(tasks, status,
+                                                                        strict=True)],
+                      rotation=30, ha="right", fontsize=7)
+        ax.set_xlabel("task [status]", fontsize=8)
+    if chance:
+        acc_ax.plot(x, [100 * chance.get(t, np.nan) for t in tasks], "_", ms=18, mew=2,
+                    color="grey", label="chance")
+    feature = {f"{e['feature']['task']}/{e['feature']['metric']}" for e in entries
+               if e.get("feature")}
+    acc_ax.set_ylabel("accuracy (points)", fontsize=8)
+    loss_ax.set_ylabel("predicted loss: " + (", ".join(sorted(feature)) if len(feature) < 3
+                                             else "each task's feature"), fontsize=8)
+    name = f"{report['target']['name']} ({report['method']})"
+    acc_ax.set_title(f"chained prediction of accuracy, {name}", fontsize=9)
+    loss_ax.set_title(f"step 1: the task loss the gate can judge, {name}", fontsize=9)
+    for ax in (acc_ax, loss_ax):
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
 def plot_variance(table: dict[str, dict], path: Path) -> Path:
+    """Evaluation noise per task: the SD of the last checkpoints around their linear trend
+    (the plain SD would count the training still improving), feature relative to its mean."""
     plt = _pyplot()
     tasks = list(table)
+    first = table[tasks[0]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, label in (
-        (axes[0], "loss_cv", "feature SD/mean"),
-        (axes[1], "acc_sd", "accuracy SD"),
+        (axes[0], "loss", "feature noise (SD around trend / mean)"),
+        (axes[1], "acc", "accuracy noise (SD around trend, points)"),
     ):
-        ax.bar(range(len(tasks)), [table[t][key] for t in tasks])
-        ax.set_xticks(
-            range(len(tasks)),
-            [LABELS.get(t, t) for t in tasks],
-            rotation=30,
-            ha="right",
-            fontsize=8,
-        )
-        ax.set_title(f"{label} (last 10 checkpoints of {table[tasks[0]]['run']})", fontsize=9)
+        values = [table[t]["loss_noise_cv"] if key == "loss" else 100 * table[t]["acc_noise"]
+                  for t in tasks]
+        ax.bar(range(len(tasks)), values)
+        ax.set_xticks(range(len(tasks)), [LABELS.get(t, t) for t in tasks], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_title(f"{label.split(' (')[0]}, last {first['checkpoints']} checkpoints of "
+                     f"{first['run']}", fontsize=9)
     return _save(fig, path)
 
 
@@ -254,7 +273,8 @@ def write_plots(
         plot_step2(fits, obs, target, out / "step2.png", report),
     ]
     if report:
-        paths.append(plot_chained(report, out / "chained.png"))
+        paths.append(plot_chained(report, out / "chained.png",
+                                  {t: f.chance for t, f in fits.items()}))
     # the paper's analysis is of task bpb; a ladder without it shows each fit's feature
     features = {
         t: (f.x_task, f.x_metric)

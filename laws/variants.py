@@ -122,9 +122,25 @@ def variance_table(
                 raise InputError(f"variance analysis: run {run!r} has no {t} {metric}")
             sd = float(one.finals(t, metric, last, stat=np.std).y[0])
             row[f"{key}_sd"] = sd
-            row[f"{key}_cv"] = sd / float(one.finals(t, metric, last).y[0])
+            mean = float(one.finals(t, metric, last).y[0])
+            row[f"{key}_cv"] = sd / mean
+            row[f"{key}_noise"] = _detrended_sd(one, t, metric, last)
+            row[f"{key}_noise_cv"] = row[f"{key}_noise"] / mean
+            row["checkpoints"] = min(last, one.checkpoints_per_run(t, metric)[run])
         out[task] = row
     return out
+
+
+def _detrended_sd(one: Observations, task: str, metric: str, last: int) -> float:
+    """SD of the last checkpoints around their linear trend in D: evaluation noise, not the
+    training still improving over those checkpoints (the plain SD counts both)."""
+    (idx, values), = one.series(task, metric).values()
+    y = np.asarray(values[-last:], float)
+    if len(y) < 3:
+        return float(np.std(y))
+    d = np.asarray(one.D[idx][-last:], float)
+    residual = y - np.polyval(np.polyfit(d, y, 1), d)
+    return float(np.sqrt(np.sum(residual**2) / (len(y) - 2)))
 
 
 def compute_vs_error(

@@ -229,6 +229,17 @@ def test_variance_table_is_the_sd_of_the_last_checkpoints():
     assert row["loss_cv"] == pytest.approx(np.std(last) / np.mean(last))
 
 
+def test_variance_noise_is_the_spread_around_the_trend_not_the_trend():
+    clean = variance_table(synthetic_ladder(noise=0.0, seed=1), ["arc_easy"], last=10)
+    row = clean["arc_easy"]  # training still improves over the last checkpoints: no noise
+    assert row["loss_sd"] > 0 and row["loss_noise"] < 0.2 * row["loss_sd"]
+    noisy = variance_table(synthetic_ladder(noise=0.005, seed=1), ["arc_easy"], last=10)
+    assert noisy["arc_easy"]["loss_noise"] > 3 * row["loss_noise"]
+    assert row["checkpoints"] == 10
+    assert variance_table(synthetic_ladder(noise=0.0, seed=1), ["arc_easy"],
+                          last=10_000)["arc_easy"]["checkpoints"] < 10_000  # what was used
+
+
 def test_compute_vs_error_shrinks_the_ladder():
     obs = synthetic_ladder(
         sizes={"20M": 2e7, "40M": 4e7, "80M": 8e7}, multipliers=(1, 2, 5), checkpoints=8
