@@ -251,6 +251,8 @@ class ChainedFit:
             float(p["acc"]),
             float(p["distance"]),
             acc_wrong,
+            float(p["acc_high"] - p["acc_low"]) / 2 if self.method != "paper" else None,
+            float(self.extrapolation(np.array([N]), np.array([D]))[0]),
         )
         return {"loss": loss, "acc": acc}
 

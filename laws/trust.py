@@ -15,7 +15,12 @@ Status of a task's accuracy prediction at a target:
   prediction lies above the ladder's best by more than both `ACC_MARGIN` and `RISE_FACTOR`
   (3) x that rise (a sigmoid extrapolated from its tail), or the fit is degenerate. The
   number is still reported.
-- ``caution``: the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
+- ``caution``: with a calibrated interval (every method but `paper`), when its half-width
+  exceeds `TRUST_HALFWIDTH` (5 points): the interval grows with the extrapolation and the
+  backtests, so it says how far the ladder can back the number; or when the target lies more
+  than `MAX_EXTRAPOLATION` (3) doublings of N and tokens per parameter beyond the ladder,
+  further than backtests reach. `paper` (no calibrated
+  interval): the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
   points) above the ladder's best final accuracy, or the target's predicted feature below the
   ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
   A ladder of fewer than 5 runs (3-4 sizes) is fitted by the compute form, with caution.
@@ -54,6 +59,14 @@ ACC_MARGIN = 0.10
 RISE_FACTOR = 3.0
 FEATURE_MARGIN = 0.5
 SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
+# A calibrated prediction is trusted when its 90% interval is at most this wide either side:
+# then a miss beyond it needs the actual outside the interval. On held-out splits of the
+# paper ladder (2 sizes -> 760M/1B, 1-2xC -> 5xC/10xC, final-only too: 256 predictions) it
+# trusts 63% with 1 miss > 5 points; the distance rules trusted 85% with 4.
+TRUST_HALFWIDTH = 0.05
+# ... as far as backtests can vouch for it: they hold out up to ~1-2 doublings (of N, or of
+# tokens per parameter); a target more than this many beyond the ladder is caution.
+MAX_EXTRAPOLATION = 3.0
 # Step-1 terms: a fitted exponent above this is no physical law (the paper ladder's fits:
 # 0.1-0.8); a doubling of N or D that gains less than this share of the loss has no term
 # left (0.3-6% on the paper ladder's fits, 0.1% on Winogrande, a noise task).
@@ -124,10 +137,19 @@ def diagnostics(obs: Observations, fit, notes: list[str]) -> dict:
 
 
 def assess(
-    diag: dict, degenerate: bool, acc: float, distance: float, wrong: list[str] | tuple = ()
+    diag: dict,
+    degenerate: bool,
+    acc: float,
+    distance: float,
+    wrong: list[str] | tuple = (),
+    halfwidth: float | None = None,
+    extrapolated: float = 0.0,
 ) -> tuple[str, list[str]]:
     """(status, reasons) of an accuracy prediction; see the module docstring for the rules.
-    `wrong`: what the target-dependent checks found (its loss's reasons included)."""
+    `wrong`: what the target-dependent checks found (its loss's reasons included);
+    `halfwidth`: the calibrated interval's, where there is one (it replaces the distance
+    rules: the backtests measured how far the ladder's predictions can be trusted) as long
+    as the target lies within `MAX_EXTRAPOLATION` doublings (`extrapolated`) of the ladder."""
     if not diag:
         return "ok", []
     unpredictable, caution = list(wrong), []
@@ -150,10 +172,21 @@ def assess(
         )
     if degenerate:
         unpredictable.append("degenerate fit")
-    if acc - best > ACC_MARGIN:
+    if halfwidth is not None:
+        if extrapolated > MAX_EXTRAPOLATION:
+            caution.append(
+                f"{extrapolated:.1f} doublings of N and tokens per parameter beyond the "
+                f"ladder: its backtests calibrate up to about {MAX_EXTRAPOLATION:.0f}"
+            )
+        if halfwidth > TRUST_HALFWIDTH:
+            caution.append(
+                f"90% interval +-{halfwidth * 100:.1f} points: wider than "
+                f"+-{TRUST_HALFWIDTH * 100:.0f}"
+            )
+    elif acc - best > ACC_MARGIN:
         caution.append(f"predicted {(acc - best) * 100:.0f} points above the ladder's best")
     caution += _small_ladder(diag)
-    if distance > FEATURE_MARGIN:
+    if halfwidth is None and distance > FEATURE_MARGIN:
         caution.append(f"feature {distance:.0%} of the ladder's span beyond its range")
     if unpredictable:
         return "unpredictable", unpredictable + caution
