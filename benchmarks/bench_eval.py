@@ -5,6 +5,7 @@
         [--backends hf,ladder-hf,ladder-hf:bfloat16] [--device cpu|cuda] [--dtype float32]
     .venv-vllm/bin/python benchmarks/bench_eval.py --backends hf,ladder-hf,vllm,ladder-vllm
     .venv/bin/python benchmarks/bench_eval.py --many 27 --limit 24   # evaluate_many vs per model
+    .venv/bin/python benchmarks/bench_eval.py --many 8 --devices 2   # 1 worker vs 2 (GPUs/CPUs)
 
 Builds a freshly initialised Olmo2 (weights do not change the cost; `--model DIR` scores a
 given one), lets lm-eval build each task's requests once, then times `loglikelihood` of each
@@ -13,7 +14,9 @@ backend against the first one: the largest log-likelihood difference, identical 
 and identical answers (the argmax option of every question, raw and per character, so the
 accuracies are identical). `--many N` instead times the evaluation stage of a ladder: N
 checkpoints x the tasks, one `evaluate` (lm-eval's simple_evaluate path) per checkpoint
-against one `evaluate_many` call.
+against one `evaluate_many` call; with `--devices K`, the same checkpoints scored by one worker
+and by K (one process per GPU, or per share of the CPU cores), requests/s of each, results
+checked identical.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -67,28 +71,34 @@ def bench_backends(args, model_dir: Path) -> None:
     tasks = task_manager().load(args.tasks.split(","))["tasks"]
     for task in tasks.values():
         task.build_all_requests(limit=args.limit or None)
-    rows = []
-    answers: dict[str, dict[str, list]] = {}
-    for backend, dtype in backends:
-        label = f"{backend}:{dtype}" if dtype != args.dtype else backend
-        lm = _lm(backend, dtype, model_dir, args)
-        answers[label] = {}
+    # every backend loaded once, then the timings interleaved repeat by repeat, so a swing in
+    # the machine's load falls on all backends alike and the ratios are taken pair by pair
+    lms = {(f"{b}:{d}" if d != args.dtype else b): _lm(b, d, model_dir, args) for b, d in backends}
+    answers: dict[str, dict[str, list]] = {label: {} for label in lms}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for task in tasks.values():
+        for lm in lms.values():
+            lm.loglikelihood(task.instances[:8], disable_tqdm=True)  # warm-up (allocations)
+    for _ in range(args.repeats):
         for name, task in tasks.items():
-            reqs = task.instances
-            lm.loglikelihood(reqs[:8], disable_tqdm=True)  # warm-up (first-call allocations)
-            _sync()
-            start, cpu = time.perf_counter(), time.process_time()
-            answers[label][name] = lm.loglikelihood(reqs, disable_tqdm=True)
-            _sync()
-            rows.append((name, label, len(reqs), time.perf_counter() - start,
-                         time.process_time() - cpu))
-        del lm
+            for label, lm in lms.items():
+                _sync()
+                start, cpu = time.perf_counter(), time.process_time()
+                answers[label][name] = lm.loglikelihood(task.instances, disable_tqdm=True)
+                _sync()
+                times.setdefault((name, label), []).append(
+                    (time.perf_counter() - start, time.process_time() - cpu))
+    rows = [(name, label, len(task.instances),
+             statistics.median(wall for wall, _ in times[name, label]))
+            for name, task in tasks.items() for label in lms]
     ref = rows[0][1]
-    print(f"{'task':20s} {'backend':18s} {'requests':>8s} {'s':>7s} {'req/s':>7s} "
-          f"{'speed':>6s} {'cpu s':>7s} {'cpu':>6s} {'max|dll|':>8s} {'greedy':>6s} "
-          f"{'answers':>7s} {'acc':>6s} {'bpb':>7s}")
-    base = {name: (sec, cpu) for name, b, _, sec, cpu in rows if b == ref}
-    for name, label, n, sec, cpu in rows:
+    print(f"{'task':20s} {'backend':18s} {'requests':>8s} {'s':>7s} {'s spread':>13s} "
+          f"{'req/s':>7s} {'speed':>6s} {'speed spread':>13s} {'cpu':>6s} {'max|dll|':>8s} "
+          f"{'greedy':>6s} {'answers':>7s} {'acc':>6s} {'bpb':>7s}")
+    for name, label, n, sec in rows:
+        walls = [w for w, _ in times[name, label]]
+        speeds = [b[0] / m[0] for b, m in zip(times[name, ref], times[name, label], strict=True)]
+        cpus = [b[1] / m[1] for b, m in zip(times[name, ref], times[name, label], strict=True)]
         got, want = answers[label][name], answers[ref][name]
         diff = max(abs(a[0] - b[0]) for a, b in zip(got, want, strict=True))
         greedy = all(a[1] == b[1] for a, b in zip(got, want, strict=True))
@@ -97,13 +107,16 @@ def bench_backends(args, model_dir: Path) -> None:
         same = [m[:2] for m in mine] == [t[:2] for t in theirs]
         acc = sum(m[2] for m in mine) / len(mine)
         bpb = sum(m[3] for m in mine) / len(mine)
-        print(f"{name:20s} {label:18s} {n:8d} {sec:7.2f} {n / sec:7.1f} "
-              f"{base[name][0] / sec:5.1f}x {cpu:7.2f} {base[name][1] / cpu:5.1f}x {diff:8.1e} "
-              f"{greedy!s:>6s} {same!s:>7s} {acc:6.3f} {bpb:7.4f}")
-    print(f"speed, cpu: against {ref} (wall time; this process's CPU time over all threads, "
-          "the steadier ratio on a shared machine, not comparable for vLLM, whose engine "
-          "threads busy-wait); max|dll|, greedy, answers (argmax raw and per character per "
-          f"question): against {ref}; acc and mean bpb from the log-likelihoods")
+        print(f"{name:20s} {label:18s} {n:8d} {sec:7.2f} {min(walls):6.2f}-{max(walls):<6.2f} "
+              f"{n / sec:7.1f} {statistics.median(speeds):5.1f}x "
+              f"{min(speeds):5.1f}-{max(speeds):<5.1f}x  {statistics.median(cpus):5.1f}x "
+              f"{diff:8.1e} {greedy!s:>6s} {same!s:>7s} {acc:6.3f} {bpb:7.4f}")
+    print(f"{args.repeats} repeats, interleaved. s: median wall seconds (spread: min-max); "
+          f"speed: median of the per-repeat wall-time ratios against {ref} (spread: min-max); "
+          "cpu: the same ratio of this process's CPU time over all threads (steadier on a "
+          "shared machine; not comparable for vLLM, whose engine threads busy-wait); "
+          f"max|dll|, greedy, answers (argmax raw and per character per question): against "
+          f"{ref}; acc and mean bpb from the log-likelihoods")
 
 
 def _sync() -> None:
@@ -128,6 +141,8 @@ def bench_many(args, model_dir: Path, root: Path) -> None:
     tasks = args.tasks.split(",")
     ckpts = sorted(root.glob("ckpt*"))
     backend = args.backends.split(",")[0]
+    if args.devices > 1:
+        return bench_devices(args, ckpts, tasks, backend, root)
     timings = {}
     start = time.perf_counter()
     for d in ckpts:  # the evaluation stage before evaluate_many: simple_evaluate per checkpoint
@@ -144,6 +159,35 @@ def bench_many(args, model_dir: Path, root: Path) -> None:
     base = next(iter(timings.values()))
     for label, sec in timings.items():
         print(f"{label:40s} {sec:8.1f} s   {base / sec:5.1f}x")
+
+
+def bench_devices(args, ckpts: list[Path], tasks: list[str], backend: str, root: Path) -> None:
+    """Requests/s of the ladder's evaluation on one worker and on `args.devices` workers."""
+    import json
+
+    from taskladder.harness_ext.runner import resolve_tasks, task_manager
+    from taskladder.harness_ext.shards import evaluate_sharded
+
+    manager = task_manager()
+    names = resolve_tasks(tasks, [n for n in manager.all_tasks if n.startswith("ladder_")])
+    per_ckpt = 0
+    for task in manager.load(names)["tasks"].values():
+        task.build_all_requests(limit=args.limit or None)
+        per_ckpt += len(task.instances)
+    requests = per_ckpt * len(ckpts)
+    print(f"{len(ckpts)} checkpoints x {len(tasks)} tasks x {args.limit} questions = "
+          f"{requests} requests, {backend}, device {args.device or 'default'}")
+    results = {}
+    for devices in (1, args.devices):
+        start = time.perf_counter()
+        paths = evaluate_sharded(ckpts, tasks, args.limit, root / f"dev{devices}", backend,
+                                 echo=lambda line: None, device=args.device, devices=devices,
+                                 batch_size=args.batch_size)
+        sec = time.perf_counter() - start
+        results[devices] = [json.loads(p.read_text())["results"] for p in paths]
+        print(f"{devices} device{'s' * (devices > 1)}: {sec:8.1f} s  {requests / sec:8.1f} "
+              f"requests/s")
+    print(f"results identical: {results[1] == results[args.devices]}")
 
 
 def _simple_evaluate(model_dir: Path, tasks: list[str], limit: int, backend: str) -> None:
@@ -174,7 +218,11 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None)
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     ap.add_argument("--batch-size", type=int, default=32, help="of the hf and vllm backends")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timings per backend and task (median and spread reported)")
     ap.add_argument("--many", type=int, default=0, help="time evaluate_many on N checkpoints")
+    ap.add_argument("--devices", type=int, default=1,
+                    help="with --many: time 1 worker against this many")
     args = ap.parse_args()
 
     import torch
@@ -182,7 +230,7 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load "
-          f"{os.getloadavg()[0]:.1f}; CUDA: "
+          f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1/5/15 min); CUDA: "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or make_tiny_olmo2(

@@ -15,7 +15,9 @@
 #      answers compared;
 #   2. the same in float32 (TF32 off) on 1000 questions each: parity to float32 rounding;
 #   3. ladder-hf bfloat16 against ladder-hf float32 on full ARC-Easy: what moves with bf16;
-#   4. benchmarks/gpu_train_check.py, if present (olmo-core training tokens/s and MFU).
+#   4. a ladder's evaluation (8 checkpoints) on 1 GPU and on every GPU (one worker each):
+#      requests/s of both, results compared;
+#   5. benchmarks/gpu_train_check.py, if present (olmo-core training tokens/s and MFU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU=.gpu
@@ -48,8 +50,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # this checkout as the `taskladder` package (pyproject's package-dir, without installing)
 PKG=/tmp/gpu-check-pkg/taskladder
 rm -rf /tmp/gpu-check-pkg && mkdir -p "$PKG"
-cp -r ladder/. "$PKG/"
-for sub in common training tasks harness_ext laws registry; do ln -s "$PWD/$sub" "$PKG/$sub"; done
+cp -r taskladder/. "$PKG/"
+for sub in common training tasks harness_ext laws registry data; do ln -s "$PWD/$sub" "$PKG/$sub"; done
 export PYTHONPATH="/tmp/gpu-check-pkg:$PWD/$GPU/site:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 OUTDIR=${OUT:-/tmp}
 python3 -c 'import torch, transformers, lm_eval; print("torch", torch.__version__, "|",
@@ -64,19 +66,24 @@ step() { echo; echo "== $1 ($(( $(date +%s) - start )) s in)"; }
 
 step "1. full ARC-Easy and HellaSwag, bfloat16: lm-eval hf vs ladder-hf"
 timeout 300 python3 benchmarks/bench_eval.py "${SHAPE[@]}" --limit 0 --dtype bfloat16 \
-    --backends hf,ladder-hf 2>&1 | grep -v "INFO\|WARN\|it/s\]" | tee "$OUTDIR/gpu_bf16.txt"
+    --repeats 3 --backends hf,ladder-hf 2>&1 | grep -v "INFO\|WARN\|it/s\]" | tee "$OUTDIR/gpu_bf16.txt"
 
 step "2. float32 (TF32 off), 1000 questions each: parity"
 timeout 180 python3 benchmarks/bench_eval.py "${SHAPE[@]}" --limit 1000 --dtype float32 \
-    --backends hf,ladder-hf 2>&1 | grep -v "INFO\|WARN\|it/s\]" | tee "$OUTDIR/gpu_fp32.txt"
+    --repeats 1 --backends hf,ladder-hf 2>&1 | grep -v "INFO\|WARN\|it/s\]" | tee "$OUTDIR/gpu_fp32.txt"
 
 step "3. ladder-hf float32 vs bfloat16, full ARC-Easy and HellaSwag: what moves with bf16"
 timeout 120 python3 benchmarks/bench_eval.py "${SHAPE[@]}" --limit 0 --dtype float32 \
-    --backends ladder-hf,ladder-hf:bfloat16 2>&1 | grep -v "INFO\|WARN\|it/s\]" \
+    --repeats 1 --backends ladder-hf,ladder-hf:bfloat16 2>&1 | grep -v "INFO\|WARN\|it/s\]" \
     | tee "$OUTDIR/gpu_dtype.txt"
 
+step "4. a ladder's evaluation on 1 GPU and on all $(nvidia-smi -L | wc -l) (one worker each)"
+timeout 150 python3 benchmarks/bench_eval.py "${SHAPE[@]}" --many 8 --limit 200 \
+    --devices "$(nvidia-smi -L | wc -l)" --backends ladder-hf 2>&1 \
+    | grep -v "INFO\|WARN\|it/s\]" | tee "$OUTDIR/gpu_devices.txt"
+
 if [ -f benchmarks/gpu_train_check.py ]; then
-    step "4. training (benchmarks/gpu_train_check.py)"
+    step "5. training (benchmarks/gpu_train_check.py)"
     left=$(( 470 - ($(date +%s) - start) ))
     timeout "$(( left > 30 ? left : 30 ))" python3 benchmarks/gpu_train_check.py 2>&1 \
         | tee "$OUTDIR/gpu_train.txt"
