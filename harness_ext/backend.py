@@ -11,7 +11,9 @@ imported: `python -m taskladder.harness_ext ...` (lm-eval's CLI after that impor
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from importlib.util import find_spec
 
 from lm_eval.api.registry import register_model
@@ -23,6 +25,25 @@ from taskladder.harness_ext.requests import Request, in_order
 
 log = logging.getLogger(__name__)
 
+
+@contextlib.contextmanager
+def cpu_threads(device: str, threads: int | None):
+    """On a CPU, torch's intra-op threads while scoring: `threads`, else the cores that other
+    processes leave idle (cores minus the 1-minute load average), at least one and at most
+    torch's own count. The scorer's operations are small (rows of a few hundred tokens), and on
+    more threads than free cores OpenMP's threads wait for each other at every one: on the
+    shared 2-core box at load 16, two threads took 3-4x the wall time of one."""
+    import torch
+
+    before = torch.get_num_threads()
+    if device == "cpu":
+        idle = (os.cpu_count() or 1) - int(os.getloadavg()[0])
+        torch.set_num_threads(threads or max(1, min(idle, before)))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
 if find_spec("vllm") is not None:
     import taskladder.harness_ext.vllm_backend  # noqa: F401  (registers ladder-vllm)
 
@@ -32,9 +53,10 @@ class LadderHFLM(HFLM):
     """HFLM that computes each shared prefix (5-shot block, question context) once."""
 
     def __init__(self, *args, token_budget: int | None = None, min_prefix: int = 32,
-                 row_tokens: int = 128, **kwargs) -> None:
+                 row_tokens: int = 128, threads: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.truncated_requests = 0
+        self.threads = int(threads) if threads else None
         self._scorer = (
             PrefixScorer(self.model, int(token_budget or self._token_budget()), int(min_prefix),
                          int(row_tokens))
@@ -119,7 +141,8 @@ class LadderHFLM(HFLM):
                 q = questions.setdefault(tuple(ctx), Question(tuple(ctx)))
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
-        scored = self._scorer.score(list(questions.values()))
+        with cpu_threads(self.device.type, self.threads):
+            scored = self._scorer.score(list(questions.values()))
         long_answers = (
             super()._loglikelihood_tokens(long, disable_tqdm, override_bs) if long else []
         )
