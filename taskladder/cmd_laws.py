@@ -78,6 +78,9 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
                    "(an LM loss)")
     p.add_argument("--step1-form", choices=("auto", "nd", "compute"),
                    help="step 1: A/N^a + B/D^b + E (nd), A/C^a + E (compute) or auto")
+    p.add_argument("--schedule", choices=("cosine", "constant"),
+                   help="the runs' LR schedule: cosine (default; any decay: step 1 fits one "
+                   "point per run) or constant (constant / WSD before decay: every checkpoint)")
     p.add_argument("--level", type=float, metavar="P", help="interval level (default 0.9)")
     p.add_argument("--chance", metavar="TASK=P,...", help="chance accuracy of tasks the facts lack")
     p.add_argument("--sizes", metavar="NAME=N,...",
@@ -105,7 +108,8 @@ def load_inputs(args: argparse.Namespace):
     settings = {"seed": args.seed}
     if args.bootstrap is not None:
         settings["n_bootstrap"] = args.bootstrap
-    given = {"feature": args.feature, "step1_form": args.step1_form, "level": args.level}
+    given = {"feature": args.feature, "step1_form": args.step1_form, "level": args.level,
+             "schedule": args.schedule}
     settings.update({k: v for k, v in given.items() if v is not None})
     return law_inputs(obs, path, fmt, tasks, args.method, chance=chance, **settings)
 

@@ -268,3 +268,15 @@ def test_a_task_whose_ladder_cannot_be_fitted_is_unpredictable_the_others_predic
     argv = ["predict", "--ladder", str(path), "--tasks", "piqa", *TARGET]
     assert main(argv) == 2
     assert "tasks: task 'piqa'" in capsys.readouterr().err
+
+
+def test_a_declared_constant_schedule_fits_step1_to_every_checkpoint(tmp_path, capsys):
+    from taskladder.laws.synthetic import shaped_ladder
+
+    path = tmp_path / "suite.csv"
+    shaped_ladder("suite-constant").obs.to_csv(path)
+    out = tmp_path / "fits.json"
+    argv = ["fit", "--ladder", str(path), "--tasks", "arc_easy", "--json", str(out)]
+    assert main([*argv, "--schedule", "constant", "--bootstrap", "0"]) == 0
+    fit = json.loads(out.read_text())["fits"]["arc_easy"]
+    assert fit["settings"]["schedule"] == "constant" and fit["step1"]["n_points"] > 100
