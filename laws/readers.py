@@ -312,7 +312,7 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
         i = bad[0]
         raise InputError(
             f"{path}: line {i + 2}: tokens/step must be non-negative integers, "
-            f"got D={d[i]!r}, step={step[i]!r}"
+            f"got D={float(d[i]):g}, step={float(step[i]):g}"
         )
     keys = list(metrics)
     values = np.empty((len(body), len(keys)))
@@ -324,7 +324,7 @@ def _read_olmo_file(path: Path, sizes: dict[str, tuple]) -> Observations:
         if bad.size:
             raise InputError(
                 f"{path}: line {bad[0] + 2}: {task} {metric} must be >= 0, "
-                f"got {values[bad[0], k]!r}"
+                f"got {float(values[bad[0], k]):g}"
             )
     n_keys = len(keys)  # rows in checkpoint order, each checkpoint's metrics together
     return Observations.from_columns(

@@ -73,7 +73,7 @@ def step1_data(
     d = obs.finals(task, metric, window, fraction=fraction)
     if log_space and np.any(d.y <= 0):
         raise InputError(
-            f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {d.y.min()!r}"
+            f"step 1 for {task}: {metric} must be > 0 for a log-space fit, got {float(d.y.min()):g}"
         )
     return d
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _main(argv)
         except Interrupted as exc:
+            again = shlex.join(["taskladder", *(sys.argv[1:] if argv is None else argv)])
             print(f"taskladder: interrupted ({exc}); finished work and the last checkpoint are "
-                  "kept: run the same command again to resume", file=sys.stderr)
+                  f"kept: run the same command again to resume: {again}", file=sys.stderr)
             return 128 + exc.signum
 
 
