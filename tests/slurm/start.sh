@@ -19,7 +19,7 @@ fi
 host=$(hostname -s)
 # The CPUs slurmd itself finds (else nproc without OMP_NUM_THREADS, which nproc honours: a
 # process that imported olmo-core has it at 8 and the node would stay invalid, "Low CPUs").
-cpus=$(slurmd -C 2>/dev/null | sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' | head -n 1)
+cpus=$( (slurmd -C 2>/dev/null || true) | sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' | head -n 1)
 cpus=${cpus:-$(env -u OMP_NUM_THREADS nproc)}
 mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
 
