@@ -120,9 +120,10 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
     (("backend: fast", "backend: fast\n  devices: 0"), ["evaluate.devices", "0"]),
     (("backend: fast", "backend: fast\n  launcher: pbs"), ["evaluate.launcher", "'pbs'"]),
     (("backend: fast", "backend: fast\n  slurm: {gpus: 1}"), ["evaluate.slurm.gpus"]),
-    (("multiplier: 0.06\n      size: {name: d96, d_model: 96, n_layers: 2, n_heads: 3",
-      "multiplier: 0.03\n      size: {name: d32, d_model: 32, n_layers: 2, n_heads: 1"),
-     ["target d96-0.06xC", "smaller than the ladder"]),
+    (("train: cpu-micro-ladder\n", "train: cpu-micro-ladder\n  overrides: {target: {name: "
+      "d128-0.03xC, multiplier: 0.01, size: {name: d32, d_model: 32, n_layers: 1, n_heads: 1, "
+      "batch_sequences: 4}}}\n"),
+     ["target d128-0.03xC", "smaller than the ladder"]),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, capsys, edit, words):
     assert main(["run", _spec_file(tmp_path, edit), "--dry-run"]) == 2

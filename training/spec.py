@@ -280,30 +280,38 @@ class LadderSpec(_Spec):
 
     @classmethod
     def cpu_micro(cls, **overrides: Any) -> LadderSpec:
-        """A ladder that trains on 2 CPU cores in about three minutes (3 sizes x 3 lengths).
+        """The embedded default's ladder: 3 widths x 3 lengths on 2 CPU cores in minutes.
 
-        N (non-embedding, output head included) is 92k / 119k / 238k with a 2,048-token BPE;
-        head_dim 32 so vLLM can load the exports. The paper's rules scaled down: batch grows
-        with size (8 / 12 / 16 sequences of 256), LR by the same N^(-1/3) rule. To fit in
-        minutes the lengths are fractions of Chinchilla (0.025 / 0.05 / 0.1 x C; 23-116 steps)
-        and warmup is 0.05 N tokens instead of N (N tokens would exceed the shortest runs).
-        torch's default threads: with one (`cpu_threads=1`) a plain loop stalled less on the
-        busy 2-core box, but the whole ladder ran ~2x slower (less CPU share), so not set.
+        One layer, widths 32 / 64 / 96 (head_dim 32, so vLLM can load the exports; MLP 1.5x as
+        in the paper's sizes): N (non-embedding, output head included) 82k / 197k / 345k with
+        a 2,048-token BPE, a 4.2x span; the target, width 128 (525k), lies 1.5x beyond it at a
+        length inside the ladder's tokens. Every size takes the same batch (4 sequences of 256)
+        so tokens and optimizer steps grow together: at these lengths (0.015 / 0.03 / 0.06 x C,
+        24-404 steps) the loss follows the steps, and a batch that grew with size (8-16) left
+        the larger sizes fewer steps and no better than the smaller ones. Width alone grows N:
+        deeper models learned slower per token here. LR by the paper's N^(-1/3) rule; warmup
+        0.05 N tokens (N tokens would exceed the shortest runs). Checkpoints at half way and
+        in the last 4% of each run (inside the 5% of its tokens that step 1 of the laws
+        averages). torch's default threads: with one (`cpu_threads=1`) the ladder ran ~2x
+        slower on the busy 2-core box.
         """
-        size = partial(ModelSize.of, hidden_size_multiple_of=32)
+        size = partial(ModelSize.of, n_layers=1, batch_sequences=4, hidden_size_multiplier=1.5,
+                       hidden_size_multiple_of=32)
         return cls._preset(
             dict(
                 name="cpu-micro",
-                sizes=[size("d32L2", 32, 2, 1, 8), size("d32L4", 32, 4, 1, 12),
-                       size("d64L2", 64, 2, 2, 16)],
-                multipliers=[0.025, 0.05, 0.1],
+                sizes=[size("d32", 32, n_heads=1), size("d64", 64, n_heads=2),
+                       size("d96", 96, n_heads=3)],
+                multipliers=[0.015, 0.03, 0.06],
                 sequence_length=256,
                 tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
-                checkpoints_per_run=5,
+                checkpoints_per_run=2,
+                end_checkpoints=1,
+                end_fraction=0.04,
                 warmup_tokens_per_param=0.05,
                 output_dir="taskladder-out/cpu-micro",
-                target=TargetModel(name="d64L3-0.15xC", multiplier=0.15,
-                                 size=size("d64L3", 64, 3, 2, 16)),
+                target=TargetModel(name="d128-0.03xC", multiplier=0.03,
+                                   size=size("d128", 128, n_heads=4)),
             ),
             overrides,
         )
