@@ -100,7 +100,20 @@ def retrying(fn: Callable[..., T], *args, **kwargs) -> T:
 
 def _check_sqlite_file(path: Path) -> bool:
     """A corrupted or foreign file is reported in one line before MLflow touches it; True when
-    the file already holds MLflow's schema."""
+    the file already holds MLflow's schema. A refused file is left as it was found: the -wal
+    and -shm files SQLite made while looking are removed."""
+    side = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
+    found = {p for p in side if p.exists()}
+    try:
+        return _sqlite_schema(path)
+    except InputError:
+        for p in side:
+            if p not in found:
+                p.unlink(missing_ok=True)
+        raise
+
+
+def _sqlite_schema(path: Path) -> bool:
     if not path.exists() or path.stat().st_size == 0:
         return False
     with open(path, "rb") as fh:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from taskladder import flags
-from taskladder.cmd_registry import add_register_flags, registry_store
+from taskladder.cmd_registry import add_register_flags, check_registry_store, registry_store
 from taskladder.errors import UsageError
 
 
@@ -124,9 +124,10 @@ def _fit(args: argparse.Namespace) -> int:
     from taskladder.laws.report import format_fit_table
     from taskladder.predict import fit_and_predict
 
-    store = registry_store(args)  # --register: the store is checked before any work
+    check_registry_store(args)  # --register: checked before any work, nothing created yet
     _ensure_writable(args.json)
-    out = fit_and_predict(load_inputs(args), plots_dir=args.plots, store=store,
+    inputs = load_inputs(args)
+    out = fit_and_predict(inputs, plots_dir=args.plots, store=registry_store(args),
                           alias=args.alias)
     unfit = out.document.get("unpredictable")
     print(format_fit_table(out.fits, unfit), file=flags.table_stream(args.json))
@@ -164,13 +165,13 @@ def _predict(args: argparse.Namespace) -> int:
     from taskladder.predict import fit_and_predict
     from taskladder.registry.rule import DEFAULTS
 
-    store = registry_store(args)  # --register: the store is checked before any work
+    check_registry_store(args)  # --register: checked before any work, nothing created yet
     _ensure_writable(args.json)
     inputs = load_inputs(args)
     actual = read_actual(args)
     target = resolve_target(args, inputs.obs, actual)
-    out = fit_and_predict(inputs, target, actual, plots_dir=args.plots, store=store,
-                          alias=args.alias)
+    out = fit_and_predict(inputs, target, actual, plots_dir=args.plots,
+                          store=registry_store(args), alias=args.alias)
     print(format_prediction_table(out.document), file=flags.table_stream(args.json))
     if out.predictions:
         print_predictions(out.predictions, DEFAULTS["acc"][1], file=sys.stderr)

@@ -166,8 +166,17 @@ def add_register_flags(parser) -> None:
                         help="with --register: alias set on the new law versions (default current)")
 
 
+def check_registry_store(args) -> None:
+    """With --register: what opening the store would refuse, found without creating it (so a
+    bad input found afterwards leaves no new store behind)."""
+    if getattr(args, "register", False):
+        from taskladder.registry.store import check_uri
+
+        check_uri(args.tracking_uri)
+
+
 def registry_store(args):
-    """The store --register writes to, opened (so validated) before any work; else None."""
+    """The store --register writes to, opened (so validated); else None."""
     if not getattr(args, "register", False):
         return None
     from taskladder.registry.store import open_store

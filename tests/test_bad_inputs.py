@@ -87,6 +87,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "fits_wrong.json").write_text(json.dumps({"schema": "x", "task": "piqa"}))
     (d / "corrupt.db").write_bytes(b"SQLite format 3\x00" + os.urandom(4080))
     (d / "foreign.db").write_bytes(b"not a database at all" * 100)
+    _corrupt_wal_store(d / "wal.db")
     con = sqlite3.connect(d / "plain.db")
     con.execute("CREATE TABLE t (x)")
     con.commit()
@@ -110,6 +111,21 @@ def inputs(tmp_path_factory) -> Path:
     spec("spec_gate", lambda s: s.update(gate={"metric": "loss", "tolerance": "0%"}))
     spec("spec_import", lambda s: s.update(ladder={"import": str(d / "nowhere")}))
     return d
+
+
+def _corrupt_wal_store(path: Path) -> None:
+    """A store in WAL mode (as ours are) with MLflow's table names, then damaged pages."""
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    for table in ("alembic_version", "experiments", "runs"):
+        con.execute(f"CREATE TABLE {table} (x TEXT)")
+    con.executemany("INSERT INTO runs VALUES (?)", [(os.urandom(64).hex(),) for _ in range(2000)])
+    con.commit()
+    con.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(8192, len(data) - 4096, 4096):
+        data[offset:offset + 64] = os.urandom(64)
+    path.write_bytes(bytes(data))
 
 
 # (id, argv with {i} = the inputs folder and {o} = an output folder, error regex, exit code)
@@ -239,6 +255,8 @@ CASES = [
      "does not exist", 2),
     ("gate-corrupt-store", ["gate", "--tracking-uri", "sqlite:///{i}/corrupt.db"],
      "corrupt.db", 2),
+    ("gate-corrupt-wal-store", ["gate", "--tracking-uri", "sqlite:///{i}/wal.db"],
+     "wal.db: (unreadable|integrity)", 2),
     ("gate-foreign-store", ["gate", "--tracking-uri", "sqlite:///{i}/foreign.db"],
      "not an SQLite database", 2),
     ("gate-plain-sqlite", ["gate", "--tracking-uri", "sqlite:///{i}/plain.db"],
@@ -250,6 +268,15 @@ CASES = [
     ("gate-bad-port", ["gate", "--tracking-uri", "http://host:port/"], "bad port", 2),
     ("check-target-no-actual", ["check-target", "--target", "7B-4T", "--tracking-uri",
                                 "sqlite:///{i}/none.db"], "--actual", 2),
+    ("register-ladder-bad-table", ["register", "ladder", "--ladder", "{i}/percent.csv",
+                                   "--ladder-name", "x", "--tracking-uri",
+                                   "sqlite:///{o}/mlflow.db"], "acc_norm must lie in", 2),
+    ("register-fit-bad-store-json", ["register", "fit", "{i}/fits_wrong.json", "--tracking-uri",
+                                     "sqlite:///{o}/mlflow.db"], "unknown schema 'x'", 2),
+    ("predict-register-bad-target", ["predict", "--ladder", "{i}/ladder.csv", *LADDER,
+                                     "--target-n", "1e3", "--target-d", "1e3", "--register",
+                                     "--tracking-uri", "sqlite:///mlflow.db"],
+     "nothing to predict", 2),
     ("register-ladder-no-name", ["register", "ladder", "--ladder", "{i}/ladder.csv"],
      "--ladder-name", 2),
     ("register-fit-bad-json", ["register", "fit", "{i}/fits_bad.json"], "fits_bad.json", 2),
@@ -292,15 +319,15 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
             for p in root.rglob("*")}
 
 
-def _running_runs(folder: Path) -> int:
+def _running_runs(*folders: Path) -> int:
+    """Runs left RUNNING in any MLflow store (mlflow.db) under `folders`."""
     total = 0
-    for db in folder.rglob("*.db"):
+    for db in (p for f in folders for p in f.rglob("mlflow.db")):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             total += con.execute("SELECT count(*) FROM runs WHERE status='RUNNING'").fetchone()[0]
+        finally:
             con.close()
-        except sqlite3.DatabaseError:
-            continue
     return total
 
 
@@ -329,7 +356,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(argv, expect, code, inputs,
     assert _tree(tmp_path) == {}, "written into the working folder"
     assert _tree(inputs) == before, "an input was changed"
     assert not any(inputs.glob("*.db-wal")) and not any(inputs.glob("*.db-shm"))
-    assert _running_runs(inputs) == 0
+    assert _running_runs(inputs, tmp_path) == 0
 
 
 def test_the_table_has_at_least_80_cases():
