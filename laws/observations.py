@@ -34,12 +34,8 @@ COLUMNS = ("run", "size", "N", "D", "step", "flops", "task", "metric", "value")
 
 
 def _distinct(col: np.ndarray) -> tuple[list, np.ndarray]:
-    """(distinct values, index of each row's value among them); floats by their bits, so that
-    -0.0 and 0.0 stay apart."""
-    if col.dtype == object:
-        codes: dict = {}
-        inverse = [codes.setdefault(v, len(codes)) for v in col.tolist()]
-        return list(codes), np.array(inverse, dtype=np.int64)
+    """(distinct values, index of each row's value among them) of a numeric column; floats by
+    their bits, so that -0.0 and 0.0 stay apart."""
     bits = col.view(np.int64) if col.dtype == float else col
     _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
     return col[first].tolist(), inverse.reshape(-1)
@@ -233,11 +229,15 @@ class Observations:
         tuple, step numerically). Built once per table and carried into the tables `where`
         makes from it: a subset's canonical order is its rows' order by rank."""
         if "_text" not in self.__dict__:
-            cols = [self.run, self.task, self.metric, self.step, self.value]
-            cols += [self.N, self.D, self.flops, self.size]
+            names = ("run", "task", "metric", "step", "value", "N", "D", "flops", "size")
             texts, keys = [], []
-            for i, col in enumerate(cols):
-                values, inverse = _distinct(col)  # each distinct value formatted once
+            for i, name in enumerate(names):
+                col = getattr(self, name)
+                if name in STR_COLUMNS:  # the codes the queries use (a superset of values)
+                    index, inverse = self._codes(name)
+                    values = list(index)
+                else:
+                    values, inverse = _distinct(col)  # each distinct value formatted once
                 text = [repr(v) if col.dtype == float else str(v) for v in values]
                 rank = np.argsort(np.argsort(np.array(text, dtype=str), kind="stable"))
                 texts.append(np.array(text, dtype=object)[inverse].tolist())
