@@ -118,7 +118,7 @@ def detect_format(path: Path) -> str:
         return "table"
     if any(h.startswith("eval/") for h in header):
         return "olmo-csv"
-    raise InputError(f"{path}: cannot tell the format from its header (give --format)")
+    raise InputError(f"{path}: cannot tell the format from its header (give its format)")
 
 
 def sizes_of(given: Mapping[str, float | str] | None, field: str = "sizes") -> dict[str, float]:
