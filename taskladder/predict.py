@@ -155,3 +155,22 @@ def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, 
     if plots:
         doc = {**doc, "plots": [str(p) for p in plots]}
     return LawOutputs(fits, doc, tuple(plots), laws, preds)
+
+
+def redraw_with_actual(fits_path: str | Path, report_path: str | Path, obs, actual,
+                       plots_dir: str | Path) -> list[Path]:
+    """The figures again, now with the target's measured values (`actual`: its evaluation's
+    observations): a trained target is measured after the prediction was drawn."""
+    import json
+
+    from taskladder.common.target import target_run
+    from taskladder.laws.chained import ChainedFit
+    from taskladder.laws.plots import write_plots
+    from taskladder.laws.report import build_report
+
+    fits = {t: ChainedFit.from_dict(d)
+            for t, d in json.loads(Path(fits_path).read_text())["fits"].items()}
+    predicted = json.loads(Path(report_path).read_text())
+    actual = actual.where(run=target_run(actual.unique("run"), None, "the target's evaluation"))
+    report = build_report(fits, predicted["target"], predicted["ladder"], actual)
+    return write_plots(plots_dir, fits, obs, predicted["target"], report)

@@ -279,8 +279,28 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
     recorded = record_evaluation(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
     verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store,
                        **ctx.spec.gate.rule_values())
+    _redraw_measured(ctx, path, fmt)
     path = write_json(ctx.out / "gate.json", verdict)
     return Gated(str(path), bool(verdict["passed"]), recorded["eval_run"])
+
+
+def _redraw_measured(ctx: RunContext, path: Path, fmt: str | None) -> None:
+    """Redraw the plots with the target's measured values, in the output folder and on the
+    registered prediction runs and law versions (their files of the same name replaced)."""
+    from taskladder.laws.readers import read_ladder
+    from taskladder.predict import redraw_with_actual
+
+    predicted = ctx.output(Predicted)
+    plots = redraw_with_actual(predicted.fits, predicted.report, ctx.output(Observed)
+                               .observations(), read_ladder(path, fmt), ctx.out / "plots")
+    store = ctx.store
+    runs = list(predicted.predictions.values())
+    for uri in predicted.laws.values():
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        runs.append(store.call("get_model_version", name, version).run_id)
+    for run_id in runs:
+        for plot in plots:
+            store.call("log_artifact", run_id, str(plot), "plots")
 
 
 def _stage(name, inputs, run, output, applies=lambda s: True, workdir=None) -> Stage:

@@ -16,6 +16,8 @@ from taskladder import stages
 from taskladder.cli import main
 from taskladder.common.echo import quiet
 from taskladder.config import load_spec
+from taskladder.laws.chained import ChainedFit
+from taskladder.laws.plots import write_plots
 from taskladder.outputs import Registered, TargetScored
 from taskladder.pipeline import run_pipeline
 from taskladder.verdict import exit_code, final_lines, measured
@@ -93,6 +95,17 @@ def test_tiny_ladder_end_to_end(tiny):
     lines = "\n".join(final_lines(ctx, list(reports.values())))
     assert f"mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}" in lines
     assert "Verdict for d96-0.02xC" in lines
+    # the figures were redrawn once the target was measured: not the prediction-time drawing
+    fits = {t: ChainedFit.from_dict(d)
+            for t, d in json.loads((out / "fits.json").read_text())["fits"].items()}
+    before = write_plots(out / "unmeasured", fits, ctx.outputs["observe"].observations(),
+                         pred["target"], {k: v for k, v in pred.items() if k != "laws"})
+    redrawn = {p.name: p.read_bytes() for p in (out / "plots").iterdir()}
+    assert all(redrawn[p.name] != p.read_bytes() for p in before if p.name != "variance.png")
+    run = ctx.store.client.get_run(ctx.outputs["fit+predict"].predictions["piqa"])
+    local = ctx.store.client.download_artifacts(run.info.run_id, "plots/chained.png",
+                                               str(out / "unmeasured"))
+    assert Path(local).read_bytes() == redrawn["chained.png"]  # and so are the registry's
 
 
 @pytest.mark.e2e
