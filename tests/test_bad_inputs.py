@@ -100,7 +100,8 @@ def inputs(tmp_path_factory) -> Path:
         edit(data)
         (d / f"{name}.yaml").write_text(yaml.safe_dump(data))
 
-    spec("spec_multiplier", lambda s: s["ladder"]["overrides"].update(multipliers=[1e308]))
+    spec("spec_multiplier", lambda s: s["ladder"].setdefault("overrides", {})
+         .update(multipliers=[1e308]))
     spec("spec_target_name", lambda s: s["target"].update(name="d96'x\"y"))
     spec("spec_output", lambda s: s.update(output_dir=str(d / "a_file" / "out")))
     spec("spec_tracking", lambda s: s.update(tracking_uri="bogus://nowhere"))
