@@ -7,6 +7,7 @@ Every exported checkpoint carries one; evaluation copies it into its results und
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,16 @@ from .io import read_json, write_json
 
 META_FILE = "ladder_meta.json"
 RESULTS_KEY = "taskladder"  # where an lm-eval results file holds the model's LadderMeta
+TRAIN_LOSSES = "train_losses.jsonl"  # in a run's folder: {"step", "loss"} per logged step
+
+
+def train_losses(run_dir: str | Path) -> dict[int, float]:
+    """{step: train loss} of a trained run (empty where training logged none)."""
+    path = Path(run_dir) / TRAIN_LOSSES
+    if not path.is_file():
+        return {}
+    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return {int(r["step"]): float(r["loss"]) for r in rows}
 
 
 @dataclass(frozen=True)

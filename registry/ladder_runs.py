@@ -30,6 +30,7 @@ ROWS_TAG = "taskladder.rows_hash"  # content hash of the rows last logged in ful
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _MULTIPLIER_RE = re.compile(r"-(\d+(?:\.\d+)?)xC\b")
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
+TRAIN_LOSS = "train/loss"  # the training loss curve, by step
 COUNT = "n_questions"  # a task's question count: a run param when constant
 
 
@@ -91,12 +92,14 @@ def log_ladder(
     tokenizer: str | None = None,
     corpus_hash: str | None = None,
     run_params: Mapping[str, Mapping[str, str]] | None = None,
+    curves: Mapping[str, Mapping[int, float]] | None = None,
 ) -> dict[str, str]:
     """Log every ladder run of `obs` (idempotent); returns {ladder run: MLflow run id}.
 
     `tokenizer` and `corpus_hash` (what the ladder was trained with) are params of every run;
     when not given they are left out rather than logged as a placeholder, so that a later
-    logging with the real values adds them. `run_params` adds or overrides params per ladder
+    logging with the real values adds them. `curves` gives a run's training loss by step
+    (the metric `train/loss`, not an observation). `run_params` adds or overrides params per ladder
     run (e.g. the planned D of a run that is still training and has no "<m>xC" name). A param
     that differs from the one already registered is an InputError.
     """
@@ -110,7 +113,8 @@ def log_ladder(
               for r in runs}  # validate every run before writing anything
     eid = store.experiment_id(experiment_name(ladder), tags={LADDER_TAG: ladder})
     store.sweep(eid, resumable=True)
-    return {r: _log_run(store, eid, ladder, r, per_run[r], params[r]) for r in runs}
+    return {r: _log_run(store, eid, ladder, r, per_run[r], params[r], (curves or {}).get(r, {}))
+            for r in runs}
 
 
 def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, str]):
@@ -142,19 +146,21 @@ def _open_run(store: Store, eid: str, ladder: str, run: str, params: dict[str, s
 
 
 def _log_run(store: Store, eid: str, ladder: str, run: str, obs: Observations,
-             params: dict[str, str]) -> str:
+             params: dict[str, str], curve: Mapping[int, float]) -> str:
     mlrun = _open_run(store, eid, ladder, run, params)
     run_id = mlrun.info.run_id
     rows_hash = obs.content_hash()
+    if curve:  # a new training curve changes what is logged, whatever the rows
+        rows_hash += f"+{len(curve)}"
     if mlrun.data.tags.get(ROWS_TAG) == rows_hash:  # these exact rows were logged already
         return run_id
     with store.writing(run_id, resumable=True):  # interrupted: FAILED until a rerun ends it
-        _log_rows(store, mlrun, obs, rows_hash, params)
+        _log_rows(store, mlrun, obs, rows_hash, params, curve)
     return run_id
 
 
 def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str,
-              params: Mapping[str, str]) -> None:
+              params: Mapping[str, str], curve: Mapping[int, float]) -> None:
     from mlflow.entities import Metric, RunTag
 
     run_id = mlrun.info.run_id
@@ -168,6 +174,8 @@ def _log_rows(store: Store, mlrun, obs: Observations, rows_hash: str,
         metrics[(key, step)] = Metric(key, float(obs.value[i]), ts, step)
         metrics.setdefault(("D", step), Metric("D", float(obs.D[i]), ts, step))
         metrics.setdefault(("flops", step), Metric("flops", float(obs.flops[i]), ts, step))
+    for step, loss in curve.items():
+        metrics[(TRAIN_LOSS, int(step))] = Metric(TRAIN_LOSS, float(loss), ts, int(step))
     # A checkpoint's values are fixed once logged: send only the (metric, step) pairs not there.
     for key in {k for k, _ in metrics} & set(mlrun.data.metrics):
         for m in store.call("get_metric_history", run_id, key):
@@ -208,6 +216,7 @@ def registered_ladder(store: Store, ladder: str) -> Observations:
         history = {k: {m.step: m.value for m in store.call("get_metric_history", run_id, k)}
                    for k in mlrun.data.metrics}
         D, flops = history.pop("D", {}), history.pop("flops", {})
+        history.pop(TRAIN_LOSS, None)  # training's curve, not an evaluation
         for key, value in p.items():  # constants: at every checkpoint of their task
             if key.endswith(f"/{COUNT}"):
                 task = key.split("/", 1)[0]

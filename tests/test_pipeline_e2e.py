@@ -119,6 +119,10 @@ def test_ladder_runs_carry_the_tokenizer_and_corpus(tiny):
         params = ctx.store.call("get_run", run_id).data.params
         assert params["tokenizer"] == trained.tokenizer != "unknown"
         assert params["corpus_hash"] == trained.corpus_hash != "unknown"
+        # and their training loss curve, step by step
+        run = ctx.store.call("get_run", run_id)
+        losses = ctx.store.call("get_metric_history", run_id, "train/loss")
+        assert len(losses) >= 2 and all(m.value > 0 for m in losses), run.data.tags
 
 
 @pytest.mark.e2e

@@ -109,3 +109,12 @@ def test_a_constant_question_count_is_a_param_and_reads_back_as_rows(store):
     assert run.data.params["arc_easy/n_questions"] == "200.0"
     assert "arc_easy/n_questions" not in run.data.metrics  # no flat chart
     assert registered_ladder(store, "counted").content_hash() == counted.content_hash()
+
+
+def test_the_training_loss_curve_is_a_metric_of_the_ladder_run_not_an_observation(store):
+    obs = synthetic_ladder(runs=("100M-1xC",))
+    curve = {step: 10.0 / (1 + step) ** 0.3 for step in range(0, 1201, 50)}
+    run_id = log_ladder(store, obs, "trained", curves={"100M-1xC": curve})["100M-1xC"]
+    history = store.client.get_metric_history(run_id, "train/loss")
+    assert {m.step: m.value for m in history} == curve
+    assert registered_ladder(store, "trained").content_hash() == obs.content_hash()

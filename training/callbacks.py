@@ -23,10 +23,10 @@ from olmo_core.distributed.utils import get_rank
 from olmo_core.train.callbacks import Callback
 
 from taskladder.common.io import write_json
+from taskladder.common.meta import TRAIN_LOSSES
 
 VAL_LOSSES = "val_losses.json"
 BATCH_LOG = "batches.jsonl"
-TRAIN_LOSSES = "train_losses.jsonl"
 
 
 def read_val_losses(run_dir: Path) -> dict[int, float]:
