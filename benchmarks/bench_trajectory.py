@@ -66,10 +66,10 @@ def target_rows(obs, target, task: str) -> dict:
     (idx, lv), = loss.values()
     (aidx, av), = target.series(task, law.acc_metric).values()
     D, N = target.D[idx], target.N[idx][0]
-    frac, why = sched.place(D)
+    frac, why = sched.place(D, law.fractions[0])
     keep = np.array([w is None for w in why])
     p = law.predict(N, D[keep], frac[keep])
-    base = tj.loss_at(np.array(law.params), N, D[keep], 1.0)
+    base = tj.loss_at(np.array(law.fractions), np.array(law.params), N, D[keep], 1.0)
     lv, av = lv[keep], av[keep]
     return {
         "task": task, "n": int(keep.sum()),

@@ -23,6 +23,15 @@ class FieldError(InputError):
         return InputError(f"{name}: {self.detail}")
 
 
+class DriftStop(RuntimeError):
+    """A watched run was stopped because its latest checkpoints drifted from their trajectory
+    band: the gate's drift verdict, reached mid-training (the CLI exits 1)."""
+
+    def __init__(self, run: str, step: int):
+        super().__init__(f"{run}: stopped on drift at step {step}")
+        self.run, self.step = run, step
+
+
 @contextmanager
 def field_names(names: Mapping[str, str]) -> Iterator[None]:
     """Reword a FieldError raised inside with the caller's name for its field (a spec key)."""

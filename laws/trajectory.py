@@ -5,7 +5,9 @@ ladder run is a complete schedule (cosine to 10% of peak over its own planned to
 intermediate checkpoints show where a run stands at each fraction f = D_seen / D_planned of
 its schedule. One step-1 law per fraction f of `FRACTIONS` (the paper's form and fit, METHOD.md
 section 4, on each run's smoothed task loss at fraction f) answers "loss at (N, D = f x
-D_planned)"; between grid fractions the prediction is interpolated in ln f. Step 2 (loss ->
+D_planned)"; between grid fractions the prediction is interpolated in ln f. A ladder whose runs
+were first evaluated later than 10% of their schedule (a micro ladder with 3 checkpoints a
+run) gets a grid that starts at its latest first checkpoint. Step 2 (loss ->
 accuracy) is the paper's sigmoid on all intermediate checkpoints, which already mixes
 schedule points.
 
@@ -45,6 +47,7 @@ FRACTIONS = tuple(round(0.1 + 0.05 * i, 4) for i in range(19))  # 0.10, 0.15, ..
 START = FRACTIONS[0]
 U_MIN = 0.5  # extrapolation distance of an interpolated target: the closest backtest's
 SMOOTH = 5  # centred moving average over checkpoints before reading a run at a fraction
+SMOOTH_DEGREE = 3  # the per-fraction predictions are smoothed by a cubic in ln f
 SHAPE = "cosine"  # the ladder's schedule: cosine to 10% of peak over each run's planned total
 
 
@@ -98,9 +101,10 @@ class Schedule:
             counts.get("end"),
         )
 
-    def place(self, D: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+    def place(self, D: np.ndarray, start: float = START) -> tuple[np.ndarray, list[str | None]]:
         """Per checkpoint: the ladder fraction it is judged at and why it is untrusted (None:
-        judged). An anneal's end is judged as a completed schedule (fraction 1) at its D."""
+        judged; `start`: the law's first fraction). An anneal's end is judged as a completed
+        schedule (fraction 1) at its D."""
         D = np.asarray(D, dtype=float)
         frac = D / self.planned
         reasons: list[str | None] = []
@@ -111,8 +115,8 @@ class Schedule:
                 frac[i], why = 1.0, None
             elif self.anneal_from is not None and d > self.anneal_from:
                 why = "inside the final anneal (not a ladder schedule)"
-            elif frac[i] < START:
-                why = f"before {START:.0%} of the planned total (warmup, early transient)"
+            elif frac[i] < start - 1e-9:
+                why = f"before {start:.0%} of the planned total (warmup, early transient)"
             elif frac[i] > 1 + 1e-6:
                 why = "past the planned total"
             else:
@@ -137,7 +141,7 @@ class RunCurve:
     def at(self, fractions) -> np.ndarray:
         """The run's smoothed value at schedule fractions (interpolated in ln f, ln value)."""
         f = self.D / self.planned
-        s = centred_mean(self.values, SMOOTH)
+        s = centred_mean(self.values, SMOOTH if len(self.values) >= 4 * SMOOTH else 1)
         return np.exp(np.interp(np.log(fractions), np.log(f), np.log(s)))
 
 
@@ -151,41 +155,52 @@ def centred_mean(v: np.ndarray, window: int) -> np.ndarray:
 
 
 def run_curves(obs: Observations, task: str, metric: str) -> dict[str, RunCurve]:
-    """Per ladder run with checkpoints spanning its schedule from before 10%: its curve. The
-    planned total of a ladder run is its last checkpoint's D."""
+    """Per ladder run with at least two evaluated checkpoints: its curve. The planned total of
+    a ladder run is its last checkpoint's D."""
     out = {}
     for run, (idx, v) in obs.series(task, metric).items():
         D = obs.D[idx]
-        if len(D) >= 3 and D[0] > 0 and D[0] / D[-1] <= START and np.all(v > 0):
+        if len(D) >= 2 and D[0] > 0 and np.all(v > 0):
             out[run] = RunCurve(float(obs.N[idx][0]), D, float(D[-1]), v)
     return out
 
 
-def fit_fraction_laws(curves: dict[str, RunCurve]) -> np.ndarray:
-    """Step-1 parameters (len(FRACTIONS), 5): the paper's law fitted at each fraction."""
+def fraction_grid(curves: dict[str, RunCurve]) -> np.ndarray:
+    """`FRACTIONS` from the latest first checkpoint of any run (10% at the earliest) on."""
+    first = max(START, max(float(c.D[0] / c.planned) for c in curves.values()))
+    return np.array([first] + [f for f in FRACTIONS if f > first + 1e-9])
+
+
+def fit_fraction_laws(curves: dict[str, RunCurve]) -> tuple[np.ndarray, np.ndarray]:
+    """The fraction grid and the step-1 parameters (fractions, 5) fitted at each fraction."""
     runs = list(curves)
     if len(runs) < 5 or len({curves[r].N for r in runs}) < 2:
         raise InputError(
             f"trajectory: needs at least 5 ladder runs of 2 sizes with intermediate "
-            f"checkpoints from before {START:.0%} of their schedule, got {len(runs)}"
+            f"checkpoints, got {len(runs)}"
         )
     N = np.array([curves[r].N for r in runs])
     planned = np.array([curves[r].planned for r in runs])
-    Y = np.stack([curves[r].at(FRACTIONS) for r in runs])
+    grid = fraction_grid(curves)
+    Y = np.stack([curves[r].at(grid) for r in runs])
     params = []
-    for j, f in enumerate(FRACTIONS):
+    for j, f in enumerate(grid):
         D = f * planned
         data = Finals(tuple(runs), N, D, train_flops(N, D), Y[:, j])
         params.append(fit_step1(data, "nd", PAPER_P0, PAPER_BOUNDS, 1e-3).params)
-    return np.array(params)
+    return grid, np.array(params)
 
 
-def loss_at(params: np.ndarray, N, D, fraction) -> np.ndarray:
-    """Predicted loss at (N, D) reached at schedule `fraction` (arrays broadcast)."""
+def loss_at(grid: np.ndarray, params: np.ndarray, N, D, fraction) -> np.ndarray:
+    """Predicted loss at (N, D) reached at schedule `fraction` (arrays broadcast): each
+    fraction's law at (N, D), smoothed across fractions by a cubic in ln f (the laws are fitted
+    independently, so their extrapolations jitter from one fraction to the next), read at f."""
     N, D, f = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (N, D, fraction)))
-    per = nd_loss(params, N.ravel(), D.ravel())  # (fractions, n)
-    lnF, lnf = np.log(FRACTIONS), np.log(np.clip(f.ravel(), START, 1.0))
-    out = np.array([np.exp(np.interp(lnf[i], lnF, np.log(per[:, i]))) for i in range(len(lnf))])
+    per = np.log(nd_loss(params, N.ravel(), D.ravel()))  # (fractions, n)
+    lnF, lnf = np.log(grid), np.log(np.clip(f.ravel(), grid[0], 1.0))
+    degree = min(SMOOTH_DEGREE, len(grid) - 1)
+    coef = np.linalg.lstsq(np.vander(lnF, degree + 1), per, rcond=None)[0]  # (degree + 1, n)
+    out = np.exp(np.sum(coef * np.vander(lnf, degree + 1).T, axis=0))
     return out.reshape(N.shape)
 
 
@@ -197,6 +212,7 @@ class TrajectoryLaw:
     loss_metric: str
     acc_metric: str
     chance: float
+    fractions: tuple[float, ...]
     params: tuple[tuple[float, ...], ...]
     step2: tuple[float, ...]
     n_max: float
@@ -209,7 +225,7 @@ class TrajectoryLaw:
         return np.maximum(np.log(np.asarray(N, dtype=float) / self.n_max), U_MIN)
 
     def predict(self, N, D, fraction) -> dict[str, np.ndarray]:
-        loss = loss_at(np.array(self.params), N, D, fraction)
+        loss = loss_at(np.array(self.fractions), np.array(self.params), N, D, fraction)
         half = self.loss_q * self.distance(N)
         lo, hi = loss * np.exp(-half), loss * np.exp(half)
         p2 = np.array(self.step2)
@@ -233,7 +249,7 @@ class TrajectoryLaw:
             "loss_metric": self.loss_metric,
             "acc_metric": self.acc_metric,
             "chance": self.chance,
-            "fractions": list(FRACTIONS),
+            "fractions": list(self.fractions),
             "params": [list(p) for p in self.params],
             "step2": list(self.step2),
             "n_max": self.n_max,
@@ -247,10 +263,9 @@ class TrajectoryLaw:
     def from_dict(cls, d: dict) -> TrajectoryLaw:
         if d.get("schema") != SCHEMA:
             raise InputError(f"trajectory: unknown schema {d.get('schema')!r} (expected {SCHEMA})")
-        if tuple(d["fractions"]) != FRACTIONS:
-            raise InputError("trajectory: fractions differ from this version's grid")
         return cls(
             d["task"], d["loss_metric"], d["acc_metric"], float(d["chance"]),
+            tuple(map(float, d["fractions"])),
             tuple(tuple(map(float, p)) for p in d["params"]), tuple(map(float, d["step2"])),
             float(d["n_max"]), float(d["level"]), float(d["loss_q"]), float(d["acc_q"]),
             dict(d.get("calibration") or {}),
@@ -259,9 +274,9 @@ class TrajectoryLaw:
 
 def _fit_point(obs: Observations, task: str, loss_metric: str, acc_metric: str, chance: float):
     curves = run_curves(obs, task, loss_metric)
-    params = fit_fraction_laws(curves)
+    grid, params = fit_fraction_laws(curves)
     p2 = fit_sigmoid_paper(step2_data(obs, task, loss_metric, acc_metric), chance).params
-    return curves, params, p2
+    return curves, grid, params, p2
 
 
 def holdout_splits(curves: dict[str, RunCurve]) -> dict[str, tuple[list[str], list[str]]]:
@@ -290,16 +305,16 @@ def backtest(obs: Observations, task: str, loss_metric: str = "bpb") -> dict[str
     out: dict[str, dict] = {}
     for split, (train, test) in holdout_splits(curves).items():
         sub = obs.where(run=train)
-        _, params, p2 = _fit_point(sub, task, loss_metric, acc_metric, chance)
+        _, grid, params, p2 = _fit_point(sub, task, loss_metric, acc_metric, chance)
         n_max = max(curves[r].N for r in train)
         out[split] = {}
         for r in test:
             c = curves[r]
             f = c.D / c.planned
-            keep = f >= START - 1e-9
+            keep = f >= grid[0] - 1e-9
             if r not in acc or len(acc[r]) != len(c.D):
                 continue
-            pred = loss_at(params, c.N, c.D[keep], f[keep])
+            pred = loss_at(grid, params, c.N, c.D[keep], f[keep])
             out[split][r] = {
                 "fraction": f[keep],
                 "loss": c.values[keep],
@@ -328,7 +343,7 @@ def fit_trajectory(
     """Fit one task's trajectory law on the whole ladder, its band calibrated by backtests."""
     acc_metric = accuracy_metric(task, obs)
     chance = chance_level(task, obs)
-    curves, params, p2 = _fit_point(obs, task, loss_metric, acc_metric, chance)
+    curves, grid, params, p2 = _fit_point(obs, task, loss_metric, acc_metric, chance)
     bt = backtest(obs, task, loss_metric)
     loss_scores = [np.abs(np.log(r["loss"] / r["loss_pred"])) / r["u"]
                    for s in bt.values() for r in s.values()]
@@ -344,6 +359,7 @@ def fit_trajectory(
         loss_metric=loss_metric,
         acc_metric=acc_metric,
         chance=chance,
+        fractions=tuple(map(float, grid)),
         params=tuple(tuple(map(float, p)) for p in params),
         step2=tuple(map(float, p2)),
         n_max=max(c.N for c in curves.values()),

@@ -53,7 +53,7 @@ def judge(
     """One row per checkpoint: step, D, fraction, measured, predicted, low, high, verdict,
     reason (why it is untrusted)."""
     key = "bpb" if metric == "loss" else "acc"
-    frac, why = schedule.place(cp["D"])
+    frac, why = schedule.place(cp["D"], law.fractions[0])
     judged = np.array([w is None for w in why])
     pred = {k: np.full(len(frac), np.nan) for k in (key, f"{key}_low", f"{key}_high")}
     if judged.any():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from taskladder import flags
 from taskladder.common.errors import (
+    DriftStop,
     FieldError,
     InputError,
     Interrupted,
@@ -109,6 +110,9 @@ def _main(argv: list[str] | None) -> int:
     except InputError as exc:
         flag = flags.flag_of(exc.field, args) if isinstance(exc, FieldError) else None
         return _fail(str(exc.named(flag) if flag else exc))
+    except DriftStop as exc:  # a watched target stopped on drift: the gate's verdict
+        print(f"taskladder: drift: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:  # Python's own SIGINT exception, where a library set it
         if isinstance(exc, Interrupted):
             raise

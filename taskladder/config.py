@@ -195,6 +195,10 @@ class GateSection(_Model):
     max_shift: float | int | str | bool | None = None
     patience: int = Field(default=3, ge=1, description="drifting checkpoints in a row before "
                           "the watched target drifts (docs/trajectory.md)")
+    watch: bool = Field(default=False, description="judge every checkpoint of a trained target "
+                        "against its trajectory band while it trains (docs/trajectory.md)")
+    stop_on_drift: bool = Field(default=False, description="with watch: stop the target's "
+                                "training when its latest checkpoints drift")
 
     @model_validator(mode="after")
     def _valid_rule(self) -> GateSection:
@@ -252,6 +256,9 @@ class PipelineSpec(_Model):
                 raise ValueError(f"fit.tasks {missing} are not in evaluate.tasks")
         if self.target.train and self.evaluate is None:
             raise ValueError("target.train needs an evaluate section to score the target")
+        if self.gate.watch and not self.target.train:
+            raise ValueError("gate.watch judges a target while taskladder trains it: it needs "
+                             "target.train")
         if self.gate.enabled and not (self.target.train or self.target.actual):
             raise ValueError("gate.enabled needs the target's real evaluation: target.train or "
                              "target.actual")

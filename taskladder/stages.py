@@ -60,11 +60,12 @@ def target_training(spec: PipelineSpec, folder: Path | None = None):
     return load_ladder_spec(spec.target.spec, {"output_dir": out})
 
 
-def _train(ctx: RunContext, training_spec) -> Trained:
-    """Train (finished runs in this folder are reused, killed ones resume); the checkpoints."""
+def _train(ctx: RunContext, training_spec, watch=None) -> Trained:
+    """Train (finished runs in this folder are reused, killed ones resume); the checkpoints.
+    `watch` judges each kept checkpoint while a run trains (the target's live watch)."""
     from taskladder.training.ladder import train_ladder
 
-    results = train_ladder(training_spec, echo=ctx.echo)
+    results = train_ladder(training_spec, echo=ctx.echo, watch=watch)
     models = tuple(c for r in results for c in r.checkpoints)
     return Trained(str(training_spec.out_dir()), models, *_data_ids(training_spec, models[-1]))
 
@@ -244,21 +245,67 @@ def predict_target(ctx: RunContext, folder: Path) -> Predicted:
 
 # the target and the gate --------------------------------------------------------------------
 def target_inputs(ctx: RunContext) -> dict:
-    spec = target_training(ctx.spec)
+    spec, g = target_training(ctx.spec), ctx.spec.gate
+    watch = g.model_dump(mode="json") if g.watch else None
     return {"target": spec.model_dump(mode="json", exclude={"output_dir"}),
-            "evaluate": _eval_settings(ctx.spec), "code": code_version("training", "harness_ext",
-                                                                   "tasks")}
+            "evaluate": _eval_settings(ctx.spec), "watch": watch,
+            "code": code_version("training", "harness_ext", "tasks",
+                                 *(("laws", "registry") if watch else ()))}
 
 
 def train_target(ctx: RunContext, folder: Path) -> TargetScored:
-    """Train and score the target; its results become an observation table, as the ladder's."""
+    """Train and score the target; its results become an observation table, as the ladder's.
+    With `gate.watch` every kept checkpoint is scored and judged against its trajectory band
+    while it trains (taskladder/live_watch.py)."""
     from taskladder.laws.readers import read_ladder
 
-    final = _train(ctx, target_training(ctx.spec, folder)).models[-1]
+    live = _live_watch(ctx, folder) if ctx.spec.gate.watch else None
+    try:
+        final = _train(ctx, target_training(ctx.spec, folder), live).models[-1]
+    except BaseException:
+        if live is not None:
+            live.close("KILLED")
+        raise
+    if live is not None:
+        live.close()
+        if live.document is not None:
+            from taskladder.laws.trajectory_plots import plot_watch
+
+            plot_watch(live.document, ctx.out / "plots" / "watch.png")
     result = _score(ctx, [final], folder / "eval")[0]
     table = folder / "observations.csv"
     read_ladder(result, "lm-eval").to_csv(table)
     return TargetScored(final, str(result), str(table))
+
+
+def _live_watch(ctx: RunContext, folder: Path):
+    """The target's watch: trajectory laws of the ladder (tasks the ladder can back), the
+    fast scorer on each exported checkpoint, MLflow by step, the spec's rule and patience."""
+    from taskladder.common.errors import InputError
+    from taskladder.common.meta import LadderMeta
+    from taskladder.laws.readers import read_ladder
+    from taskladder.laws.trajectory import fit_trajectory
+    from taskladder.live_watch import LiveWatch
+
+    obs = ctx.output("observe", Observed).observations()
+    laws = {}
+    for task in ctx.spec.fit_tasks:
+        try:
+            laws[task] = fit_trajectory(obs, task)
+        except InputError as exc:
+            ctx.echo(f"watch: {task} not watched ({exc})")
+
+    def score(hf: Path):
+        result = _score(ctx, [Checkpoint(str(hf), LadderMeta.read(hf))], folder / "eval")[0]
+        return read_ladder(result, "lm-eval")
+
+    if not laws:
+        ctx.echo("watch: no task's trajectory can be fitted on this ladder; not watched")
+        return None
+    g = ctx.spec.gate
+    rule = g.rule()
+    return LiveWatch(laws, score, ctx.spec.target.name, ctx.out, rule.metric, rule.tolerance,
+                     g.patience, g.stop_on_drift, ctx.store)
 
 
 def _actual_source(ctx: RunContext) -> tuple[Path, str | None]:

@@ -1,4 +1,4 @@
-"""Trainer callbacks of a ladder run: validation loss, batch log, progress bar.
+"""Trainer callbacks of a ladder run: validation loss, batch log, progress bar, watch.
 
 Each writes what it records next to the checkpoints (atomically), so a resumed run keeps the
 history of the killed one.
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -163,3 +163,32 @@ class ProgressCallback(Callback):
 
     def on_error(self, exc: BaseException) -> None:
         self.post_train()
+
+
+class Watch(Protocol):
+    """What judges a run's checkpoints while it trains (the conductor's scorer and gate)."""
+
+    stop_on_drift: bool
+
+    def judge(self, plan: Any, step: int, hf_dir: Path) -> str:
+        """Score the exported checkpoint at `hf_dir`; the verdict: pass, drift or untrusted."""
+
+
+@dataclass
+class WatchCallback(Callback):
+    """Exports every kept checkpoint once it is saved (a no-op where the validation callback
+    already did) and hands it to `judge`; with `stop_on_drift` a `drift` verdict cancels the
+    run there. One process only (the watch scores on this one)."""
+
+    steps: frozenset[int] = frozenset()
+    export: Callable[[int], Path] | None = None  # step -> the checkpoint's HF folder
+    judge: Callable[[int, Path], str] | None = None
+    stop_on_drift: bool = False
+    stopped_at: int | None = None
+
+    def post_step(self) -> None:
+        if self.step not in self.steps or self.judge is None or self.export is None:
+            return
+        if self.judge(self.step, self.export(self.step)) == "drift" and self.stop_on_drift:
+            self.stopped_at = self.step
+            self.trainer.cancel_run(f"trajectory gate: drift at step {self.step}", no_sync=True)

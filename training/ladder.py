@@ -122,9 +122,10 @@ def estimate_seconds(spec: LadderSpec, plans: list[RunPlan]) -> float:
 
 
 def train_ladder(spec: LadderSpec, progress: bool = True, echo: Echo = echo,
-                 runs: list[str] | None = None) -> list[RunResult]:
+                 runs: list[str] | None = None, watch=None) -> list[RunResult]:
     """Train every run of the spec (or those named in `runs`), skipping finished ones, and
-    export their checkpoints.
+    export their checkpoints; `watch` (`callbacks.Watch`) judges each kept checkpoint while a
+    run trains and may stop it (`DriftStop`).
 
     Under torchrun every rank trains; rank 0 alone exports and writes result.json, after a
     barrier, and the other ranks read the result back after a second one.
@@ -163,7 +164,7 @@ def train_ladder(spec: LadderSpec, progress: bool = True, echo: Echo = echo,
             results.append(read_result(done))
             continue
         start = time.perf_counter()
-        train_run(plan, sizes[plan.size], spec, data, run_dir, progress)
+        train_run(plan, sizes[plan.size], spec, data, run_dir, progress, watch)
         barrier()  # every rank's last checkpoint is written
         if is_main():
             result = _finish(plan, spec, data, run_dir, time.perf_counter() - start, solo)

@@ -22,16 +22,18 @@ from pathlib import Path
 
 import torch
 
-from taskladder.common.errors import InputError, raise_interrupted
+from taskladder.common.errors import DriftStop, InputError, raise_interrupted
 from taskladder.common.io import write_json
 from taskladder.training.callbacks import (
     BatchLogCallback,
     ProgressCallback,
     TrainLossCallback,
     ValLossCallback,
+    Watch,
+    WatchCallback,
 )
 from taskladder.training.corpus import TokenData
-from taskladder.training.export import export_checkpoint
+from taskladder.training.export import export_checkpoint, hf_dir
 from taskladder.training.model import model_config
 from taskladder.training.spec import LadderSpec, ModelSize, RunPlan
 
@@ -110,8 +112,9 @@ def save_config(run_dir: Path, size: ModelSize, spec: LadderSpec, data: TokenDat
 
 
 def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
-                  run_dir: Path, progress: bool = True):
-    """The olmo-core Trainer of this run (model, data loader, AdamW + cosine, callbacks)."""
+                  run_dir: Path, progress: bool = True, watch: Watch | None = None):
+    """The olmo-core Trainer of this run (model, data loader, AdamW + cosine, callbacks);
+    `watch` (one process only) judges each kept checkpoint while the run trains."""
     from olmo_core.data import NumpyDataLoaderConfig, NumpyFSLDatasetConfig
     from olmo_core.distributed.utils import get_world_size
     from olmo_core.optim import AdamWConfig, CosWithWarmup
@@ -165,9 +168,23 @@ def build_trainer(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenD
         .with_callback("progress", ProgressCallback(
             desc=plan.run, total_steps=plan.steps, tokens_per_step=plan.batch_tokens,
             enabled=progress))
-        .build(train_module, loader)
     )
-    return trainer
+    if watch is not None:
+        if world > 1:
+            raise InputError("gate.watch: the live watch scores checkpoints in one process; "
+                             f"this run has {world} ranks")
+        trainer = trainer.with_callback("watch", WatchCallback(
+            steps=frozenset(plan.checkpoint_steps), judge=partial(watch.judge, plan),
+            export=partial(_exported, run_dir, plan, spec, data),
+            stop_on_drift=watch.stop_on_drift))
+    return trainer.build(train_module, loader)
+
+
+def _exported(run_dir: Path, plan: RunPlan, spec: LadderSpec, data: TokenData,
+              step: int) -> Path:
+    """The checkpoint's HF export (made here unless the validation callback made it)."""
+    export_checkpoint(run_dir, step, plan, spec, data)
+    return hf_dir(run_dir, step)
 
 
 def _data_parallel(cuda: bool, world: int):
@@ -198,10 +215,11 @@ def check_ranks(spec: LadderSpec, world: int) -> None:
 
 
 def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
-              run_dir: Path, progress: bool = True) -> None:
+              run_dir: Path, progress: bool = True, watch: Watch | None = None) -> None:
     """Train (or finish) one run; checkpoints land in `run_dir/step<N>`.
 
-    Under torchrun rank 0 prepares the folder while the others wait at a barrier.
+    Under torchrun rank 0 prepares the folder while the others wait at a barrier. A run the
+    watch stopped on drift raises `DriftStop`.
     """
     if is_main():
         check_plan(run_dir, plan)
@@ -209,13 +227,16 @@ def train_run(plan: RunPlan, size: ModelSize, spec: LadderSpec, data: TokenData,
         save_config(run_dir, size, spec, data)
     barrier()
     with cpu_threads(spec):
-        trainer = build_trainer(plan, size, spec, data, run_dir, progress)
+        trainer = build_trainer(plan, size, spec, data, run_dir, progress, watch)
         # olmo-core's fit() installs SIGINT/SIGTERM handlers that only mark the run canceled,
         # checked every `cancel_check_interval` steps: Ctrl-C went unheard. Its handler is
         # looked up on the instance, so ours stops now (checkpoints saved so far are kept).
         trainer._handle_os_signal = raise_interrupted
         with _quiet_console():
             trainer.fit()
+    stopped = trainer.callbacks.get("watch")
+    if stopped is not None and stopped.stopped_at is not None:
+        raise DriftStop(plan.run, stopped.stopped_at)
 
 
 def drop_incomplete_checkpoints(run_dir: Path) -> None:

@@ -1,0 +1,51 @@
+"""A watched target in MLflow: one run per target training run, metrics by checkpoint step.
+
+Per task and step: `<task>/bpb` (measured task loss), `<task>/bpb_pred`, `<task>/bpb_low`,
+`<task>/bpb_high` (the trajectory band), the same for the accuracy (`<task>/acc*`), and
+`<task>/verdict` (1 drift, 0 pass, -1 untrusted); `verdict` (1 when the gate drifts) for the
+run. MLflow's run page plots each metric against the step: the measured points over the band.
+"""
+
+from __future__ import annotations
+
+from .store import Store
+
+EXPERIMENT = "taskladder-target-watch"
+CODES = {"drift": 1.0, "pass": 0.0, "untrusted": -1.0}
+
+
+def start(store: Store, target: str, run: str, params: dict[str, str]) -> str:
+    """A new watch run for training run `run` of `target`; its id."""
+    from mlflow.entities import Param
+
+    eid = store.experiment_id(EXPERIMENT)
+    mlrun = store.create_run(eid, f"{target}:{run}", {"target": target, "training_run": run})
+    rid = mlrun.info.run_id
+    store.call("log_batch", rid, params=[Param(k, str(v)) for k, v in params.items()])
+    return rid
+
+
+def log_checkpoint(store: Store, run_id: str, step: int, tasks: dict[str, dict],
+                   passed: bool) -> None:
+    """One checkpoint's measured values, bands and verdicts (`tasks`: task -> {"loss": row,
+    "acc": row} with rows as `laws.watch.judge` writes them)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric("verdict", 0.0 if passed else 1.0, now, step)]
+    for task, kinds in tasks.items():
+        for kind, row in kinds.items():
+            name = "bpb" if kind == "loss" else "acc"
+            values = {"": row["measured"], "_pred": row["predicted"], "_low": row["low"],
+                      "_high": row["high"]}
+            metrics += [Metric(f"{task}/{name}{k}", float(v), now, step)
+                        for k, v in values.items() if v is not None]
+        verdict = kinds["loss"]["verdict"] if "loss" in kinds else kinds["acc"]["verdict"]
+        metrics.append(Metric(f"{task}/verdict", CODES[verdict], now, step))
+    store.call("log_batch", run_id, metrics=metrics)
+
+
+def finish(store: Store, run_id: str, status: str = "FINISHED") -> None:
+    store.call("set_terminated", run_id, status)

@@ -1,0 +1,137 @@
+"""The live watch: the real 7B trajectory fed checkpoint by checkpoint (a fault from 30% of
+training on) into MLflow, and a real olmo-core run that the watch stops on drift."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_trajectory_gate import PLANNED, faulty
+from training_support import corpus_file, tiny_spec
+
+from taskladder.common.facts import PAPER_LADDER
+from taskladder.laws.readers import read_ladder, select_runs
+from taskladder.laws.trajectory import fit_trajectory
+from taskladder.laws.trajectory_plots import plot_watch
+from taskladder.live_watch import LiveWatch
+from taskladder.registry import watch_runs
+from taskladder.registry.store import open_store
+
+
+def test_live_watch_logs_the_band_by_step_and_fires_on_the_fault(olmo_ladder_dir, tmp_path):
+    obs = read_ladder(olmo_ladder_dir)
+    law = fit_trajectory(select_runs(obs, PAPER_LADDER), "hellaswag")
+    target = faulty(select_runs(obs, "peteish7_eval_full").where(task="hellaswag"))
+    steps = sorted(set(target.step.tolist()))[::3]  # every third checkpoint: 62 of 186
+    store = open_store(f"sqlite:///{tmp_path}/mlflow.db")
+    live = LiveWatch({"hellaswag": law}, lambda hf: target.where(step=int(hf.name)),
+                     "7B-5T", tmp_path, store=store)
+    plan = SimpleNamespace(run="peteish7_eval_full", tokens=PLANNED)
+    verdicts = [live.judge(plan, s, Path(str(s))) for s in steps]
+    live.close()
+    D = {int(s): float(d) for s, d in zip(target.step, target.D, strict=True)}
+    fault = next(i for i, s in enumerate(steps) if D[s] >= 0.3 * PLANNED)
+    assert set(verdicts[:fault]) == {"pass"}
+    assert "drift" in verdicts[fault:fault + 4] and verdicts[-1] == "drift"
+    doc = json.loads((tmp_path / "watch.json").read_text())
+    assert doc["tasks"]["hellaswag"]["verdict"] == "drift" and not doc["passed"]
+    [rid] = live.runs.values()
+    client = store.client
+    for key in ("hellaswag/bpb", "hellaswag/bpb_pred", "hellaswag/bpb_low", "hellaswag/bpb_high",
+                "hellaswag/acc_pred", "hellaswag/verdict", "verdict"):
+        hist = client.get_metric_history(rid, key)
+        assert len(hist) == len(steps) if key.endswith(("/bpb", "verdict")) else len(hist) > 0
+    hist = {m.step: m.value for m in client.get_metric_history(rid, "hellaswag/verdict")}
+    assert hist[steps[0]] == watch_runs.CODES["untrusted"]  # before 10% of the schedule
+    assert hist[steps[-1]] == watch_runs.CODES["drift"]
+    assert client.get_run(rid).info.status == "FINISHED"
+    png = plot_watch(doc, tmp_path / "watch.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
+
+class StopAtSecond:
+    """A watch that records what it was handed and says drift from the second checkpoint."""
+
+    stop_on_drift = True
+
+    def __init__(self):
+        self.seen = []
+
+    def judge(self, plan, step: int, hf_dir: Path) -> str:
+        self.seen.append((step, (hf_dir / "ladder_meta.json").is_file()))
+        return "drift" if len(self.seen) >= 2 else "pass"
+
+
+@pytest.mark.e2e
+def test_the_watch_stops_a_real_run_on_drift(tmp_path, monkeypatch):
+    from taskladder.common.errors import DriftStop
+    from taskladder.training.ladder import train_ladder
+    from taskladder.training.spec import load_ladder_spec
+
+    corpus_file(tmp_path)
+    monkeypatch.setitem(os.environ, "TASKLADDER_CACHE", str(tmp_path / "cache"))
+    spec = load_ladder_spec(str(tiny_spec(tmp_path, "watched", steps=24, checkpoints=4)))
+    watch = StopAtSecond()
+    with pytest.raises(DriftStop) as stop:
+        train_ladder(spec, progress=False, watch=watch)
+    assert stop.value.step == 12
+    assert watch.seen == [(6, True), (12, True)]  # each handed over exported
+    run_dir = spec.out_dir() / "runs" / stop.value.run
+    assert not (run_dir / "step18").exists() and not (run_dir / "result.json").exists()
+
+
+WATCHED = """
+name: watched
+ladder:
+  train: cpu-micro
+  overrides:
+    sizes:
+      - {{name: d32, d_model: 32, n_layers: 1, n_heads: 1, hidden_size_multiple_of: 32,
+         batch_sequences: 8}}
+      - {{name: d48, d_model: 48, n_layers: 1, n_heads: 1, hidden_size_multiple_of: 32,
+         batch_sequences: 8}}
+      - {{name: d64, d_model: 64, n_layers: 1, n_heads: 2, hidden_size_multiple_of: 32,
+         batch_sequences: 8}}
+    multipliers: [0.01, 0.02, 0.04]
+    checkpoints_per_run: 3
+    target: {{name: d96-0.02xC, multiplier: 0.02,
+             size: {{name: d96, d_model: 96, n_layers: 1, n_heads: 3, hidden_size_multiple_of: 32,
+                    batch_sequences: 8}}}}
+evaluate: {{tasks: [piqa], limit: 6}}
+fit: {{method: paper}}
+target: {{name: d96-0.02xC, spec: ladder, train: true}}
+gate: {{enabled: true, metric: loss, tolerance: 50%, watch: true, patience: 2}}
+output_dir: {out}
+"""
+
+
+@pytest.mark.e2e
+def test_the_pipeline_watches_the_target_it_trains(tmp_path):
+    """A micro ladder (3 sizes x 3 lengths, 3 checkpoints a run) through every stage with
+    gate.watch: the target's three checkpoints judged as they were saved, in MLflow by step."""
+    from taskladder import stages
+    from taskladder.config import load_spec
+    from taskladder.pipeline import run_pipeline
+
+    spec_file = tmp_path / "watched.yaml"
+    spec_file.write_text(WATCHED.format(out=tmp_path / "out"))
+    spec = load_spec(str(spec_file))
+    stages.preflight(spec)
+    ctx, _ = run_pipeline(spec, stages.STAGES, echo=lambda line: None)
+    out = spec.out_dir()
+    doc = json.loads((out / "watch.json").read_text())
+    rows = doc["tasks"]["piqa"]["checkpoints"]
+    assert len(rows) == 3 and doc["rule"]["patience"] == 2
+    assert all(r["verdict"] in ("pass", "drift") for r in rows)  # every kept one judged
+    assert all(r["low"] <= r["predicted"] <= r["high"] for r in rows)
+    assert (out / "plots" / "watch.png").is_file()
+    store = open_store(f"sqlite:///{out / 'mlflow.db'}", create=False)
+    exp = store.client.get_experiment_by_name(watch_runs.EXPERIMENT)
+    [run] = store.client.search_runs([exp.experiment_id])
+    hist = store.client.get_metric_history(run.info.run_id, "piqa/bpb_pred")
+    assert sorted(m.step for m in hist) == [r["step"] for r in rows]
