@@ -61,8 +61,8 @@ class LiveWatch:
         if plan.run not in self.runs:
             self.runs[plan.run] = watch_runs.start(self.store, self.target, plan.run, {
                 "metric": self.metric, "tolerance": self.tolerance, "patience": self.patience,
-                "planned_tokens": plan.tokens, "tasks": ",".join(self.laws)})
-        rows = {}
+                "planned_tokens": plan.tokens, "N": plan.N, "tasks": ",".join(self.laws)})
+        rows, tasks = {}, list(self.laws)
         other = "acc" if self.metric == "loss" else "loss"
         for task, law in self.laws.items():
             mine = doc["tasks"][task]["checkpoints"][-1]
@@ -73,7 +73,9 @@ class LiveWatch:
             except InputError:  # the scorer gave only the gated measure
                 continue
             rows[task][other] = watch.judge(law, schedule, cp, other)[-1]
-        watch_runs.log_checkpoint(self.store, self.runs[plan.run], step, rows, doc["passed"])
+        tokens = doc["tasks"][tasks[0]]["checkpoints"][-1]["D"]
+        watch_runs.log_checkpoint(self.store, self.runs[plan.run], step, tokens, rows,
+                                  doc["passed"])
 
     def close(self, status: str = "FINISHED") -> None:
         for rid in self.runs.values():

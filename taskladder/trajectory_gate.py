@@ -2,8 +2,9 @@
 trajectory band (laws/trajectory.py, laws/watch.py), exit 1 when the latest checkpoints drift.
 
 The ladder's trajectory laws are fitted here (one per task); the target's evaluations are any
-format the readers take (lm-eval results, an OLMo CSV, the observation table). Its N comes
-from the evaluations, its planned total from `--schedule` or `--target-d`.
+format the readers take (lm-eval results, an OLMo CSV, the observation table) or a run the
+live watch logged in MLflow (`mlflow:RUN_ID`). Its N comes from the evaluations, its planned
+total from `--schedule` or `--target-d`.
 """
 
 from __future__ import annotations
@@ -81,8 +82,15 @@ def format_table(doc: dict, last: int = 3) -> str:
     return "\n".join(lines)
 
 
-def read_target(path: str, fmt: str | None, run: str | None) -> Observations:
-    """The target's checkpoint evaluations (a file or folder the readers take), one run."""
+def read_target(path: str, fmt: str | None, run: str | None,
+                tracking_uri: str | None = None) -> Observations:
+    """The target's checkpoint evaluations, one run: a file or folder the readers take, or
+    `mlflow:RUN_ID`, a run the live watch logged (registry/watch_runs.py)."""
+    if path.startswith("mlflow:"):
+        from taskladder.registry.store import open_store
+        from taskladder.registry.watch_runs import read_run
+
+        return read_run(open_store(tracking_uri, create=False), path.removeprefix("mlflow:"))
     obs = read_ladder(Path(path), fmt)
     return obs.where(run=target_run(obs.unique("run"), run, path))
 
@@ -107,7 +115,7 @@ def run(args) -> int:
     if args.actual is None:
         raise InputError("--actual: the target's checkpoint evaluations are required with --ladder")
     schedule = Schedule.parse(args.schedule, args.target_d)
-    target = read_target(args.actual, args.actual_format, args.actual_run)
+    target = read_target(args.actual, args.actual_format, args.actual_run, args.tracking_uri)
     tasks = select_tasks(flags.names(args.tasks), target)
     if args.tasks is None:  # the paper's tasks the target was evaluated on
         tasks = [t for t in tasks if t in set(target.task.tolist())] or tasks

@@ -17,7 +17,7 @@ from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.trajectory import Schedule, fit_trajectory
 
 PLANNED = 5e12
-TASKS = ("hellaswag", "mmlu")
+TASKS = ("hellaswag", "piqa")  # 7B bands narrower than the fault (docs/trajectory.md)
 
 
 @pytest.fixture(scope="module")

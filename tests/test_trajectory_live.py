@@ -12,6 +12,7 @@ import pytest
 from test_trajectory_gate import PLANNED, faulty
 from training_support import corpus_file, tiny_spec
 
+from taskladder.cli import main
 from taskladder.common.facts import PAPER_LADDER
 from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.trajectory import fit_trajectory
@@ -29,7 +30,7 @@ def test_live_watch_logs_the_band_by_step_and_fires_on_the_fault(olmo_ladder_dir
     store = open_store(f"sqlite:///{tmp_path}/mlflow.db")
     live = LiveWatch({"hellaswag": law}, lambda hf: target.where(step=int(hf.name)),
                      "7B-5T", tmp_path, store=store)
-    plan = SimpleNamespace(run="peteish7_eval_full", tokens=PLANNED)
+    plan = SimpleNamespace(run="peteish7_eval_full", tokens=PLANNED, N=float(target.N[0]))
     verdicts = [live.judge(plan, s, Path(str(s))) for s in steps]
     live.close()
     D = {int(s): float(d) for s, d in zip(target.step, target.D, strict=True)}
@@ -50,6 +51,14 @@ def test_live_watch_logs_the_band_by_step_and_fires_on_the_fault(olmo_ladder_dir
     assert client.get_run(rid).info.status == "FINISHED"
     png = plot_watch(doc, tmp_path / "watch.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the gate reads the watch run back from MLflow: the same checkpoints, the same verdict
+    argv = ["gate", "--ladder", str(olmo_ladder_dir), "--actual", f"mlflow:{rid}",
+            "--tracking-uri", store.uri, "--schedule", "cosine=5T", "--tasks", "hellaswag",
+            "--metric", "loss", "--json", str(tmp_path / "again.json")]
+    assert main(argv) == 1
+    again = json.loads((tmp_path / "again.json").read_text())["tasks"]["hellaswag"]
+    assert [r["verdict"] for r in again["checkpoints"]] == \
+        [r["verdict"] for r in doc["tasks"]["hellaswag"]["checkpoints"]]
 
 
 
