@@ -26,6 +26,7 @@ from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS
 from taskladder.data import PAPER_LADDER_DIR
 from taskladder.laws import trajectory as tj
 from taskladder.laws.readers import read_ladder, select_runs
+from taskladder.laws.step1 import nd_loss
 
 
 def backtest_rows(obs, task: str) -> list[dict]:
@@ -69,7 +70,7 @@ def target_rows(obs, target, task: str) -> dict:
     frac, why = sched.place(D, law.fractions[0])
     keep = np.array([w is None for w in why])
     p = law.predict(N, D[keep], frac[keep])
-    base = tj.loss_at(np.array(law.fractions), np.array(law.params), N, D[keep], 1.0)
+    base = nd_loss(np.array(law.params[-1]), N, D[keep])  # the final law, schedule ignored
     lv, av = lv[keep], av[keep]
     return {
         "task": task, "n": int(keep.sum()),
