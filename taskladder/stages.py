@@ -287,7 +287,7 @@ def _live_watch(ctx: RunContext, folder: Path):
     from taskladder.laws.trajectory import fit_trajectory
     from taskladder.live_watch import LiveWatch
 
-    obs = ctx.output("observe", Observed).observations()
+    obs = ctx.output(Observed).observations()
     laws = {}
     for task in ctx.spec.fit_tasks:
         try:
