@@ -111,7 +111,7 @@ def watched_spec(out: Path) -> dict:
 @pytest.mark.e2e
 def test_the_pipeline_watches_the_target_it_trains(tmp_path):
     """A micro ladder (3 sizes x 3 lengths, 3 checkpoints a run) through every stage with
-    gate.watch: the target's three checkpoints judged as they were saved, in MLflow by step."""
+    gate.watch: the target's checkpoints judged as they were saved, in MLflow by step."""
     from taskladder import stages
     from taskladder.config import load_spec
     from taskladder.pipeline import run_pipeline
@@ -124,7 +124,7 @@ def test_the_pipeline_watches_the_target_it_trains(tmp_path):
     out = spec.out_dir()
     doc = json.loads((out / "watch.json").read_text())
     rows = doc["tasks"]["piqa"]["checkpoints"]
-    assert len(rows) == 3 and doc["rule"]["patience"] == 2
+    assert len(rows) >= 3 and doc["rule"]["patience"] == 2  # every checkpoint the target kept
     judged = [r for r in rows if r["verdict"] != "untrusted"]
     assert len(judged) >= 2 and judged[-1] is rows[-1]  # the ladder's grid starts near 1/3
     assert all(r["reason"].startswith("before") for r in rows if r not in judged)
