@@ -34,6 +34,7 @@ ladder:
          batch_sequences: 8}}
     multipliers: [0.01, 0.02, 0.04]
     checkpoints_per_run: 2
+    end_checkpoints: 0
     target: {{name: d96-0.02xC, multiplier: 0.02,
              size: {{name: d96, d_model: 96, n_layers: 1, n_heads: 3, hidden_size_multiple_of: 32,
                     batch_sequences: 8}}}}
