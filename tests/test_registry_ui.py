@@ -99,7 +99,11 @@ def test_a_law_version_page_shows_its_status_and_the_gate_verdict(tmp_path):
     assert main(["gate", "--target", "7B-4T", "--actual",
                  str(runs / "peteish7_eval_anneal.csv"), *uri]) == 1  # ARC-Easy drifts
     store = open_store(uri[1], create=False)
-    pred_run = store.client.get_run(registered_predictions(store, "7B-4T")["arc_easy"].run_id)
+    predicted = registered_predictions(store, "7B-4T")
+    pred_run = store.client.get_run(predicted["arc_easy"].run_id)
+    # the law engine's own status of each prediction, as the prediction run records it
+    statuses = {t: store.client.get_run(predicted[t].run_id).data.tags["status"]
+                for t in ("arc_easy", "hellaswag")}
     shots = tmp_path / "shots"
     shots.mkdir()
     with mlflow_server(store.uri, tmp_path) as url:
@@ -113,7 +117,9 @@ def test_a_law_version_page_shows_its_status_and_the_gate_verdict(tmp_path):
         _screenshot(browser, tmp_path, f"{url}/#/experiments/{pred_run.info.experiment_id}/"
                     f"runs/{pred_run.info.run_id}?workflowType=machine_learning",
                     shots / "registry-prediction-run.png")
-    for task, gate, status in (("arc_easy", "DRIFT", "ok"), ("hellaswag", "PASS", "caution")):
+    for task, gate in (("arc_easy", "DRIFT"), ("hellaswag", "PASS")):
+        status = statuses[task]
+        assert status in ("ok", "caution", "unpredictable")
         text = _visible_text(pages[task])
         # the description's first line: the verdict, the error against the tolerance
         assert re.search(rf"Gate {gate}: 7B-4T acc_norm error [+-]\d+\.\d\d points, "
