@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taskladder.common.errors import InputError
+from taskladder.common.errors import FieldError, InputError
 from taskladder.common.facts import train_flops
 
 from .observations import Finals, Observations
@@ -63,43 +63,14 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.planned) and self.planned > 0):
-            raise InputError(f"schedule: planned total must be > 0 tokens, got {self.planned!r}")
+            raise FieldError("schedule.planned", f"{self.planned!r}: must be > 0 tokens")
         if (self.anneal_from is None) != (self.end is None):
-            raise InputError("schedule: an anneal needs both 'anneal' (start) and 'end' tokens")
+            raise FieldError("schedule.anneal_from", "an anneal needs both its start and its end")
         if self.anneal_from is not None and not 0 < self.anneal_from < self.end:
-            raise InputError(
-                f"schedule: anneal start {self.anneal_from!r} must be > 0 and before its end "
-                f"{self.end!r}"
+            raise FieldError(
+                "schedule.anneal_from",
+                f"{self.anneal_from:.4g} must be > 0 and before the anneal's end {self.end:.4g}",
             )
-
-    @classmethod
-    def parse(cls, text: str | None, planned: float | None, where: str = "--schedule"):
-        """`cosine` (planned total = `planned`), or `cosine=5T[,anneal=3.9T,end=3.95T]`, or
-        another shape's name (`wsd=5T`): its checkpoints are untrusted."""
-        from .readers import sizes_of  # token counts read like parameter counts (5T, 3.9e12)
-
-        items = dict.fromkeys(["cosine"]) if not text else {}
-        for part in (text or "").split(","):
-            if part.strip():
-                k, _, v = part.partition("=")
-                items[k.strip()] = v.strip() or None
-        shapes = [k for k in items if k not in ("anneal", "end")]
-        if len(shapes) != 1:
-            raise InputError(f"{where}: {text!r}: name one shape (e.g. cosine=5T)")
-        shape = shapes[0]
-        total = items[shape]
-        counts = sizes_of({k: v for k, v in items.items() if v is not None}, where)
-        if total is None and planned is None:
-            raise InputError(
-                f"{where}: the target's planned total is unknown: give {shape}=TOKENS "
-                "or --target-d"
-            )
-        return cls(
-            counts[shape] if total is not None else float(planned),
-            shape,
-            counts.get("anneal"),
-            counts.get("end"),
-        )
 
     def place(self, D: np.ndarray, start: float = START) -> tuple[np.ndarray, list[str | None]]:
         """Per checkpoint: the ladder fraction it is judged at and why it is untrusted (None:

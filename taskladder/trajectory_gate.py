@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from taskladder import flags
-from taskladder.common.errors import InputError
+from taskladder.common.errors import InputError, field_names
 from taskladder.common.facts import PAPER_LADDER
 from taskladder.common.target import target_run
 from taskladder.laws import watch
 from taskladder.laws.observations import Observations
-from taskladder.laws.readers import detect_format, read_ladder, select_runs
+from taskladder.laws.readers import detect_format, read_ladder, select_runs, sizes_of
 from taskladder.laws.tasks import accuracy_metric
 from taskladder.laws.trajectory import Schedule, TrajectoryLaw, fit_trajectory
 
@@ -32,6 +32,27 @@ def parse_patience(value, where: str = "--patience") -> int:
     if k < 1:
         raise InputError(f"{where} {value!r}: expected a whole number of checkpoints >= 1")
     return k
+
+
+def parse_schedule(text: str | None, planned: float | None, where: str = "--schedule") -> Schedule:
+    """`cosine` (planned total = `planned`, i.e. --target-d), `cosine=5T[,anneal=3.9T,end=3.95T]`,
+    or another shape's name (`wsd=5T`: its checkpoints are untrusted) as the law's Schedule."""
+    items = {"cosine": ""} if not text else {}
+    for part in flags.names(text) or []:
+        key, _, value = part.partition("=")
+        items[key.strip()] = value.strip()
+    shapes = [k for k in items if k not in ("anneal", "end")]
+    if len(shapes) != 1:
+        raise InputError(f"{where}: {text!r}: name one shape (e.g. cosine=5T)")
+    shape = shapes[0]
+    if not items[shape] and planned is None:
+        raise InputError(
+            f"{where}: the target's planned total is unknown: give {shape}=TOKENS or --target-d"
+        )
+    counts = sizes_of({k: v for k, v in items.items() if v}, where)
+    with field_names({"schedule.planned": where, "schedule.anneal_from": where}):
+        return Schedule(counts.get(shape, planned), shape,
+                        counts.get("anneal"), counts.get("end"))
 
 
 def fit_laws(ladder: Observations, tasks: list[str]) -> dict[str, TrajectoryLaw]:
@@ -114,7 +135,7 @@ def run(args) -> int:
     patience = parse_patience(args.patience or DEFAULT_PATIENCE)
     if args.actual is None:
         raise InputError("--actual: the target's checkpoint evaluations are required with --ladder")
-    schedule = Schedule.parse(args.schedule, args.target_d)
+    schedule = parse_schedule(args.schedule, args.target_d)
     target = read_target(args.actual, args.actual_format, args.actual_run, args.tracking_uri)
     tasks = select_tasks(flags.names(args.tasks), target)
     if args.tasks is None:  # the paper's tasks the target was evaluated on

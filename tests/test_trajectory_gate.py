@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from taskladder.cli import main
+from taskladder.common.errors import InputError
 from taskladder.common.facts import PAPER_LADDER
 from taskladder.laws import watch
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.trajectory import Schedule, fit_trajectory
+from taskladder.trajectory_gate import parse_schedule
 
 PLANNED = 5e12
 TASKS = ("hellaswag", "piqa")  # 7B bands narrower than the fault (docs/trajectory.md)
@@ -103,3 +105,25 @@ def test_bad_checkpoints_are_one_line_exit_2(data, tmp_path, olmo_ladder_dir, ca
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_schedule_flag_maps_to_the_laws_schedule():
+    assert parse_schedule("cosine=5T,anneal=3.9T,end=3.95T", None) == Schedule(5e12, "cosine",
+                                                                               3.9e12, 3.95e12)
+    assert parse_schedule(None, 2e12) == Schedule(2e12)
+    assert parse_schedule("cosine,anneal=1.5e12,end=1.6e12", 2e12).anneal_from == 1.5e12
+    assert parse_schedule("wsd=1T", None).shape == "wsd"
+
+
+@pytest.mark.parametrize("text, planned, error", [
+    ("cosine", None, "planned total is unknown"),
+    (None, None, "planned total is unknown"),
+    ("cosine=5T,anneal=3.9T", None, "--schedule: an anneal needs both"),
+    ("cosine=5T,anneal=6T,end=5T", None, "--schedule: 6e\\+12 must be > 0 and before"),
+    ("cosine=abc", None, "--schedule: cosine='abc'"),
+    ("cosine=5T,wsd=5T", None, "one shape"),
+])
+def test_schedule_flag_bad_input_is_one_line(text, planned, error):
+    with pytest.raises(InputError, match=error):
+        parse_schedule(text, planned)
+    parse_schedule("cosine=5T,anneal=6T,end=7T", None)  # an anneal past the planned total: legal

@@ -25,7 +25,7 @@ def law(ladder):
 
 
 def test_schedule_places_checkpoints_and_says_why_not():
-    s = tj.Schedule.parse("cosine=5T,anneal=3.9T,end=3.95T", None)
+    s = tj.Schedule(5e12, anneal_from=3.9e12, end=3.95e12)
     frac, why = s.place([1e11, 1e12, 3.8e12, 3.92e12, 3.95e12])
     assert why[0].startswith("before 10%")
     assert why[1] is None and why[2] is None and frac[1] == pytest.approx(0.2)
@@ -33,25 +33,19 @@ def test_schedule_places_checkpoints_and_says_why_not():
     assert why[4] is None and frac[4] == 1.0  # the anneal's end: a completed schedule
     frac, why = tj.Schedule(1e12).place([5e11, 1.2e12])
     assert why == [None, "past the planned total"]
-    _, why = tj.Schedule.parse("wsd=1T", None).place([5e11])
+    _, why = tj.Schedule(1e12, "wsd").place([5e11])
     assert "not the ladder's cosine" in why[0]
-    assert tj.Schedule.parse(None, 2e12).planned == 2e12
 
 
-@pytest.mark.parametrize("text, planned, field", [
-    ("cosine", None, "planned total is unknown"),
-    (None, None, "planned total is unknown"),
-    ("cosine=5T,anneal=3.9T", None, "needs both"),
-    ("cosine=5T,anneal=6T,end=7T", None, None),
-    ("cosine=abc", None, "cosine='abc'"),
-    ("cosine=5T,wsd=5T", None, "one shape"),
+@pytest.mark.parametrize("fields, error", [
+    ({"planned": 0.0}, "schedule.planned: 0.0"),
+    ({"planned": float("nan")}, "schedule.planned: nan"),
+    ({"planned": 5e12, "anneal_from": 3.9e12}, "schedule.anneal_from: .*needs both"),
+    ({"planned": 5e12, "anneal_from": 4e12, "end": 3.9e12}, "schedule.anneal_from: 4e\\+12"),
 ])
-def test_schedule_bad_input_is_one_line(text, planned, field):
-    if field is None:  # an anneal past the planned total is legal: its end is judged at f=1
-        tj.Schedule.parse(text, planned)
-        return
-    with pytest.raises(InputError, match=field):
-        tj.Schedule.parse(text, planned)
+def test_schedule_bad_fields_name_the_field(fields, error):
+    with pytest.raises(InputError, match=error):
+        tj.Schedule(**fields)
 
 
 def test_largest_size_trajectory_backtest(ladder):
