@@ -125,7 +125,7 @@ class _Session:
         known = [n for n in self.manager.all_tasks if n.startswith("ladder_")]
         self.names = resolve_tasks(tasks, known)
         self.limit, self.dtype, self.batch_size = limit, dtype, batch_size
-        self.device = device or _default_device()
+        self.device = device or default_device()
         self.loaded = None
         self.env: dict | None = None
 
@@ -176,7 +176,7 @@ class _Session:
         return out, requests
 
 
-def _default_device() -> str:
+def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,10 +39,11 @@ PLAN_DIR = ".shards"
 
 @dataclass(frozen=True)
 class SlurmResources:
-    """What each shard's job asks Slurm for, and how the launcher waits on it."""
+    """What each shard's job asks Slurm for, and how the launcher waits on it (the names of
+    training's `slurm` section; each job is one node)."""
 
     partition: str | None = None
-    gpus_per_job: int = 0
+    gpus_per_node: int = 0
     cpus_per_task: int | None = None
     mem_gb: float | None = None
     timeout_min: int = 24 * 60
@@ -110,7 +111,7 @@ def evaluate_sharded(model_dirs: list[Path], tasks: list[str] | str, limit: int 
     if todo:
         t0 = time.perf_counter()
         if launcher == "local":
-            workers = _local_workers(devices, session.device)
+            workers = local_workers(devices, session.device)
             plan = write_plan(root, settings, deal(todo, min(len(workers), len(todo))))
             run_local(plan, workers, echo)
         else:
@@ -129,9 +130,14 @@ def _newest(dest: Path) -> Path:
     return found[-1]
 
 
-def _local_workers(devices: int, device: str) -> list[dict[str, str]]:
-    """Each local worker's environment: its own GPU, or its share of the CPU cores."""
-    if device == "cuda":
+def local_workers(devices: int, device: str | None = None) -> list[dict[str, str]]:
+    """Each local worker's environment: its own GPU (so `ladder-vllm` runs one engine per
+    device), or its share of the CPU cores; `device` None is the backends' default (CUDA
+    where visible). More workers than visible GPUs is one InputError line."""
+    from taskladder.harness_ext.runner import default_device
+
+    check_count("devices", devices)
+    if (device or default_device()) == "cuda":
         gpus = _gpus()
         check_count("devices", devices, len(gpus), "GPUs visible here")
         return [{"CUDA_VISIBLE_DEVICES": g} for g in gpus[:devices]]
@@ -264,7 +270,7 @@ def _submit(plan: Path, shards: list[int], res: SlurmResources) -> list[str]:
     from taskladder.common.slurm import executor
 
     ex = executor(plan.parent / "slurm", f"taskladder-eval-{plan.parent.parent.name}", 1,
-                  res.timeout_min, res.partition, res.gpus_per_job, res.cpus_per_task,
+                  res.timeout_min, res.partition, res.gpus_per_node, res.cpus_per_task,
                   res.mem_gb, res.additional)
     jobs = ex.map_array(run_shard, [str(plan)] * len(shards), shards)
     return [str(job.job_id) for job in jobs]

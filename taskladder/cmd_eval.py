@@ -47,6 +47,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
               "failed jobs resubmitted")
     flags.add(p, "--shards", type=int, default=None,
               help="slurm: jobs the checkpoints are split into (default one per checkpoint)")
+    flags.add(p, "--slurm", help="slurm: what each job asks for, by the spec's names: "
+              "partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min (default 1440), "
+              "max_retries (3), poll_seconds (10); e.g. partition=gpu,gpus_per_node=1")
     p.set_defaults(func=_eval)
 
     lm = subparsers.add_parser(
@@ -64,7 +67,7 @@ def _eval(args: argparse.Namespace) -> int:
     from taskladder.harness_ext.runner import evaluate
 
     if len(args.model_dir) == 1 and args.devices == 1 and args.launcher == "local" \
-            and args.shards is None:
+            and args.shards is None and args.slurm is None:
         path = evaluate(args.model_dir[0], args.tasks, limit=args.limit, output=args.output,
                         backend=args.backend, batch_size=args.batch_size, device=args.device,
                         dtype=args.dtype)
@@ -79,16 +82,21 @@ def _eval_many(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from taskladder.common.errors import InputError
-    from taskladder.harness_ext.shards import evaluate_sharded
+    from taskladder.config import slurm_resources
+    from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     if args.output.endswith(".json"):
         raise InputError(f"output: {args.output!r} is a file; several checkpoints or workers "
                          "write into a folder")
+    if args.slurm is not None and args.launcher != "slurm":
+        raise InputError(f"--slurm: {args.slurm!r} applies to --launcher slurm")
+    slurm = SlurmResources(**slurm_resources(args.slurm).model_dump())
     out = flags.table_stream(args.json)
     paths = evaluate_sharded([Path(d) for d in args.model_dir], args.tasks, args.limit,
                              Path(args.output), args.backend,
                              lambda line: print(line, file=out, flush=True), args.batch_size,
-                             args.device, args.dtype, args.devices, args.launcher, args.shards)
+                             args.device, args.dtype, args.devices, args.launcher, args.shards,
+                             slurm)
     print("\n".join(map(str, paths)), file=out)
     flags.write_json_result(args.json, {"results": [str(p) for p in paths]})
     return 0

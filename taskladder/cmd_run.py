@@ -28,6 +28,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     flags.add(p, "--force", action="append", default=[],
               help="run STAGE even when its outputs verify (repeatable; an unknown STAGE "
               "lists the spec's stages)")
+    flags.add(p, "--devices", type=int, help="the evaluate stage's local workers, one per "
+              "GPU or share of the CPU cores (overrides evaluate.devices)")
+    flags.add(p, "--launcher", choices=("local", "slurm"), help="where the evaluate stage "
+              "scores checkpoints: here or as Slurm jobs (overrides evaluate.launcher)")
+    flags.add(p, "--shards", type=int, help="slurm: jobs the ladder's checkpoints are split "
+              "into (overrides evaluate.shards; default one per checkpoint)")
+    flags.add(p, "--slurm", help="slurm: what each evaluation job asks for, over the spec's "
+              "evaluate.slurm: partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, "
+              "max_retries, poll_seconds; e.g. partition=gpu,timeout_min=240")
     p.add_argument("--list-specs", action="store_true", help="list the bundled specs and exit")
     flags.add(p, "--json", help="write the run's outcome (stages, verdict, exit code) to PATH "
               "(- = stdout)")
@@ -35,6 +44,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from taskladder.common.errors import field_names
     from taskladder.config import bundled_specs, load_spec
     from taskladder.errors import UsageError
 
@@ -49,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["ladder"] = {**ladder, "import": _absolute(args.ladder)}
     if args.method:
         overrides["fit"] = {**spec.fit.model_dump(), "method": args.method}
-    spec = spec.with_overrides(**overrides)
+    spec = spec.with_overrides(**overrides).with_evaluate(args.devices, args.launcher,
+                                                          args.shards, args.slurm)
 
     from taskladder import stages
 
@@ -58,7 +69,10 @@ def _run(args: argparse.Namespace) -> int:
         if name not in applying:
             raise UsageError(f"--force: unknown stage {name!r} (stages of spec {spec.name}: "
                              f"{', '.join(applying)})")
-    notes = stages.preflight(spec, dry_run=args.dry_run)
+    flagged = {f"evaluate.{k}": f"--{k}" for k in ("devices", "shards")
+               if getattr(args, k) is not None}
+    with field_names(flagged):
+        notes = stages.preflight(spec, dry_run=args.dry_run)
     out = flags.table_stream(args.json)
     if args.dry_run:
         plan = stages.plan_lines(spec) + [f"note: {n}" for n in notes]

@@ -35,6 +35,7 @@ from taskladder.common.specfile import (
     validate,
 )
 from taskladder.errors import UsageError
+from taskladder.flags import pairs
 
 DEFAULT_SPEC = "cpu-micro"
 
@@ -82,10 +83,11 @@ class LadderSection(_Model):
 
 
 class EvalSlurm(_Model):
-    """What each evaluation job asks Slurm for (`evaluate.launcher: slurm`)."""
+    """What each evaluation job asks Slurm for (`evaluate.launcher: slurm`), by the names of
+    training's `slurm` section (one node per job); `--slurm KEY=VALUE,...` sets the same."""
 
     partition: str | None = None
-    gpus_per_job: int = Field(default=0, ge=0, description="0: a CPU job")
+    gpus_per_node: int = Field(default=0, ge=0, description="0: a CPU job")
     cpus_per_task: int | None = Field(default=None, gt=0)
     mem_gb: float | None = Field(default=None, gt=0)
     timeout_min: int = Field(default=24 * 60, gt=0)
@@ -93,6 +95,25 @@ class EvalSlurm(_Model):
     poll_seconds: float = Field(default=10.0, gt=0)
     additional: dict[str, Any] = Field(default_factory=dict,
                                        description="more sbatch options (submitit's names)")
+
+    _old_names = model_validator(mode="before")(  # training's name (one release)
+        lambda data: _renamed_key(data, "gpus_per_job", "gpus_per_node",
+                                  "evaluate.slurm.gpus_per_job"))
+
+
+# What `--slurm` sets (eval, run): evaluate.slurm's fields but the free-form `additional`.
+SLURM_KEYS = tuple(k for k in EvalSlurm.model_fields if k != "additional")
+
+
+def slurm_resources(text: str | None, base: EvalSlurm | None = None) -> EvalSlurm:
+    """`--slurm KEY=VALUE,...` over `base` (the spec's section; None: the defaults), checked as
+    the spec's section is; a problem is one line naming the flag, the key and the value."""
+    values = pairs(text, "--slurm")
+    unknown = [k for k in values if k not in SLURM_KEYS]
+    if unknown:
+        raise UsageError(f"--slurm: unknown resource {unknown[0]!r} (known: "
+                         f"{', '.join(SLURM_KEYS)})")
+    return validate(EvalSlurm, {**(base or EvalSlurm()).model_dump(), **values}, "--slurm")
 
 
 class EvaluateSection(_Model):
@@ -236,14 +257,8 @@ class PipelineSpec(_Model):
     output_dir: str | None = Field(default=None, description="default: ./taskladder-out/<name>")
     source: str | None = Field(default=None, exclude=True, description="where the spec was read")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        """The section `eval` is now `evaluate` (accepted one release, with a notice)."""
-        if isinstance(data, dict) and "eval" in data and "evaluate" not in data:
-            deprecated("spec section eval", "evaluate")
-            data = {("evaluate" if k == "eval" else k): v for k, v in data.items()}
-        return data
+    _old_names = model_validator(mode="before")(  # the section `eval` (one release)
+        lambda data: _renamed_key(data, "eval", "evaluate", "spec section eval"))
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
@@ -292,11 +307,50 @@ class PipelineSpec(_Model):
 
         return resolve_uri(self.tracking_uri, default=f"sqlite:///{self.out_dir() / 'mlflow.db'}")
 
+    def with_evaluate(self, devices: int | None = None, launcher: str | None = None,
+                      shards: int | None = None, slurm: str | None = None) -> PipelineSpec:
+        """A copy whose evaluate section takes the command line's `--devices`, `--launcher`,
+        `--shards` and `--slurm KEY=VALUE,...` (None: the spec's); a problem is one line
+        naming the flag and the value."""
+        from pydantic import ValidationError
+
+        given = {k: v for k, v in (("devices", devices), ("launcher", launcher),
+                                   ("shards", shards)) if v is not None}
+        if not given and slurm is None:
+            return self
+        flag = f"--{next(iter(given))}" if given else "--slurm"
+        if self.evaluate is None:
+            raise UsageError(f"{flag}: spec {self.name} has no evaluate section (nothing is "
+                             "scored here)")
+        for key, value in given.items():
+            try:
+                EvaluateSection.model_validate({**self.evaluate.model_dump(), key: value})
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise UsageError(f"--{key}: {msg} (got {value!r})") from None
+        data = {**self.evaluate.model_dump(), **given}
+        if shards is not None and data["launcher"] != "slurm":
+            raise UsageError(f"--shards: {shards} applies to --launcher slurm (local workers "
+                             "are --devices)")
+        if slurm is not None:
+            if data["launcher"] != "slurm":
+                raise UsageError(f"--slurm: {slurm!r} applies to --launcher slurm")
+            data["slurm"] = slurm_resources(slurm, self.evaluate.slurm).model_dump()
+        return self.with_overrides(evaluate=data)
+
     def with_overrides(self, **values: Any) -> PipelineSpec:
         """A copy with top-level fields replaced (CLI flags), validated again."""
         data = self.model_dump(mode="python", by_alias=True)
         data.update({k: v for k, v in values.items() if v is not None})
         return validate_pipeline_spec(data, self.source or "overrides")
+
+
+def _renamed_key(data: Any, old: str, new: str, what: str) -> Any:
+    """Key `old` of a mapping read as `new`, with a one-line notice (accepted one release)."""
+    if isinstance(data, dict) and old in data and new not in data:
+        deprecated(what, new)
+        data = {(new if k == old else k): v for k, v in data.items()}
+    return data
 
 
 def _task_list(value: Any) -> Any:

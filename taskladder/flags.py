@@ -40,6 +40,9 @@ GLOSSARY: dict[str, tuple[str | None, str]] = {
     "--devices": ("N", "devices (workers) to run on"),
     "--launcher": ("local|slurm", "`local` (here) or `slurm` (submitit jobs)"),
     "--shards": ("K", "jobs the work is split into"),
+    "--slurm": ("KEY=VALUE,...", "what each Slurm job asks for, by the spec's `slurm` names: "
+                "partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, max_retries, "
+                "poll_seconds"),
     "--dry-run": (None, "validate and print the plan, do nothing"),
     "--force": ("STAGE", "run a pipeline stage even when its outputs verify (repeatable)"),
 }

@@ -97,6 +97,8 @@ def _score(ctx: RunContext, models: list[Checkpoint], root: Path) -> list[Path]:
 
     The harness's `evaluate_sharded`: in one process (tasks and requests built once, models
     loaded in turn), or spread over `devices` local workers or Slurm jobs; it prints progress.
+    `evaluate.shards` (checked against the ladder's checkpoints before any work) is at most
+    one job per checkpoint for the target's.
     """
     from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
@@ -104,7 +106,8 @@ def _score(ctx: RunContext, models: list[Checkpoint], root: Path) -> list[Path]:
     return evaluate_sharded([Path(m.hf_dir) for m in models], e.tasks, e.limit, root,
                             backend=fast_backend(e.backend), echo=ctx.echo,
                             batch_size=e.batch_size, devices=e.devices, launcher=e.launcher,
-                            shards=e.shards if e.launcher == "slurm" else None,
+                            shards=min(e.shards, len(models)) if e.shards and
+                            e.launcher == "slurm" else None,  # the target: one checkpoint
                             slurm=SlurmResources(**e.slurm.model_dump()))
 
 
@@ -408,9 +411,14 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
             from taskladder.common.slurm import check_slurm
 
             machine(check_slurm, "evaluate.launcher")
+        elif spec.evaluate.devices > 1 and find_spec("torch") is not None:
+            from taskladder.harness_ext.shards import local_workers
+
+            machine(local_workers, spec.evaluate.devices)  # no more GPUs than are visible
     if spec.ladder.trained:
         lspec = ladder_training(spec)
         _check_beyond_ladder(spec, lspec)
+        _check_shards(spec, lspec)
         if find_spec("tokenizers") is not None or not dry_run:
             from taskladder.training.ladder import check_ready
 
@@ -434,9 +442,23 @@ def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:
                  max(float(p.tokens) for p in plans))
 
 
+def _check_shards(spec: PipelineSpec, lspec) -> None:
+    """Slurm jobs for the ladder's evaluation: no more than the checkpoints it keeps."""
+    from taskladder.common.errors import FieldError
+
+    shards = spec.evaluate.shards
+    if spec.evaluate.launcher == "slurm" and shards is not None:
+        kept = sum(len(p.checkpoint_steps) for p in lspec.plan())
+        if shards > kept:
+            raise FieldError("evaluate.shards", f"{shards} is more than the {kept} checkpoints "
+                             "the ladder keeps")
+
+
 def _where(e) -> str:
     if e.launcher == "slurm":
-        return f"{e.shards or 'one per checkpoint'} Slurm jobs"
+        asks = ", ".join(f"{k} {v}" for k, v in e.slurm.model_dump(exclude_defaults=True)
+                         .items())
+        return f"{e.shards or 'one per checkpoint'} Slurm jobs ({asks or 'default resources'})"
     return f"{e.devices} local worker{'s' * (e.devices > 1)}"
 
 

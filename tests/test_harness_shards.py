@@ -82,6 +82,15 @@ def test_bad_worker_and_shard_counts(checkpoints, tmp_path, capsys, monkeypatch)
                                        "checkpoints to score")
         assert main([*base, "--launcher", "slurm", "--shards", "0"]) == 2
         assert "shards: must be a positive integer, got 0" in _error_line(capsys)
+    assert main([*base, "--slurm", "partition=gpu"]) == 2
+    assert _error_line(capsys) == ("taskladder: error: --slurm: 'partition=gpu' applies to "
+                                   "--launcher slurm")
+    assert main([*base, "--launcher", "slurm", "--slurm", "cpus_per_task=2,gpus=1"]) == 2
+    assert _error_line(capsys).startswith("taskladder: error: --slurm: unknown resource 'gpus' "
+                                          "(known: partition, gpus_per_node, cpus_per_task, ")
+    assert main([*base, "--launcher", "slurm", "--slurm", "max_retries=-1"]) == 2
+    assert _error_line(capsys) == ("taskladder: error: --slurm: max_retries: Input should be "
+                                   "greater than or equal to 0 (got '-1')")
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert main([*base, "--launcher", "slurm"]) == 2
     assert "launcher: 'slurm' needs sbatch on PATH" in _error_line(capsys)

@@ -151,3 +151,58 @@ def test_a_backend_that_is_not_installed_fails_before_any_work(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "vllm" in err and "pip install 'taskladder[vllm]'" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--devices", "0"], "--devices: Input should be greater than 0 (got 0)"),
+    (["--devices", "2", "--shards", "3"], "--shards: 3 applies to --launcher slurm"),
+    (["--launcher", "slurm", "--shards", "0"], "--shards: Input should be greater than 0"),
+    (["--launcher", "slurm", "--shards", "99", "--dry-run"],
+     "--shards: 99 is more than the 27 checkpoints the ladder keeps"),
+    (["--slurm", "partition=gpu"], "--slurm: 'partition=gpu' applies to --launcher slurm"),
+    (["--launcher", "slurm", "--slurm", "time=30"],
+     "--slurm: unknown resource 'time' (known: partition, gpus_per_node, cpus_per_task"),
+    (["--launcher", "slurm", "--slurm", "partition=gpu,timeout_min=soon"],
+     "--slurm: timeout_min: Input should be a valid integer"),
+    (["--launcher", "slurm", "--slurm", "mem_gb=-1"],
+     "--slurm: mem_gb: Input should be greater than 0 (got '-1')"),
+])
+def test_bad_evaluate_flags_fail_before_any_work(tmp_path, capsys, argv, line):
+    assert main(["run", "--output", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"taskladder: error: {line}") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_flags_override_the_spec_in_the_plan(tmp_path, capsys):
+    spec = _spec_file(tmp_path, ("backend: fast", "backend: fast\n  launcher: slurm\n  slurm: "
+                                 "{partition: cpu, cpus_per_task: 2}"))
+    assert main(["run", spec, "--dry-run", "--shards", "4", "--slurm",
+                 "partition=gpu,gpus_per_node=1,timeout_min=30"]) == 0
+    assert ("limit 160 docs, backend fast, 4 Slurm jobs (partition gpu, gpus_per_node 1, "
+            "cpus_per_task 2, timeout_min 30)") in capsys.readouterr().out
+    assert main(["run", spec, "--dry-run", "--launcher", "local", "--devices", "3"]) == 0
+    assert "backend fast, 3 local workers" in capsys.readouterr().out
+
+
+def test_too_many_shards_in_the_spec_fail_before_any_work(tmp_path, capsys):
+    spec = _spec_file(tmp_path, ("backend: fast", "backend: fast\n  launcher: slurm\n  "
+                                 "shards: 28"))
+    assert main(["run", spec, "--dry-run"]) == 2
+    assert capsys.readouterr().err == ("taskladder: error: evaluate.shards: 28 is more than the "
+                                       "27 checkpoints the ladder keeps\n")
+
+
+def test_an_imported_ladder_has_no_evaluation_to_spread(capsys):
+    assert main(["run", "paper-import", "--dry-run", "--devices", "2"]) == 2
+    assert capsys.readouterr().err == ("taskladder: error: --devices: spec paper-import has no "
+                                       "evaluate section (nothing is scored here)\n")
+
+
+def test_the_old_gpus_per_job_is_gpus_per_node_with_one_notice(tmp_path, capsys):
+    spec = load_spec(_spec_file(tmp_path, ("backend: fast", "backend: fast\n  slurm: "
+                                           "{gpus_per_job: 2}")))
+    assert spec.evaluate.slurm.gpus_per_node == 2
+    assert capsys.readouterr().err == (
+        "taskladder: evaluate.slurm.gpus_per_job is deprecated, use gpus_per_node (the old "
+        "spelling goes in the next release)\n")
