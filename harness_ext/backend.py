@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from importlib.util import find_spec
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import has_bos_prefix
 
+from taskladder.harness_ext.idle_cores import idle_cores
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
 from taskladder.harness_ext.requests import Request, in_order
 
@@ -29,20 +29,20 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def cpu_threads(device: str, threads: int | None):
     """On a CPU, torch's intra-op threads while scoring: `threads`, else the cores that other
-    processes leave idle (cores minus the 1-minute load average), at least one and at most
-    torch's own count. The scorer's operations are small (rows of a few hundred tokens), and on
-    more threads than free cores OpenMP's threads wait for each other at every one: on the
-    shared 2-core box at load 16, two threads took 3-4x the wall time of one."""
+    processes leave idle now (`idle_cores`, rounded), at least one and at most torch's own
+    count. The scorer's operations are small (rows of a few hundred tokens), and on more
+    threads than free cores OpenMP's threads wait for each other at every one: on the shared
+    2-core box at load 16, two threads took 3-4x the wall time of one."""
     import torch
 
     before = torch.get_num_threads()
     if device == "cpu":
-        idle = (os.cpu_count() or 1) - int(os.getloadavg()[0])
-        torch.set_num_threads(threads or max(1, min(idle, before)))
+        torch.set_num_threads(threads or max(1, min(round(idle_cores()), before)))
     try:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
 
 if find_spec("vllm") is not None:
     import taskladder.harness_ext.vllm_backend  # noqa: F401  (registers ladder-vllm)
