@@ -35,6 +35,11 @@ from taskladder.harness_ext.runner import (
 
 LAUNCHERS = ("local", "slurm")
 PLAN_DIR = ".shards"
+# torch.distributed's rendezvous, as torchrun or olmo-core's single-process setup leave it in
+# the process that trained: a worker inheriting it has accelerate (lm-eval's hf model) join
+# the trainer's process group, whose port the trainer still holds.
+RENDEZVOUS_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES",
+                  "FS_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass(frozen=True)
@@ -164,10 +169,14 @@ def run_shard(plan_file: str, index: int) -> None:
 
     SIGTERM ends it at once: submitit's job process ignores it (waiting for a requeue signal),
     so a `scancel` would otherwise let the shard run on for Slurm's KillWait. Results files are
-    written atomically, so only the checkpoint in flight is lost."""
+    written atomically, so only the checkpoint in flight is lost. A worker is one process: it
+    drops any torch.distributed rendezvous it inherited (`taskladder run` trains, then
+    launches it)."""
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for name in RENDEZVOUS_ENV:
+        os.environ.pop(name, None)
     plan = read_json(plan_file)
     s, dirs = plan["settings"], [Path(d) for d in plan["shards"][index]]
     evaluate_many(dirs, s["tasks"], s["limit"], Path(plan["root"]), s["backend"],
