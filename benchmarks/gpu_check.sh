@@ -15,7 +15,8 @@
 #      answers compared;
 #   2. the same in float32 (TF32 off) on 1000 questions each: parity to float32 rounding;
 #   3. ladder-hf bfloat16 against ladder-hf float32 on full ARC-Easy: what moves with bf16;
-#   4. a ladder's evaluation (8 checkpoints) on 1 GPU and on every GPU (one worker each):
+#   4. a ladder's evaluation (8 checkpoints) on 1 GPU and on every GPU (one worker each; one
+#      line on a one-GPU machine):
 #      requests/s of both, results compared;
 #   5. benchmarks/gpu_train_check.py, if present (olmo-core training tokens/s and MFU).
 set -uo pipefail
