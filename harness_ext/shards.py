@@ -39,7 +39,8 @@ PLAN_DIR = ".shards"
 # the process that trained: a worker inheriting it has accelerate (lm-eval's hf model) join
 # the trainer's process group, whose port the trainer still holds.
 RENDEZVOUS_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES",
-                  "FS_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+                  "FS_LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK", "ROLE_RANK",
+                  "TORCHELASTIC_RUN_ID")
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def _eval_many(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from taskladder.common.errors import InputError
-    from taskladder.config import slurm_resources
+    from taskladder.config import EvalSlurm
     from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     if args.output.endswith(".json"):
@@ -90,7 +90,7 @@ def _eval_many(args: argparse.Namespace) -> int:
                          "write into a folder")
     if args.slurm is not None and args.launcher != "slurm":
         raise InputError(f"--slurm: {args.slurm!r} applies to --launcher slurm")
-    slurm = SlurmResources(**slurm_resources(args.slurm).model_dump())
+    slurm = SlurmResources(**flags.over_section(EvalSlurm(), args.slurm, "--slurm").model_dump())
     out = flags.table_stream(args.json)
     paths = evaluate_sharded([Path(d) for d in args.model_dir], args.tasks, args.limit,
                              Path(args.output), args.backend,

@@ -31,6 +31,9 @@ def add_parsers(subparsers) -> None:
     flags.add(p, "--launcher", choices=("local", "slurm"), default="local",
               help="local: train here (default); slurm: submit one job per unfinished "
               "run (the spec's `slurm` section) and return")
+    flags.add(p, "--slurm", help="slurm: what each run's job asks for, over the spec's "
+              "`slurm` section: partition, nodes, gpus_per_node, ranks_per_node, cpus_per_task, "
+              "mem_gb, timeout_min, max_retries, poll_seconds; e.g. partition=gpu,nodes=2")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     flags.add(p, "--json", nargs="?", const="-",
               help="write the results as JSON to PATH (- or no PATH: stdout)")
@@ -49,6 +52,11 @@ def handle(args: argparse.Namespace) -> int:
             raise InputError(f"--target: {args.target!r} is not the target of spec {spec.name} "
                              f"(its target: {have})")
         spec = spec.target_ladder()
+    if args.slurm is not None:
+        if args.launcher != "slurm":
+            raise InputError(f"--slurm: {args.slurm!r} applies to --launcher slurm")
+        spec = spec.model_copy(update={"slurm": flags.over_section(spec.slurm, args.slurm,
+                                                                   "--slurm")})
     if args.dry_run:
         print(spec.describe_plan())
         return 0

@@ -35,7 +35,7 @@ from taskladder.common.specfile import (
     validate,
 )
 from taskladder.errors import UsageError
-from taskladder.flags import pairs
+from taskladder.flags import over_section
 
 DEFAULT_SPEC = "cpu-micro"
 
@@ -99,21 +99,6 @@ class EvalSlurm(_Model):
     _old_names = model_validator(mode="before")(  # training's name (one release)
         lambda data: _renamed_key(data, "gpus_per_job", "gpus_per_node",
                                   "evaluate.slurm.gpus_per_job"))
-
-
-# What `--slurm` sets (eval, run): evaluate.slurm's fields but the free-form `additional`.
-SLURM_KEYS = tuple(k for k in EvalSlurm.model_fields if k != "additional")
-
-
-def slurm_resources(text: str | None, base: EvalSlurm | None = None) -> EvalSlurm:
-    """`--slurm KEY=VALUE,...` over `base` (the spec's section; None: the defaults), checked as
-    the spec's section is; a problem is one line naming the flag, the key and the value."""
-    values = pairs(text, "--slurm")
-    unknown = [k for k in values if k not in SLURM_KEYS]
-    if unknown:
-        raise UsageError(f"--slurm: unknown resource {unknown[0]!r} (known: "
-                         f"{', '.join(SLURM_KEYS)})")
-    return validate(EvalSlurm, {**(base or EvalSlurm()).model_dump(), **values}, "--slurm")
 
 
 class EvaluateSection(_Model):
@@ -335,7 +320,7 @@ class PipelineSpec(_Model):
         if slurm is not None:
             if data["launcher"] != "slurm":
                 raise UsageError(f"--slurm: {slurm!r} applies to --launcher slurm")
-            data["slurm"] = slurm_resources(slurm, self.evaluate.slurm).model_dump()
+            data["slurm"] = over_section(self.evaluate.slurm, slurm, "--slurm").model_dump()
         return self.with_overrides(evaluate=data)
 
     def with_overrides(self, **values: Any) -> PipelineSpec:

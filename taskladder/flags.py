@@ -40,9 +40,8 @@ GLOSSARY: dict[str, tuple[str | None, str]] = {
     "--devices": ("N", "devices (workers) to run on"),
     "--launcher": ("local|slurm", "`local` (here) or `slurm` (submitit jobs)"),
     "--shards": ("K", "jobs the work is split into"),
-    "--slurm": ("KEY=VALUE,...", "what each Slurm job asks for, by the spec's `slurm` names: "
-                "partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, max_retries, "
-                "poll_seconds"),
+    "--slurm": ("KEY=VALUE,...", "what each Slurm job asks for, over the spec's `slurm` "
+                "section and by its names (partition=gpu,gpus_per_node=1,timeout_min=240)"),
     "--dry-run": (None, "validate and print the plan, do nothing"),
     "--force": ("STAGE", "run a pipeline stage even when its outputs verify (repeatable)"),
 }
@@ -77,6 +76,21 @@ def pairs(text: str | None, flag: str) -> dict[str, str]:
             raise UsageError(f"{flag}: {item!r} has no name")
         out[name.strip()] = value.strip()
     return out
+
+
+def over_section(section, text: str | None, flag: str):
+    """A spec section (a pydantic model, e.g. a `slurm` section) with `KEY=VALUE,...` from
+    `flag` over it, checked as the spec's section is: an unknown key or a bad value is one line
+    naming the flag, the key and the value. Free-form mappings (`additional`) stay spec-only."""
+    from taskladder.common.specfile import validate
+
+    data = section.model_dump()
+    keys = [k for k, v in data.items() if not isinstance(v, dict)]
+    values = pairs(text, flag)
+    unknown = [k for k in values if k not in keys]
+    if unknown:
+        raise UsageError(f"{flag}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+    return validate(type(section), {**data, **values}, flag)
 
 
 def add(parser: argparse.ArgumentParser, flag: str, help: str | None = None, **kwargs):

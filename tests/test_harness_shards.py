@@ -86,7 +86,7 @@ def test_bad_worker_and_shard_counts(checkpoints, tmp_path, capsys, monkeypatch)
     assert _error_line(capsys) == ("taskladder: error: --slurm: 'partition=gpu' applies to "
                                    "--launcher slurm")
     assert main([*base, "--launcher", "slurm", "--slurm", "cpus_per_task=2,gpus=1"]) == 2
-    assert _error_line(capsys).startswith("taskladder: error: --slurm: unknown resource 'gpus' "
+    assert _error_line(capsys).startswith("taskladder: error: --slurm: unknown key 'gpus' "
                                           "(known: partition, gpus_per_node, cpus_per_task, ")
     assert main([*base, "--launcher", "slurm", "--slurm", "max_retries=-1"]) == 2
     assert _error_line(capsys) == ("taskladder: error: --slurm: max_retries: Input should be "

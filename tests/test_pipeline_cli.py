@@ -161,7 +161,7 @@ def test_a_backend_that_is_not_installed_fails_before_any_work(tmp_path, capsys)
      "--shards: 99 is more than the 27 checkpoints the ladder keeps"),
     (["--slurm", "partition=gpu"], "--slurm: 'partition=gpu' applies to --launcher slurm"),
     (["--launcher", "slurm", "--slurm", "time=30"],
-     "--slurm: unknown resource 'time' (known: partition, gpus_per_node, cpus_per_task"),
+     "--slurm: unknown key 'time' (known: partition, gpus_per_node, cpus_per_task"),
     (["--launcher", "slurm", "--slurm", "partition=gpu,timeout_min=soon"],
      "--slurm: timeout_min: Input should be a valid integer"),
     (["--launcher", "slurm", "--slurm", "mem_gb=-1"],

@@ -122,6 +122,26 @@ def test_more_ranks_than_the_batch_divides_into(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "sbatch-called").exists()
 
 
+def test_the_slurm_flag_is_checked_and_applied_before_any_submission(tmp_path, monkeypatch,
+                                                                    capsys):
+    spec = str(write_spec(tmp_path, "flag", steps=4))
+    monkeypatch.setenv("PATH", f"{_fake_sbatch(tmp_path)}:{os.environ['PATH']}")
+    slurm = ["train", spec, "--launcher", "slurm", "--slurm"]
+    for argv, line in [
+        (["train", spec, "--slurm", "nodes=2"], "--slurm: 'nodes=2' applies to --launcher slurm"),
+        ([*slurm, "gpus=1"], "--slurm: unknown key 'gpus' (known: partition, nodes, "
+                             "gpus_per_node, ranks_per_node, cpus_per_task, mem_gb, timeout_min, "
+                             "max_retries, poll_seconds)"),
+        ([*slurm, "nodes=0"], "--slurm: nodes: Input should be greater than 0 (got '0')"),
+        # the spec's batch of 4 does not divide over the 3 ranks the flag asks for
+        ([*slurm, "partition=cpu,ranks_per_node=3"], "batch_sequences=4 does not divide over "
+                                                     "3 ranks"),
+    ]:
+        assert main(argv) == 2
+        assert line in _one_line_error(capsys)
+    assert not (tmp_path / "sbatch-called").exists() and not (tmp_path / "flag").exists()
+
+
 def test_unknown_corpus_format(tmp_path, monkeypatch, capsys):
     (tmp_path / "data.parquet").write_bytes(b"PAR1")
     spec = write_spec(tmp_path, "fmt", steps=4,
