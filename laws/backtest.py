@@ -28,8 +28,9 @@ import numpy as np
 
 from taskladder.common.errors import InputError
 
-from .point_fit import fit_chained
-from .resolve import features, resolve_settings
+from .chained import step1_eval
+from .point_fit import fit_chained, solve_step1, step1_points
+from .resolve import concrete, feature_of, features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import TaskRows
@@ -71,6 +72,50 @@ def holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[
                 [r for r, t in zip(runs, test, strict=True) if t],
             )
     return out
+
+
+def loss_holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[str]]]:
+    """The splits that calibrate the loss interval: `holdouts` and their mirror images (the
+    smallest size out, the shortest runs out), so that step 1 is backtested extrapolating up
+    and down in N and in tokens per parameter; a split whose held-out runs repeat another's
+    is left out."""
+    d = step1_data(t.obs, t.task, t.acc_metric, log_space=False)
+    tpp = d.D / d.N
+    out = holdouts(t, min_runs)
+    mirrors = {"smallest-size": d.N <= d.N.min(), "shortest-runs": tpp <= tpp.min() / 0.75}
+    seen = {tuple(test) for _, test in out.values()}
+    for name, test in mirrors.items():
+        train = ~test
+        held = tuple(r for r, x in zip(d.runs, test, strict=True) if x)
+        if train.sum() >= min_runs and len(set(d.N[train].tolist())) >= 2 and held not in seen:
+            seen.add(held)
+            out[name] = ([r for r, x in zip(d.runs, train, strict=True) if x], list(held))
+    return out
+
+
+def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> list[float]:
+    """The loss interval's conformal scores: per held-out run of each `loss_holdouts` split,
+    step 1 refitted on the training runs, |ln(predicted / actual)| of its final feature value
+    divided by (its extrapolation + `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is
+    backtested in every direction a target may lie."""
+    s = concrete(settings, t)
+    x_task, x_metric = feature_of(s, t.task)
+    actual = t.obs.finals(x_task, x_metric, s.final_window, fraction=s.final_fraction)
+    index = {r: i for i, r in enumerate(actual.runs)}
+    scores = []
+    for train, test in loss_holdouts(t, 4 if s.step1_form == "compute" else 5).values():
+        test = [r for r in test if r in index]
+        train = [r for r in train if r in index]
+        if not test:
+            continue
+        sol = solve_step1(s, step1_points(t.runs(train), s), cache)
+        i, j = np.array([index[r] for r in test]), np.array([index[r] for r in train])
+        pred = step1_eval(s.step1_form, sol.params, actual.N[i], actual.D[i])
+        ok = actual.y[i] > 0
+        rel = np.abs(np.log(pred[ok] / actual.y[i][ok]))
+        dist = extrapolation(actual.N[i], actual.D[i], actual.N[j], actual.D[j])[ok]
+        scores += (rel / (dist + DISTANCE_OFFSET)).tolist()
+    return sorted(scores)
 
 
 @dataclass(frozen=True)
@@ -161,19 +206,19 @@ def select_forms(
     total = sum(keep.values())
     weights = {k: v / total for k, v in keep.items()}
     chosen = max(weights, key=weights.get)
-    residuals, loss_scores = [], []
+    residuals = []
     for split, held in results[chosen].items():
         preds = np.stack([results[k][split].acc for k in weights])
         pred = np.array(list(weights.values())) @ preds
         residuals += np.abs(pred - held.actual_acc).tolist()
-        ok = np.isfinite(held.actual_loss) & (held.actual_loss > 0)
-        rel = np.abs(np.log(held.loss[ok] / held.actual_loss[ok]))
-        loss_scores += (rel / (held.distance[ok] + DISTANCE_OFFSET)).tolist()
     doc = {
         "chosen": chosen,
         "weights": weights,
         "scores": scores,
         "splits": {k: v[1] for k, v in holdouts(t).items()},
     }
-    calibration = {"residuals": sorted(residuals), "loss_scores": sorted(loss_scores)}
+    calibration = {
+        "residuals": sorted(residuals),
+        "loss_scores": loss_scores(t, cands[chosen], cache),
+    }
     return [(w, cands[k]) for k, w in weights.items()], doc, calibration

@@ -78,16 +78,25 @@ def _solution_fit(
     )
 
 
+def step1_points(t: TaskRows, s: LawSettings) -> Finals:
+    """The points step 1 is fitted to: one per run, or with a declared constant schedule
+    every checkpoint past the skip."""
+    s = concrete(s, t)
+    x_task, x_metric = feature_of(s, t.task)
+    rows = t.obs.where(task=x_task)
+    if s.schedule == "constant":
+        return step1_checkpoints(rows, x_task, x_metric, s.skip)
+    return step1_data(rows, x_task, x_metric, s.final_window, fraction=s.final_fraction)
+
+
 def step_inputs(t: TaskRows, s: LawSettings) -> tuple[Finals, Step2Data]:
-    """The points each step is fitted to (step 1: one per run; step 2: smoothed checkpoints)."""
+    """The points each step is fitted to (step 1: `step1_points`; step 2: smoothed
+    checkpoints)."""
     s = concrete(s, t)
     task, acc = t.task, t.acc_metric
     x_task, x_metric = feature_of(s, task)
     rows = t.obs.where(task=[task, x_task])
-    if s.schedule == "constant":
-        d1 = step1_checkpoints(rows, x_task, x_metric, s.skip)
-    else:
-        d1 = step1_data(rows, x_task, x_metric, s.final_window, fraction=s.final_fraction)
+    d1 = step1_points(t, s)
     if s.step2_form == "log_sigmoid":
         skip, window, anchor = (0.5 if s.skip else 0.0), 1, False  # METHOD.md s. 7
     else:
@@ -120,6 +129,15 @@ def _step1_sigma(
     return {"resid_sd": resid_sd, "noise": float(noise), "sigma": max(resid_sd, float(noise))}
 
 
+def solve_step1(s: LawSettings, d1: Finals, cache: Step1Cache | None = None) -> Solution:
+    """Step 1 of concrete settings `s` fitted to its points `d1` (`step_inputs`)."""
+    d1, bounds = step1_setup(s, d1)
+    p0 = None
+    if s.step1_starts == "paper":
+        p0 = PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])
+    return (cache or Step1Cache()).fit(d1, s.step1_form, p0, bounds, s.huber_delta)
+
+
 def fit_chained(t: TaskRows, s: LawSettings, cache: Step1Cache | None = None) -> ChainedFit:
     """The point fit of both steps with fixed settings (`auto` ones resolved on the task's
     rows)."""
@@ -127,12 +145,9 @@ def fit_chained(t: TaskRows, s: LawSettings, cache: Step1Cache | None = None) ->
     obs, task, chance = t.obs, t.task, t.chance
     x_task, x_metric = feature_of(s, task)
     d1, d2 = step_inputs(t, s)
-    d1, bounds = step1_setup(s, d1)
+    sol1 = solve_step1(s, d1, cache)
+    d1 = step1_setup(s, d1)[0]
     names1 = ND_PARAMS if s.step1_form == "nd" else COMPUTE_PARAMS
-    p0 = None
-    if s.step1_starts == "paper":
-        p0 = PAPER_P0 if s.step1_form == "nd" else (PAPER_P0[0], PAPER_P0[2], PAPER_P0[4])
-    sol1 = (cache or Step1Cache()).fit(d1, s.step1_form, p0, bounds, s.huber_delta)
     pred1 = step1_eval(s.step1_form, sol1.params, d1.N, d1.D)
     rel = (pred1 - d1.y) / d1.y
     err1 = {"mean_abs_rel": float(np.mean(np.abs(rel))), "max_abs_rel": float(np.max(np.abs(rel)))}
