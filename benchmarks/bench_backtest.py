@@ -16,6 +16,8 @@ actual is a target run's final value (mean of its last 5 checkpoints). 7B-4T is 
 Then the whole-process time of `taskladder predict --method default` for the 8 tasks against
 `--method paper` in the same run (goal: default within 6x of paper).
 
+Then the same coverage on the seeded synthetic ladders of every shape (`laws/synthetic.py`).
+
 Usage: .venv/bin/python benchmarks/bench_backtest.py [LADDER_DIR] [--only SPLIT,...] [--no-cli]
 """
 
@@ -33,6 +35,7 @@ from taskladder.data import PAPER_LADDER_DIR
 from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder, select_runs
+from taskladder.laws.synthetic import SHAPES, shaped_ladder
 
 DEFAULT_DIR = PAPER_LADDER_DIR
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +79,7 @@ def splits(obs: Observations) -> dict[str, tuple[Observations, Observations]]:
 
 def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
     fitter = ChainedFitter(method)
-    per_task, covered, status, loss_err, loss_covered = {}, [], {}, [], []
+    per_task, covered, status, loss_err, loss_covered, loss_hw = {}, [], {}, [], [], []
     for task in PAPER_TASKS:
         fit = fitter.fit(ladder, task)
         actual = targets.finals(task, fit.acc_metric, 5)
@@ -87,6 +90,7 @@ def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
         loss = targets.finals(fit.x_task, fit.x_metric, 5).y
         loss_err += np.abs(p["loss"] / loss - 1).tolist()
         loss_covered += ((p["loss_low"] <= loss) & (loss <= p["loss_high"])).tolist()
+        loss_hw += (np.log(p["loss_high"] / p["loss_low"]) / 2).tolist()
     worst = max(per_task, key=per_task.get)
     return {
         "mae": float(np.mean(list(per_task.values()))),
@@ -94,9 +98,30 @@ def evaluate(method: str, ladder: Observations, targets: Observations) -> dict:
         "coverage": float(np.mean(covered)),
         "loss_err": float(np.mean(loss_err)),
         "loss_coverage": float(np.mean(loss_covered)),
+        "loss_halfwidth": float(np.mean(loss_hw)),
         "per_task": per_task,
         "status": status,
     }
+
+
+def synthetic_coverage(seeds: int = 6) -> None:
+    """`default`'s 90% intervals on the seeded synthetic ladders of every shape (a known law,
+    the target 2x beyond the largest size), both features: how often they hold the truth."""
+    print(f"synthetic shapes ({seeds} seeds x bpb and LM loss): share of truths inside")
+    for shape in SHAPES:
+        loss, acc = [], []
+        for feature in ("bpb", "lm"):
+            for seed in range(seeds):
+                sh = shaped_ladder(shape, feature=feature, seed=seed)
+                declared = {"schedule": "constant"} if shape == "suite-constant" else {}
+                p = ChainedFitter("default", **declared).fit(sh.obs, "arc_easy").predict(*sh.target)
+                loss.append(bool(p["loss_low"] <= sh.loss <= p["loss_high"]))
+                acc.append(bool(p["acc_low"] <= sh.acc <= p["acc_high"]))
+        print(
+            f"  {shape:<16} loss 90% interval {np.mean(loss) * 100:4.0f}%, "
+            f"accuracy {np.mean(acc) * 100:4.0f}%",
+            flush=True,
+        )
 
 
 def cli_time(ladder_dir: Path, method: str) -> tuple[float, float]:
@@ -136,7 +161,7 @@ def main() -> None:
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(
         f"{'split':<34}{'method':<9}{'MAE':>6}  {'worst task':<20}{'cover90':>8}"
-        f"{'loss err':>9}{'loss cover90':>13}  seconds"
+        f"{'loss err':>9}{'loss cover90':>13}{'loss hw':>8}  seconds"
     )
     totals: dict[str, list] = {"paper": [], "default": []}
     loss_cover: list[float] = []
@@ -152,7 +177,8 @@ def main() -> None:
             w = f"{r['worst'][0]} {r['worst'][1]:.2f}"
             print(
                 f"{name:<34}{method:<9}{r['mae']:6.2f}  {w:<20}{r['coverage'] * 100:7.0f}%"
-                f"{r['loss_err'] * 100:8.2f}%{r['loss_coverage'] * 100:12.0f}%  {secs:6.1f}",
+                f"{r['loss_err'] * 100:8.2f}%{r['loss_coverage'] * 100:12.0f}%"
+                f"{r['loss_halfwidth'] * 100:7.2f}%  {secs:6.1f}",
                 flush=True,
             )
         loss_cover.append(res["default"]["loss_coverage"])
@@ -169,6 +195,8 @@ def main() -> None:
         f"loss intervals cover {np.mean(loss_cover) * 100:.0f}% on average "
         f"({np.min(loss_cover) * 100:.0f}-{np.max(loss_cover) * 100:.0f}% per split)"
     )
+    if not only:
+        synthetic_coverage()
     if cli:
         paper = min(cli_time(ladder_dir, "paper") for _ in range(2))
         default = cli_time(ladder_dir, "default")

@@ -34,7 +34,7 @@ from .resolve import concrete, feature_of, features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import TaskRows
-from .trust import DISTANCE_OFFSET, extrapolation
+from .trust import DISTANCE_OFFSET, centre_distance, extrapolation
 
 KEEP_RATIO = 2.0
 
@@ -113,7 +113,7 @@ def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> list[float]:
         pred = step1_eval(s.step1_form, sol.params, actual.N[i], actual.D[i])
         ok = actual.y[i] > 0
         rel = np.abs(np.log(pred[ok] / actual.y[i][ok]))
-        dist = extrapolation(actual.N[i], actual.D[i], actual.N[j], actual.D[j])[ok]
+        dist = centre_distance(actual.N[i], actual.D[i], actual.N[j], actual.D[j])[ok]
         scores += (rel / (dist + DISTANCE_OFFSET)).tolist()
     return sorted(scores)
 
@@ -220,5 +220,6 @@ def select_forms(
     calibration = {
         "residuals": sorted(residuals),
         "loss_scores": loss_scores(t, cands[chosen], cache),
+        "loss_distance": "centre",
     }
     return [(w, cands[k]) for k, w in weights.items()], doc, calibration

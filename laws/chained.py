@@ -23,6 +23,7 @@ from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
 from .trust import (
     assess,
     assess_loss,
+    centre_distance,
     extrapolation,
     extrapolation_checks,
     interval,
@@ -177,7 +178,7 @@ class ChainedFit:
         if self.method != "paper" and "log_cov" in self.step1.errors:
             hw = np.maximum(
                 self._loss_halfwidth(n, d, level),
-                loss_halfwidth(self.calibration, level, self.extrapolation(n, d)),
+                loss_halfwidth(self.calibration, level, self._loss_distance(n, d)),
             )
             loss_lo, loss_hi = (
                 np.minimum(loss_lo, loss * np.exp(-hw)),
@@ -220,6 +221,14 @@ class ChainedFit:
             return np.zeros_like(np.asarray(n, dtype=float))
         return extrapolation(n, d, diag["ladder_N"], diag["ladder_D"])
 
+    def _loss_distance(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The distance the loss scores were divided by: from the ladder's middle
+        (`trust.centre_distance`), or beyond its edges in calibrations that predate it."""
+        diag = self.diagnostics
+        if (self.calibration or {}).get("loss_distance") != "centre" or "ladder_N" not in diag:
+            return self.extrapolation(n, d)
+        return centre_distance(n, d, diag["ladder_N"], diag["ladder_D"])
+
     def _distance(self, loss: np.ndarray) -> np.ndarray:
         """How far below the ladder's feature range the feature is, in units of that range."""
         lo, hi = self.diagnostics.get("feature_min"), self.diagnostics.get("feature_max")
@@ -259,6 +268,15 @@ class ChainedFit:
     def assess(self, N: float, D: float) -> tuple[str, list[str]]:
         """(`ok` | `caution` | `unpredictable`, reasons) of the accuracy prediction at (N, D)."""
         return self.statuses(N, D)["acc"]
+
+    @property
+    def interval_kind(self) -> str:
+        """What the intervals rest on: ``calibrated`` (the backtests' conformal scores, every
+        method but `paper`), ``bootstrap`` (the paper's method: its parameter draws alone,
+        not calibrated) or ``none`` (the paper's method without draws: a point)."""
+        if self.method != "paper":
+            return "calibrated"
+        return "bootstrap" if self.step1.draws and self.step2.draws else "none"
 
     @property
     def flags(self) -> dict:

@@ -16,6 +16,7 @@ fractions / bits per byte as measured, errors in accuracy points where named ``*
           "loss_status": "ok" | "caution" | "unpredictable",   # the loss (step 1) prediction's
           "loss_reasons": [str],
           "notes": [str],                     # ladder settings that could not apply
+          "interval": "calibrated" | "bootstrap" | "none",   # ChainedFit.interval_kind
           "acc_metric": "acc_norm",           # what is predicted (BoolQ: "acc")
           "feature": {"task": "arc_easy", "metric": "bpb"},  # the intermediate (step-1) quantity
           "form": str,                        # the form used (default: heaviest weight)
@@ -102,6 +103,7 @@ def build_report(
             "loss_status": judged["loss"][0],
             "loss_reasons": judged["loss"][1],
             "notes": list(fit.diagnostics.get("notes", [])),
+            "interval": fit.interval_kind,
             "acc_metric": fit.acc_metric,
             "feature": {"task": fit.x_task, "metric": fit.x_metric},
             "form": form_label(fit),
@@ -184,6 +186,7 @@ def format_prediction_table(report: dict) -> str:
     lines = [
         f"target {t['name']}: N = {t['N']:.4g}, D = {t['D']:.4g}   "
         f"method: {report['method']}   interval: {pct}%"
+        + _interval_note({e.get("interval") for e in report["tasks"].values()})
     ]
     head = f"{'task':<15}{'pred':>7}{'low':>7}{'high':>7}{'loss':>8}  {'loss status':<14}"
     has_actual = "summary" in report
@@ -221,6 +224,14 @@ def format_prediction_table(report: dict) -> str:
             f"{s['coverage'] * 100:.0f}% of actuals inside the {pct}% interval"
         )
     return "\n".join(lines)
+
+
+def _interval_note(kinds: set) -> str:
+    if "none" in kinds:
+        return " (none: the paper's method without a bootstrap gives a point)"
+    if "bootstrap" in kinds:
+        return " (the parameter bootstrap alone, not calibrated by backtests)"
+    return ""
 
 
 def format_fit_table(fits: dict[str, ChainedFit], unfit: dict[str, str] | None = None) -> str:

@@ -290,6 +290,21 @@ def extrapolation(N, D, ladder_N, ladder_D) -> np.ndarray:
     return outside(N, ln.min(), ln.max()) + outside(D / N, (ld / ln).min(), (ld / ln).max())
 
 
+def centre_distance(N, D, ladder_N, ladder_D) -> np.ndarray:
+    """How far (N, D) lies from the middle of a ladder, in doublings: of N from the middle of
+    its range of sizes plus of tokens per parameter from the middle of its range of ratios.
+    A fitted law's error grows with the distance from the points that pin it down (a
+    regression's leverage), not from the nearest one: extrapolating one doubling beyond a
+    ladder that spans one doubling is a longer lever than beyond one that spans three."""
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
+    ln, ld = np.asarray(ladder_N, dtype=float), np.asarray(ladder_D, dtype=float)
+
+    def off(x, ref):
+        return np.abs(np.log2(x) - (np.log2(ref.min()) + np.log2(ref.max())) / 2)
+
+    return off(N, ln) + off(D / N, ld / ln)
+
+
 def loss_halfwidth(calibration: dict | None, level: float, distance) -> np.ndarray:
     """Conformal half-width in ln L at `level`: the quantile of the backtests' held-out
     |ln(predicted / actual)| / (extrapolation + DISTANCE_OFFSET), times the target's."""

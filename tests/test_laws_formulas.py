@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from taskladder.common.errors import InputError
-from taskladder.laws.backtest import backtest, holdouts
+from taskladder.laws.backtest import backtest, holdouts, loss_holdouts
 from taskladder.laws.bootstrap import checkpoint_counts
 from taskladder.laws.chained import ChainedFit
 from taskladder.laws.fitter import ChainedFitter
@@ -171,6 +171,10 @@ def test_holdouts_and_too_small_ladders():
     splits = holdouts(TaskRows.of(obs, "arc_easy"))
     assert splits["largest-size"][1] == ["160M-1xC", "160M-2xC", "160M-5xC", "160M-10xC"]
     assert splits["largest-longest"][1] == ["160M-10xC"]
+    loss_splits = loss_holdouts(TaskRows.of(obs, "arc_easy"))  # up and down, N and D
+    assert loss_splits["smallest-size"][1] == ["20M-1xC", "20M-2xC", "20M-5xC", "20M-10xC"]
+    assert loss_splits["shortest-runs"][1] == ["20M-1xC", "40M-1xC", "80M-1xC", "160M-1xC"]
+    assert set(splits) < set(loss_splits)
     one_size = synthetic_ladder(sizes={"20M": 2e7})
     with pytest.raises(InputError, match="1 model size"):
         ChainedFitter("paper").fit(one_size, "arc_easy")

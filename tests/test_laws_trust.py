@@ -8,9 +8,11 @@ import pytest
 
 from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
+from taskladder.laws.report import build_report, format_prediction_table
 from taskladder.laws.step1 import nd_loss
 from taskladder.laws.step2 import sigmoid
 from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
+from taskladder.laws.trust import centre_distance, loss_halfwidth
 
 # Accuracy at chance (0.25) for a loss above 1.1, rising steeply below L0 = 0.9.
 EMERGING = (-0.75, 0.9, 30.0, 1.0)
@@ -141,3 +143,38 @@ def test_loss_and_accuracy_each_get_their_own_status():
     assert judged["loss"][0] == "unpredictable" and "degenerate step-1 fit" in judged["loss"][1]
     assert "loss: degenerate step-1 fit" in judged["acc"][1]
     assert broken.flags["step1_degenerate"] and not broken.flags["step2_degenerate"]
+
+
+def test_the_loss_interval_grows_from_the_ladders_middle():
+    """The loss scores are divided by the distance from the ladder's middle (in doublings of
+    N and of tokens per parameter), and the target's interval is multiplied by its own."""
+    ladder_N, ladder_D = [1e8, 4e8], [2e9, 8e9]  # 2 doublings of N, 20 tokens per parameter
+    assert centre_distance([2e8], [4e9], ladder_N, ladder_D)[0] == pytest.approx(0.0)
+    assert centre_distance([1.6e9], [3.2e10], ladder_N, ladder_D)[0] == pytest.approx(3.0)
+    assert centre_distance([2e8], [1.6e10], ladder_N, ladder_D)[0] == pytest.approx(2.0)
+    fit = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.004), "arc_easy")
+    assert fit.calibration["loss_distance"] == "centre"
+    N, D = np.array([1.6e8, 1.28e9]), np.array([3.2e10, 2.56e11])  # 0 and 3 doublings beyond
+    p = fit.predict(N, D)
+    high = np.log(p["loss_high"] / p["loss"])
+    assert high[1] > high[0]
+    diag = fit.diagnostics
+    conformal = loss_halfwidth(
+        fit.calibration, 0.9, centre_distance(N, D, diag["ladder_N"], diag["ladder_D"])
+    )
+    assert np.all(high >= conformal - 1e-12)
+
+
+def test_the_paper_method_says_its_interval_is_not_calibrated():
+    obs = synthetic_ladder(noise=0.004)
+    assert ChainedFitter("paper").fit(obs, "arc_easy").interval_kind == "none"
+    assert ChainedFitter("paper", n_bootstrap=20).fit(obs, "arc_easy").interval_kind == "bootstrap"
+    fit = ChainedFitter("default", n_bootstrap=0).fit(obs, "arc_easy")
+    assert fit.interval_kind == "calibrated"
+    target = {"name": "x", "N": 3.2e8, "D": 6.4e10, "flops": 1.0}
+    paper = {"arc_easy": ChainedFitter("paper").fit(obs, "arc_easy")}
+    table = format_prediction_table(build_report(paper, target, {}))
+    assert "without a bootstrap gives a point" in table.splitlines()[0]
+    assert build_report({"arc_easy": fit}, target, {})["tasks"]["arc_easy"]["interval"] == (
+        "calibrated"
+    )
