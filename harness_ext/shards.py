@@ -105,6 +105,9 @@ def evaluate_sharded(model_dirs: list[Path], tasks: list[str] | str, limit: int 
             return evaluate_many(dirs, tasks, limit, root, backend, echo, batch_size, device,
                                  dtype)
     else:
+        if devices != 1:
+            raise InputError(f"devices: {devices} applies to --launcher local (Slurm jobs are "
+                             "--shards, each with its slurm gpus_per_node)")
         from taskladder.common.slurm import check_slurm
 
         check_slurm()

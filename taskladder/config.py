@@ -314,6 +314,9 @@ class PipelineSpec(_Model):
                 msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                 raise UsageError(f"--{key}: {msg} (got {value!r})") from None
         data = {**self.evaluate.model_dump(), **given}
+        if devices is not None and devices != 1 and data["launcher"] == "slurm":
+            raise UsageError(f"--devices: {devices} applies to --launcher local (Slurm jobs "
+                             "are --shards, each with its slurm gpus_per_node)")
         if shards is not None and data["launcher"] != "slurm":
             raise UsageError(f"--shards: {shards} applies to --launcher slurm (local workers "
                              "are --devices)")

@@ -82,6 +82,8 @@ def test_bad_worker_and_shard_counts(checkpoints, tmp_path, capsys, monkeypatch)
                                        "checkpoints to score")
         assert main([*base, "--launcher", "slurm", "--shards", "0"]) == 2
         assert "shards: must be a positive integer, got 0" in _error_line(capsys)
+    assert main([*base, "--devices", "2", "--launcher", "slurm"]) == 2
+    assert "devices: 2 applies to --launcher local" in _error_line(capsys)
     assert main([*base, "--slurm", "partition=gpu"]) == 2
     assert _error_line(capsys) == ("taskladder: error: --slurm: 'partition=gpu' applies to "
                                    "--launcher slurm")

@@ -156,6 +156,7 @@ def test_a_backend_that_is_not_installed_fails_before_any_work(tmp_path, capsys)
 @pytest.mark.parametrize("argv, line", [
     (["--devices", "0"], "--devices: Input should be greater than 0 (got 0)"),
     (["--devices", "2", "--shards", "3"], "--shards: 3 applies to --launcher slurm"),
+    (["--devices", "2", "--launcher", "slurm"], "--devices: 2 applies to --launcher local"),
     (["--launcher", "slurm", "--shards", "0"], "--shards: Input should be greater than 0"),
     (["--launcher", "slurm", "--shards", "99", "--dry-run"],
      "--shards: 99 is more than the 27 checkpoints the ladder keeps"),
