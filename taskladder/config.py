@@ -133,13 +133,20 @@ class FitSection(_Model):
     """Which law: the paper's settings or the careful default; which tasks to fit."""
 
     method: Literal["paper", "default"] = "default"
-    tasks: list[str] | None = Field(default=None, description="task keys, or 'paper' / 'all'")
+    tasks: list[str] | None = Field(
+        default=None,
+        description="task keys, 'paper' (the paper's 8) or 'all' (every task with an accuracy "
+        "in the ladder, found when it is read)",
+    )
 
-    _named_tasks = field_validator("tasks", mode="before")(lambda v: _task_list(v))
+    # `all` stays ["all"] until the ladder is read (`taskladder.laws.tasks.select_tasks`)
+    _named_tasks = field_validator("tasks", mode="before")(
+        lambda v: ["all"] if v == "all" else _task_list(v)
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> FitSection:
-        if self.tasks is not None:
+        if self.tasks is not None and self.tasks != ["all"]:
             _check_tasks(self.tasks, "fit.tasks")
         return self
 
@@ -250,7 +257,7 @@ class PipelineSpec(_Model):
         trains = self.ladder.trained
         if trains and self.evaluate is None:
             raise ValueError("a trained ladder needs an evaluate section (tasks to score)")
-        if self.evaluate is not None and self.fit.tasks is not None:
+        if self.evaluate is not None and self.fit.tasks not in (None, ["all"]):
             missing = sorted(set(self.fit.tasks) - set(self.evaluate.tasks))
             if trains and missing:
                 raise ValueError(f"fit.tasks {missing} are not in evaluate.tasks")
@@ -267,9 +274,16 @@ class PipelineSpec(_Model):
     # derived values ------------------------------------------------------------------------
     @property
     def fit_tasks(self) -> list[str]:
+        """The tasks to fit as the spec says them (["all"] until the ladder is read)."""
         if self.fit.tasks is not None:
             return list(self.fit.tasks)
         return list(self.evaluate.tasks) if self.evaluate else list(PAPER_TASKS)
+
+    def tasks_in(self, observations) -> list[str]:
+        """`fit_tasks` on the read ladder: `all` = every task with an accuracy in it."""
+        from taskladder.laws.tasks import select_tasks
+
+        return select_tasks(self.fit_tasks, observations)
 
     def resolve_path(self, value: str) -> Path:
         """A path from the spec by `common.specfile.resolve_path` (relative to the spec file;

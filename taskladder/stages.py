@@ -232,8 +232,9 @@ def predict_target(ctx: RunContext, folder: Path) -> Predicted:
     source = ctx.output(Scored).folder if spec.ladder.trained else \
         spec.resolve_path(spec.ladder.import_)
     with field_names({"tasks": "fit.tasks"}):
-        inputs = law_inputs(observed.observations(), source, spec.ladder.format or "lm-eval",
-                            spec.fit_tasks, spec.fit.method)
+        obs = observed.observations()
+        inputs = law_inputs(obs, source, spec.ladder.format or "lm-eval", spec.tasks_in(obs),
+                            spec.fit.method)
     actual = None
     if spec.target.actual is not None:
         actual = read_ladder(spec.resolve_path(spec.target.actual), spec.target.actual_format)
@@ -292,7 +293,7 @@ def _live_watch(ctx: RunContext, folder: Path):
 
     obs = ctx.output(Observed).observations()
     laws = {}
-    for task in ctx.spec.fit_tasks:
+    for task in ctx.spec.tasks_in(obs):
         try:
             laws[task] = fit_trajectory(obs, task)
         except InputError as exc:
@@ -331,7 +332,8 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
 
     path, fmt = _actual_source(ctx)
     name = ctx.spec.target.name
-    recorded = record_evaluation(path, fmt, target=name, tasks=ctx.spec.fit_tasks, store=ctx.store)
+    tasks = ctx.spec.tasks_in(ctx.output(Observed).observations())
+    recorded = record_evaluation(path, fmt, target=name, tasks=tasks, store=ctx.store)
     verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store,
                        **ctx.spec.gate.rule_values())
     _redraw_measured(ctx, path, fmt)

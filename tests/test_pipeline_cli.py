@@ -207,3 +207,22 @@ def test_the_old_gpus_per_job_is_gpus_per_node_with_one_notice(tmp_path, capsys)
     assert capsys.readouterr().err == (
         "taskladder: evaluate.slurm.gpus_per_job is deprecated, use gpus_per_node (the old "
         "spelling goes in the next release)\n")
+
+
+def test_fit_tasks_all_means_the_tasks_the_imported_ladder_has(tmp_path, capsys):
+    """`fit.tasks: all` is read like `--tasks all`: every task with an accuracy in the ladder
+    (here PIQA alone), not the facts' ten (which would fail on the missing MMLU)."""
+    import json
+
+    from taskladder.laws.synthetic import synthetic_ladder
+
+    synthetic_ladder(task="piqa", noise=0.003).to_csv(tmp_path / "ladder.csv")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: mine\nladder: {import: ladder.csv, format: table}\n"
+        "fit: {method: paper, tasks: all}\ntarget: {name: big, N: 3.2e8, D: 6.4e10}\n"
+    )
+    assert load_spec(str(spec)).fit_tasks == ["all"]
+    assert main(["run", str(spec), "--output", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert list(report["tasks"]) == ["piqa"]
