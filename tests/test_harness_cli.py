@@ -133,7 +133,10 @@ def test_evaluate_many_equals_evaluate_and_skips_done(tiny_model_dir, tmp_path):
 @pytest.mark.e2e
 def test_lm_eval_cli_with_wildcard(tiny_model_dir, tmp_path):
     out = tmp_path / "lm_eval_out"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    from training_support import DIST_VARS  # an earlier in-process training leaves them
+
+    env = dict({k: v for k, v in os.environ.items() if k not in DIST_VARS}, HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1")
     cmd = [sys.executable, "-m", "taskladder.harness_ext", "--model", "ladder-hf",
            "--model_args", f"pretrained={tiny_model_dir}", "--device", "cpu",
            "--include_path", "tasks", "--tasks", "ladder_arc_*", "--limit", "2",

@@ -74,7 +74,10 @@ def hf_results(trained_model, tmp_path_factory) -> dict:
 
 
 def _run(cmd: list, **env) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **env)
+    from training_support import DIST_VARS  # an earlier in-process training leaves them
+
+    env = dict({k: v for k, v in os.environ.items() if k not in DIST_VARS}, HF_HUB_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", **env)
     proc = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
