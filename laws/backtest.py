@@ -195,7 +195,7 @@ def select_forms(
         return (
             [(1.0, cands[label])],
             {"chosen": label, "weights": {label: 1.0}, "scores": scores, "splits": {}},
-            None,
+            {"reach": 0.0},
         )
     best = min(scores[k]["mean"] for k in results)
     keep = {
@@ -221,5 +221,7 @@ def select_forms(
         "residuals": sorted(residuals),
         "loss_scores": loss_scores(t, cands[chosen], cache),
         "loss_distance": "centre",
+        # how far beyond its training runs the furthest held-out run lay (trust.REACH_FACTOR)
+        "reach": float(max(h.distance.max() for h in results[chosen].values())),
     }
     return [(w, cands[k]) for k, w in weights.items()], doc, calibration

@@ -262,6 +262,7 @@ class ChainedFit:
             acc_wrong,
             float(p["acc_high"] - p["acc_low"]) / 2 if self.method != "paper" else None,
             float(self.extrapolation(np.array([N]), np.array([D]))[0]),
+            (self.calibration or {}).get("reach"),
         )
         return {"loss": loss, "acc": acc}
 

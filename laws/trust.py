@@ -18,11 +18,12 @@ Status of a task's accuracy prediction at a target:
 - ``caution``: with a calibrated interval (every method but `paper`), when its half-width
   exceeds `TRUST_HALFWIDTH` (5 points): the interval grows with the extrapolation and the
   backtests, so it says how far the ladder can back the number; or when the target lies more
-  than `MAX_EXTRAPOLATION` (3) doublings of N and tokens per parameter beyond the ladder,
-  further than backtests reach. `paper` (no calibrated
-  interval): the prediction is far outside what the fits saw: more than `ACC_MARGIN` (10
-  points) above the ladder's best final accuracy, or the target's predicted feature below the
-  ladder's smallest by more than `FEATURE_MARGIN` (half) of the ladder's feature span.
+  than `REACH_FACTOR` (2) times as far beyond the ladder (doublings of N plus of tokens
+  per parameter) as its furthest backtest went, or beyond a ladder on which no backtest
+  fits. `paper` (no calibrated interval): the prediction is far outside what the fits saw:
+  more than `ACC_MARGIN` (10 points) above the ladder's best final accuracy, or the
+  target's predicted feature below the ladder's smallest by more than `FEATURE_MARGIN`
+  (half) of the ladder's feature span.
   A ladder of fewer than 5 runs (3-4 sizes) is fitted by the compute form, with caution.
 - ``ok`` otherwise.
 
@@ -60,12 +61,15 @@ RISE_FACTOR = 3.0
 FEATURE_MARGIN = 0.5
 SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 # A calibrated prediction is trusted when its 90% interval is at most this wide either side:
-# then a miss beyond it needs the actual outside the interval. On held-out splits of the
-# paper ladder (2 sizes -> 760M/1B, 1-2xC -> 5xC/10xC, final-only too: 256 predictions) it
-# trusts 63% with 1 miss > 5 points; the distance rules trusted 85% with 4.
+# then a miss beyond it needs the actual outside the interval. With the reach below, on
+# held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 52% are
+# trusted and none misses by more than 5 points.
 TRUST_HALFWIDTH = 0.05
-# ... as far as backtests can vouch for it: they hold out up to ~1-2 doublings (of N, or of
-# tokens per parameter); a target more than this many beyond the ladder is caution.
+# ... as far as backtests can vouch for it: a target more than REACH_FACTOR times as far
+# beyond the ladder (doublings of N plus of tokens per parameter) as its furthest backtest
+# went is caution, and so is any target beyond a ladder on which no backtest fits.
+# Calibrations that predate the measured reach use MAX_EXTRAPOLATION doublings.
+REACH_FACTOR = 2.0
 MAX_EXTRAPOLATION = 3.0
 # Step-1 terms: a fitted exponent above this is no physical law (the paper ladder's fits:
 # 0.1-0.8); a doubling of N or D that gains less than this share of the loss has no term
@@ -144,12 +148,14 @@ def assess(
     wrong: list[str] | tuple = (),
     halfwidth: float | None = None,
     extrapolated: float = 0.0,
+    reach: float | None = None,
 ) -> tuple[str, list[str]]:
     """(status, reasons) of an accuracy prediction; see the module docstring for the rules.
     `wrong`: what the target-dependent checks found (its loss's reasons included);
     `halfwidth`: the calibrated interval's, where there is one (it replaces the distance
     rules: the backtests measured how far the ladder's predictions can be trusted) as long
-    as the target lies within `MAX_EXTRAPOLATION` doublings (`extrapolated`) of the ladder."""
+    as the target lies within `REACH_FACTOR` x `reach` (the furthest its backtests went,
+    None: unknown, then `MAX_EXTRAPOLATION`) doublings (`extrapolated`) of the ladder."""
     if not diag:
         return "ok", []
     unpredictable, caution = list(wrong), []
@@ -173,10 +179,15 @@ def assess(
     if degenerate:
         unpredictable.append("degenerate fit")
     if halfwidth is not None:
-        if extrapolated > MAX_EXTRAPOLATION:
+        limit = MAX_EXTRAPOLATION if reach is None else REACH_FACTOR * reach
+        if extrapolated > limit:
             caution.append(
                 f"{extrapolated:.1f} doublings of N and tokens per parameter beyond the "
-                f"ladder: its backtests calibrate up to about {MAX_EXTRAPOLATION:.0f}"
+                + (
+                    "ladder: no backtest fits on it, so its interval is not calibrated"
+                    if reach == 0
+                    else f"ladder: its backtests calibrate up to about {limit:.1f}"
+                )
             )
         if halfwidth > TRUST_HALFWIDTH:
             caution.append(

@@ -178,3 +178,21 @@ def test_the_paper_method_says_its_interval_is_not_calibrated():
     assert build_report({"arc_easy": fit}, target, {})["tasks"]["arc_easy"]["interval"] == (
         "calibrated"
     )
+
+
+def test_trust_reaches_twice_as_far_as_the_backtests_went():
+    """A calibrated prediction is caution beyond REACH_FACTOR x its furthest backtest, and
+    beyond a ladder on which no backtest fits at all (its interval is then not calibrated)."""
+    sizes = {"20M": 2e7, "40M": 4e7, "80M": 8e7}
+    bare = synthetic_ladder(sizes=sizes, multipliers=(1, 2), noise=0.003)  # 6 runs: no split
+    fit = ChainedFitter("default", n_bootstrap=0).fit(bare, "arc_easy")
+    assert fit.calibration["reach"] == 0.0
+    status, reasons = fit.assess(1.6e8, 20 * 2 * 1.6e8)  # one doubling of N beyond
+    assert status == "caution" and any("no backtest fits" in r for r in reasons), reasons
+    assert not any("backtest" in r for r in fit.assess(4e7, 20 * 1.5 * 4e7)[1])  # inside
+    fit = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.003), "arc_easy")
+    reach = fit.calibration["reach"]  # 160M from 80M, 10xC from 5xC: the corner split's 2
+    assert reach == pytest.approx(2 * np.log2(2), rel=0.01)
+    assert not any("backtest" in r for r in fit.assess(1.6e8 * 2**3.9, 3.2e10 * 2**3.9)[1])
+    status, reasons = fit.assess(1.6e8 * 2**4.2, 3.2e10 * 2**4.2)  # 4.2 doublings of N
+    assert any("calibrate up to about 4.0" in r for r in reasons), reasons

@@ -1,0 +1,104 @@
+"""How the trust rule and the 90% intervals fare on targets the fits never saw (README goal:
+at least half of the task predictions trusted, no trusted miss above 5 points, intervals
+covering 85-95%).
+
+Held-out splits of the OLMo ladder smaller than bench_backtest's, so that the targets lie as
+far beyond the ladder as a user's do: fit 190M-370M and predict the 760M and 1B runs; fit the
+1xC-2xC runs and predict the 5xC and 10xC runs; each on the whole ladder, its final
+checkpoints only, without task bpb, and both (8 ladders x 8 tasks x 4 targets = 256 task
+predictions of `default`). Per ladder and overall: the share trusted (status ok), the
+trusted misses above 5 points, the share of actual accuracies inside the 90% interval and of
+actual task losses inside the 90% loss interval, and the mean absolute error of the trusted
+and the flagged predictions. 7B-4T is not used.
+
+Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from bench_backtest import final_only, without_task_bpb
+
+from taskladder.common.facts import PAPER_LADDER, PAPER_TASKS
+from taskladder.data import PAPER_LADDER_DIR
+from taskladder.laws.fitter import ChainedFitter
+from taskladder.laws.observations import Observations
+from taskladder.laws.readers import read_ladder, select_runs
+
+MISS = 5.0  # points
+
+
+def splits(obs: Observations) -> dict[str, tuple[Observations, Observations]]:
+    paper = select_runs(obs, PAPER_LADDER)
+    runs = paper.unique("run")
+    small = [r for r in runs if r.startswith(("190M-", "370M-"))]
+    short = [r for r in runs if r.endswith(("-1xC", "-2xC"))]
+    base = {
+        "190M-370M -> 760M, 1B": (paper.where(run=small), paper.where(run=[r for r in runs
+                                  if r.startswith(("760M-", "1B-"))])),
+        "1-2xC -> 5xC, 10xC": (paper.where(run=short), paper.where(run=[r for r in runs
+                               if r.endswith(("-5xC", "-10xC"))])),
+    }
+    out = {}
+    for name, (ladder, targets) in base.items():
+        out[name] = (ladder, targets)
+        out[f"{name}, final-only"] = (final_only(ladder), targets)
+        out[f"{name}, no task bpb"] = (without_task_bpb(ladder), targets)
+        out[f"{name}, final-only, no bpb"] = (final_only(without_task_bpb(ladder)), targets)
+    return out
+
+
+def judge(ladder: Observations, targets: Observations) -> list[dict]:
+    """One row per task x target run: status, error (points), covered, loss covered."""
+    fitter, rows = ChainedFitter("default"), []
+    for task in PAPER_TASKS:
+        fit = fitter.fit(ladder, task)
+        acc = targets.finals(task, fit.acc_metric, 5)
+        loss = targets.finals(fit.x_task, fit.x_metric, 5).as_dict()
+        p = fit.predict(acc.N, acc.D)
+        for i, run in enumerate(acc.runs):
+            status = fit.assess(float(acc.N[i]), float(acc.D[i]))[0]
+            rows.append({
+                "status": status,
+                "error": abs(float(p["acc"][i] - acc.y[i])) * 100,
+                "covered": bool(p["acc_low"][i] <= acc.y[i] <= p["acc_high"][i]),
+                "loss_covered": bool(p["loss_low"][i] <= loss[run] <= p["loss_high"][i]),
+            })
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    ok = [r for r in rows if r["status"] == "ok"]
+    flagged = [r for r in rows if r["status"] != "ok"]
+    misses = [r["error"] for r in ok if r["error"] > MISS]
+
+    def mae(rs):
+        return f"{np.mean([r['error'] for r in rs]):.2f}" if rs else "-"
+
+    return (
+        f"{len(rows):4d} {len(ok) / len(rows) * 100:7.0f}% {len(misses):7d}"
+        f"{(' (' + ', '.join(f'{m:.1f}' for m in misses) + ')') if misses else '':<14}"
+        f"{np.mean([r['covered'] for r in rows]) * 100:7.0f}%"
+        f"{np.mean([r['loss_covered'] for r in rows]) * 100:9.0f}%"
+        f"{mae(ok):>10}{mae(flagged):>10}"
+    )
+
+
+def main() -> None:
+    ladder_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else PAPER_LADDER_DIR
+    obs = read_ladder(ladder_dir, "olmo-csv")
+    print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
+          f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}")
+    every = []
+    for name, (ladder, targets) in splits(obs).items():
+        rows = judge(ladder, targets)
+        every += rows
+        print(f"{name:<40}{summary(rows)}", flush=True)
+    print(f"{'all':<40}{summary(every)}")
+
+
+if __name__ == "__main__":
+    main()
