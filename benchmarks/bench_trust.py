@@ -8,8 +8,9 @@ far beyond the ladder as a user's do: fit 190M-370M and predict the 760M and 1B 
 checkpoints only, without task bpb, and both (8 ladders x 8 tasks x 4 targets = 256 task
 predictions of `default`). Per ladder and overall: the share trusted (status ok), the
 trusted misses above 5 points, the share of actual accuracies inside the 90% interval and of
-actual task losses inside the 90% loss interval, and the mean absolute error of the trusted
-and the flagged predictions. 7B-4T is not used.
+actual task losses inside the 90% loss interval, the mean absolute error of the trusted
+and the flagged predictions, the share of loss predictions trusted and their coverage.
+7B-4T is not used.
 
 Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR]
 """
@@ -60,9 +61,10 @@ def judge(ladder: Observations, targets: Observations) -> list[dict]:
         loss = targets.finals(fit.x_task, fit.x_metric, 5).as_dict()
         p = fit.predict(acc.N, acc.D)
         for i, run in enumerate(acc.runs):
-            status = fit.assess(float(acc.N[i]), float(acc.D[i]))[0]
+            judged = fit.statuses(float(acc.N[i]), float(acc.D[i]))
             rows.append({
-                "status": status,
+                "status": judged["acc"][0],
+                "loss_status": judged["loss"][0],
                 "error": abs(float(p["acc"][i] - acc.y[i])) * 100,
                 "covered": bool(p["acc_low"][i] <= acc.y[i] <= p["acc_high"][i]),
                 "loss_covered": bool(p["loss_low"][i] <= loss[run] <= p["loss_high"][i]),
@@ -75,6 +77,9 @@ def summary(rows: list[dict]) -> str:
     flagged = [r for r in rows if r["status"] != "ok"]
     misses = [r["error"] for r in ok if r["error"] > MISS]
 
+    loss_ok = [r for r in rows if r["loss_status"] == "ok"]
+    loss_ok_cov = np.mean([r["loss_covered"] for r in loss_ok]) * 100 if loss_ok else np.nan
+
     def mae(rs):
         return f"{np.mean([r['error'] for r in rs]):.2f}" if rs else "-"
 
@@ -84,6 +89,7 @@ def summary(rows: list[dict]) -> str:
         f"{np.mean([r['covered'] for r in rows]) * 100:7.0f}%"
         f"{np.mean([r['loss_covered'] for r in rows]) * 100:9.0f}%"
         f"{mae(ok):>10}{mae(flagged):>10}"
+        f"{len(loss_ok) / len(rows) * 100:9.0f}%{loss_ok_cov:9.0f}%"
     )
 
 
@@ -91,7 +97,7 @@ def main() -> None:
     ladder_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else PAPER_LADDER_DIR
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
-          f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}")
+          f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}{'loss ok':>10}{'its cov':>10}")
     every = []
     for name, (ladder, targets) in splits(obs).items():
         rows = judge(ladder, targets)

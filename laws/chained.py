@@ -23,6 +23,7 @@ from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
 from .trust import (
     assess,
     assess_loss,
+    beyond_reach,
     centre_distance,
     extrapolation,
     extrapolation_checks,
@@ -252,7 +253,12 @@ class ChainedFit:
             float(p["acc"]),
         )
         loss_wrong = loss_problems(flags["step1_degenerate"], loss_wrong)
-        loss = assess_loss(self.diagnostics, loss_wrong)
+        extrapolated = float(self.extrapolation(np.array([N]), np.array([D]))[0])
+        reach = (self.calibration or {}).get("reach")
+        calibrated = self.method != "paper"
+        loss = assess_loss(
+            self.diagnostics, loss_wrong, beyond_reach(extrapolated, reach) if calibrated else ()
+        )
         acc_wrong = [f"loss: {r}" for r in loss_wrong] + acc_wrong
         acc = assess(
             self.diagnostics,
@@ -260,9 +266,9 @@ class ChainedFit:
             float(p["acc"]),
             float(p["distance"]),
             acc_wrong,
-            float(p["acc_high"] - p["acc_low"]) / 2 if self.method != "paper" else None,
-            float(self.extrapolation(np.array([N]), np.array([D]))[0]),
-            (self.calibration or {}).get("reach"),
+            float(p["acc_high"] - p["acc_low"]) / 2 if calibrated else None,
+            extrapolated,
+            reach,
         )
         return {"loss": loss, "acc": acc}
 

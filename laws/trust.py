@@ -3,8 +3,9 @@
 A task's loss prediction (step 1) and its accuracy prediction each get a status with
 reasons. The loss is ``unpredictable`` when step 1 is degenerate or a target-dependent check
 fails (a term that vanished in a direction the target extrapolates in, a loss worse than a
-ladder run the target dominates), ``caution`` on a ladder too small to check the form, else
-``ok``: it does not depend on step 2. The accuracy inherits its loss's unpredictability
+ladder run the target dominates), ``caution`` on a ladder too small to check the form or,
+with a calibrated interval, beyond its backtests' reach (`beyond_reach`, as the accuracy),
+else ``ok``: it does not depend on step 2. The accuracy inherits its loss's unpredictability
 (reasons prefixed ``loss:``) and adds its own, as follows.
 
 Status of a task's accuracy prediction at a target:
@@ -179,16 +180,7 @@ def assess(
     if degenerate:
         unpredictable.append("degenerate fit")
     if halfwidth is not None:
-        limit = MAX_EXTRAPOLATION if reach is None else REACH_FACTOR * reach
-        if extrapolated > limit:
-            caution.append(
-                f"{extrapolated:.1f} doublings of N and tokens per parameter beyond the "
-                + (
-                    "ladder: no backtest fits on it, so its interval is not calibrated"
-                    if reach == 0
-                    else f"ladder: its backtests calibrate up to about {limit:.1f}"
-                )
-            )
+        caution += beyond_reach(extrapolated, reach)
         if halfwidth > TRUST_HALFWIDTH:
             caution.append(
                 f"90% interval +-{halfwidth * 100:.1f} points: wider than "
@@ -210,11 +202,31 @@ def loss_problems(degenerate: bool, wrong: list[str] | tuple = ()) -> list[str]:
     return list(wrong) + (["degenerate step-1 fit"] if degenerate else [])
 
 
-def assess_loss(diag: dict, problems: list[str]) -> tuple[str, list[str]]:
+def beyond_reach(extrapolated: float, reach: float | None) -> list[str]:
+    """The caution of a calibrated interval used further from the ladder (`extrapolated`
+    doublings) than `REACH_FACTOR` x its furthest backtest (`reach`; None: unknown, then
+    `MAX_EXTRAPOLATION`)."""
+    limit = MAX_EXTRAPOLATION if reach is None else REACH_FACTOR * reach
+    if extrapolated <= limit:
+        return []
+    return [
+        f"{extrapolated:.1f} doublings of N and tokens per parameter beyond the "
+        + (
+            "ladder: no backtest fits on it, so its interval is not calibrated"
+            if reach == 0
+            else f"ladder: its backtests calibrate up to about {limit:.1f}"
+        )
+    ]
+
+
+def assess_loss(
+    diag: dict, problems: list[str], beyond: list[str] | tuple = ()
+) -> tuple[str, list[str]]:
     """(status, reasons) of a loss (step-1) prediction: ``unpredictable`` with `problems`
-    (`loss_problems`), ``caution`` on a ladder too small to check the form, else ``ok``. What
-    step 2 does is no concern of it."""
-    unpredictable, caution = list(problems), _small_ladder(diag)
+    (`loss_problems`), ``caution`` on a ladder too small to check the form or, with a
+    calibrated interval, beyond its backtests' reach (`beyond`: `beyond_reach`), else ``ok``.
+    What step 2 does is no concern of it."""
+    unpredictable, caution = list(problems), list(beyond) + _small_ladder(diag)
     if unpredictable:
         return "unpredictable", unpredictable + caution
     return ("caution", caution) if caution else ("ok", [])

@@ -189,6 +189,8 @@ def test_trust_reaches_twice_as_far_as_the_backtests_went():
     assert fit.calibration["reach"] == 0.0
     status, reasons = fit.assess(1.6e8, 20 * 2 * 1.6e8)  # one doubling of N beyond
     assert status == "caution" and any("no backtest fits" in r for r in reasons), reasons
+    loss_status, loss_reasons = fit.statuses(1.6e8, 20 * 2 * 1.6e8)["loss"]  # the loss's too
+    assert loss_status == "caution" and any("no backtest fits" in r for r in loss_reasons)
     assert not any("backtest" in r for r in fit.assess(4e7, 20 * 1.5 * 4e7)[1])  # inside
     fit = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.003), "arc_easy")
     reach = fit.calibration["reach"]  # 160M from 80M, 10xC from 5xC: the corner split's 2
