@@ -16,6 +16,7 @@ from typing import Any
 
 from taskladder.common.errors import InputError, MissingExtraError
 
+LAUNCHERS = ("local", "slurm")  # where runs and shards go: here, or Slurm jobs
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING",
           "SUSPENDED", "STAGE_OUT", "SIGNALING", "REQUEUE_HOLD", "REQUEUE_FED"}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -45,6 +44,8 @@ def pick_fast() -> str:
 
 def vllm_version() -> str | None:
     """The version lm-eval's vllm model reads (`importlib.metadata.version("vllm")`)."""
+    from importlib import metadata  # 45 ms: only when a vLLM backend is asked for
+
     try:
         return metadata.version("vllm")
     except metadata.PackageNotFoundError:

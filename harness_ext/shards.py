@@ -25,6 +25,7 @@ from typing import Any
 
 from taskladder.common.errors import InputError
 from taskladder.common.io import read_json, write_json
+from taskladder.common.slurm import LAUNCHERS
 from taskladder.harness_ext.runner import (
     RESULTS_GLOB,
     _Session,
@@ -33,7 +34,6 @@ from taskladder.harness_ext.runner import (
     results_dir,
 )
 
-LAUNCHERS = ("local", "slurm")
 PLAN_DIR = ".shards"
 # torch.distributed's rendezvous, as torchrun or olmo-core's single-process setup leave it in
 # the process that trained: a worker inheriting it has accelerate (lm-eval's hf model) join

@@ -7,8 +7,8 @@ import argparse
 
 from taskladder import flags
 from taskladder.common.errors import require_extra
+from taskladder.common.slurm import LAUNCHERS
 from taskladder.harness_ext.preflight import BACKENDS, DEVICES, DTYPES
-from taskladder.harness_ext.shards import LAUNCHERS
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:

@@ -25,10 +25,16 @@ from pathlib import Path
 from taskladder.common.echo import Echo, echo
 from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
-from taskladder.common.slurm import ACTIVE, Progress, check_slurm, executor, job_state
+from taskladder.common.slurm import (
+    ACTIVE,
+    LAUNCHERS,
+    Progress,
+    check_slurm,
+    executor,
+    job_state,
+)
 from taskladder.training.spec import LadderSpec, RunPlan
 
-LAUNCHERS = ("local", "slurm")
 JOB_FILE = "job.json"
 SPEC_FILE = "spec.json"
 
