@@ -100,6 +100,8 @@ def _main(argv: list[str] | None) -> int:
         return 2
     try:
         try:
+            # the one writability rule, for every verb: missing folders are created, an
+            # unwritable or wrong-kind path is refused here, before any work
             for flag, attr, folder in _WRITTEN:
                 value = getattr(args, attr, None)
                 if isinstance(value, str | Path) and str(value) != "-":

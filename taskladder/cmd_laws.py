@@ -114,18 +114,11 @@ def load_inputs(args: argparse.Namespace):
     return law_inputs(obs, path, fmt, tasks, args.method, chance=chance, **settings)
 
 
-def _ensure_writable(*paths: str | None) -> None:
-    for p in paths:
-        if p and p != "-" and not Path(p).resolve().parent.is_dir():
-            raise UsageError(f"cannot write {p!r}: its folder does not exist")
-
-
 def _fit(args: argparse.Namespace) -> int:
     from taskladder.laws.report import format_fit_table
     from taskladder.predict import fit_and_predict
 
     check_registry_store(args)  # --register: checked before any work, nothing created yet
-    _ensure_writable(args.json)
     inputs = load_inputs(args)
     out = fit_and_predict(inputs, plots_dir=args.plots, store=registry_store(args),
                           alias=args.alias)
@@ -166,7 +159,6 @@ def _predict(args: argparse.Namespace) -> int:
     from taskladder.registry.rule import DEFAULTS
 
     check_registry_store(args)  # --register: checked before any work, nothing created yet
-    _ensure_writable(args.json)
     inputs = load_inputs(args)
     actual = read_actual(args)
     target = resolve_target(args, inputs.obs, actual)
