@@ -72,10 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     flagged = {f"evaluate.{k}": f"--{k}" for k in ("devices", "shards")
                if getattr(args, k) is not None}
     with field_names(flagged):
-        notes = stages.preflight(spec, dry_run=args.dry_run)
+        stages.preflight(spec)  # --dry-run too: it refuses exactly as the run would
     out = flags.table_stream(args.json)
     if args.dry_run:
-        plan = stages.plan_lines(spec) + [f"note: {n}" for n in notes]
+        plan = stages.plan_lines(spec)
         print("\n".join(plan), file=out)
         flags.write_json_result(args.json, {"spec": spec.name, "plan": plan})
         return 0

@@ -378,53 +378,41 @@ STAGES = [
 
 
 # before any work: validate, then plan ----------------------------------------------------------
-def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
+def preflight(spec: PipelineSpec) -> None:
     """Everything a run needs, checked before its first step: the output folder and the
     tracking store writable and reachable, training specs build, the target lies beyond the
     ladder, paths exist, the corpus and tokenizer are there, the extras and backends are
-    installed. `--dry-run` runs the same checks; what only this machine lacks (an extra, a
-    backend, Slurm, the corpus files) comes back as notes there: a plan is often made on
-    another machine than the one that trains."""
+    installed. `--dry-run` runs the same checks and refuses as the run would; the training
+    plan alone is `taskladder train SPEC --dry-run`, on any machine."""
     from importlib.util import find_spec
 
-    from taskladder.common.errors import InputError, require_extra
+    from taskladder.common.errors import require_extra
     from taskladder.common.io import check_writable
     from taskladder.registry.store import check_uri
 
     check_writable(spec.out_dir(), "output_dir", folder=True)
     check_uri(spec.tracking(), "tracking_uri")
-    notes: list[str] = []
-
-    def machine(check, *args) -> None:
-        try:
-            check(*args)
-        except InputError as exc:
-            if not dry_run:
-                raise
-            notes.append(f"this machine cannot run it yet: {exc}")
-
     if spec.ladder.trained:
-        machine(require_extra, "train", "training a ladder", "olmo_core")
+        require_extra("train", "training a ladder", "olmo_core")
     if spec.evaluate is not None and (spec.ladder.trained or spec.target.train):
         from taskladder.harness_ext.preflight import check_backend
 
-        machine(lambda: check_backend(fast_backend(spec.evaluate.backend)))
+        check_backend(fast_backend(spec.evaluate.backend))
         if spec.evaluate.launcher == "slurm":
             from taskladder.common.slurm import check_slurm
 
-            machine(check_slurm, "evaluate.launcher")
+            check_slurm("evaluate.launcher")
         elif spec.evaluate.devices > 1 and find_spec("torch") is not None:
             from taskladder.harness_ext.shards import local_workers
 
-            machine(local_workers, spec.evaluate.devices)  # no more GPUs than are visible
+            local_workers(spec.evaluate.devices)  # no more GPUs than are visible
     if spec.ladder.trained:
+        from taskladder.training.ladder import check_ready
+
         lspec = ladder_training(spec)
         _check_beyond_ladder(spec, lspec)
         _check_shards(spec, lspec)
-        if find_spec("tokenizers") is not None or not dry_run:
-            from taskladder.training.ladder import check_ready
-
-            machine(check_ready, lspec)  # the corpus and tokenizer: files on this machine
+        check_ready(lspec)  # the corpus and tokenizer: files on this machine
     else:
         path = spec.resolve_path(spec.ladder.import_)
         if not path.exists():
@@ -433,7 +421,6 @@ def preflight(spec: PipelineSpec, dry_run: bool = False) -> list[str]:
         target_training(spec)
     if spec.target.actual is not None and not spec.resolve_path(spec.target.actual).exists():
         raise UsageError(f"target.actual: {spec.resolve_path(spec.target.actual)} does not exist")
-    return notes
 
 
 def _check_beyond_ladder(spec: PipelineSpec, lspec) -> None:

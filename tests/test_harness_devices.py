@@ -88,10 +88,9 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 def test_more_devices_than_gpus_fails_before_the_first_stage(gpu_machine, tmp_path, capsys):
     from taskladder.cli import main
 
-    assert main(["run", "--dry-run", "--devices", "8", "--output", str(tmp_path / "o")]) == 0
-    assert "note: this machine cannot run it yet: devices: 8 is more than the 4 GPUs visible " \
-        "here" in capsys.readouterr().out
+    line = "taskladder: error: devices: 8 is more than the 4 GPUs visible here\n"
+    assert main(["run", "--dry-run", "--devices", "8", "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == line  # --dry-run refuses as the run does
     assert main(["run", "--devices", "8", "--output", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == ("taskladder: error: devices: 8 is more than the 4 GPUs "
-                                       "visible here\n")
+    assert capsys.readouterr().err == line
     assert not (tmp_path / "o").exists()

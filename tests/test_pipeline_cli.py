@@ -11,15 +11,25 @@ from taskladder.config import load_spec
 
 
 def test_paper_dry_run_plans_the_sixteen_runs_and_the_7b_target(capsys):
+    from taskladder import stages
     from taskladder.common.facts import TARGETS
 
-    assert main(["run", "paper", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    runs = [line.split()[0] for line in out.splitlines() if "xC " in line]
+    plan = "\n".join(stages.plan_lines(load_spec("paper")))
+    runs = [line.split()[0] for line in plan.splitlines() if "xC " in line]
     assert sorted(runs) == sorted(f"{size}-{m}xC" for size in ("190M", "370M", "760M", "1B")
                                   for m in (1, 2, 5, 10))
     n, d = TARGETS["7B-4T"]
-    assert f"target    7B-4T: N = {n:,.0f}, D = {d:,.0f}" in out
+    assert f"target    7B-4T: N = {n:,.0f}, D = {d:,.0f}" in plan
+    # --dry-run prints that plan where the run could start, else refuses as the run does
+    # (a CPU machine lacks vLLM): one line, exit 2
+    rc = main(["run", "paper", "--dry-run"])
+    out, err = capsys.readouterr()
+    if rc == 0:
+        assert out == plan + "\n"
+    else:
+        assert rc == 2 and not out and err.startswith("taskladder: error: ") \
+            and err.count("\n") == 1, err
+        assert main(["run", "paper"]) == 2 and capsys.readouterr().err == err
 
 
 def test_default_dry_run_is_the_cpu_micro_spec(capsys, tmp_path):
