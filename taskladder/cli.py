@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "taskladder.cmd_train",  # train
     "taskladder.cmd_registry",  # register, check-target, gate, ...
     "taskladder.cmd_run",  # run
+    "taskladder.cmd_ui",  # ui
 )
 
 

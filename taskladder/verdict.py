@@ -133,7 +133,7 @@ def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
     lines += [f"  {r.name:12s} {'ran' if r.ran else 'skipped':8s} {r.seconds:7.1f} s  {r.why}"
               for r in reports]
     lines.append(f"Results: {ctx.out}")
-    lines.append(f"Browse them: mlflow ui --backend-store-uri {ctx.tracking_uri}")
+    lines.append(f"Browse them: taskladder ui --tracking-uri {ctx.tracking_uri}")
     return lines
 
 

@@ -94,7 +94,7 @@ def test_tiny_ladder_end_to_end(tiny):
         assert (row["status"] == "ok") == (abs(row["error"]) <= 10)
     assert exit_code(ctx) == (0 if verdict["passed"] else 1)
     lines = "\n".join(final_lines(ctx, list(reports.values())))
-    assert f"mlflow ui --backend-store-uri sqlite:///{out / 'mlflow.db'}" in lines
+    assert f"taskladder ui --tracking-uri sqlite:///{out / 'mlflow.db'}" in lines
     assert "Verdict for d96-0.02xC" in lines
     # the figures were redrawn once the target was measured: not the prediction-time drawing
     fits = {t: ChainedFit.from_dict(d)
@@ -216,7 +216,7 @@ def test_paper_import_predicts_7b_and_gates_it(olmo_ladder_dir, tmp_path, capsys
     drifted = {r["task"] for r in verdict["rows"] if r["status"] == "DRIFT"}
     assert drifted == {"arc_challenge", "arc_easy", "openbookqa"}  # errors > 5 points
     assert code == 1  # the gate failed, so the run does
-    assert "Drift gate for 7B-4T" in out and "mlflow ui --backend-store-uri" in out
+    assert "Drift gate for 7B-4T" in out and "taskladder ui --tracking-uri" in out
     # an edited ladder file is new input: observe runs again (same numbers: nothing else does)
     csv = sorted(ladder.glob("*.csv"))[0]
     csv.write_text(csv.read_text())

@@ -131,6 +131,31 @@ def _files(folder: Path) -> dict[str, int]:
             if p.is_file() and "mlflow.db" not in p.name}
 
 
+def test_ui_on_a_copy_relocates_it_and_links_the_classic_runs_view(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    store_copy(registered_template(), out)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    original = _files(out)
+    uri = f"sqlite:///{copy / 'mlflow.db'}"
+    capsys.readouterr()
+    assert main(["ui", "--tracking-uri", uri, "--dry-run", "--", "--port", "8123"]) == 0
+    got, err = capsys.readouterr()
+    exp = open_store(uri).client.get_experiment_by_name("taskladder-predictions")
+    where = f"experiments/{exp.experiment_id}" if exp else "experiments"
+    assert err == f"open http://127.0.0.1:8123/#/{where}?workflowType=machine_learning\n"
+    assert got.split()[1:] == ["ui", "--backend-store-uri", uri, "--port", "8123"]
+    # opened once by taskladder, every artifact location names the copy (mlflow ui reads them)
+    with sqlite3.connect(copy / "mlflow.db") as con:
+        places = [r[0] for r in con.execute("SELECT artifact_location FROM experiments "
+                                            "WHERE lifecycle_stage = 'active'")]
+        places += [r[0] for r in con.execute("SELECT artifact_uri FROM runs")]
+    assert places and all(p.startswith(copy.as_uri() + "/") for p in places), places
+    assert _files(out) == original
+    assert main(["ui", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", "--dry-run"]) == 2
+
+
 def test_a_copied_output_folder_keeps_its_artifacts_and_writes_into_itself(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
