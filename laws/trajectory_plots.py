@@ -25,10 +25,12 @@ def plot_watch(doc: dict, path: str | Path) -> Path:
     for ax, (task, t) in zip(axes, tasks.items(), strict=False):
         rows = [r for r in t["checkpoints"] if r["D"] > 0]  # log axis: not the initial model
         judged = [r for r in rows if r["predicted"] is not None]
+        lo = hi = None
         if judged:  # the band's range, not the untrusted start of training, sets the scale
             lo = min(min(r["low"], r["measured"]) for r in judged)
             hi = max(max(r["high"], r["measured"]) for r in judged)
-            ax.set_ylim(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo))
+            lo, hi = lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)
+            ax.set_ylim(lo, hi)
             D = np.array([r["D"] for r in judged])
             ax.fill_between(D, [r["low"] for r in judged], [r["high"] for r in judged],
                             color="tab:blue", alpha=0.2, label="90% band")
@@ -36,9 +38,17 @@ def plot_watch(doc: dict, path: str | Path) -> Path:
                     label="predicted")
         for verdict, color in COLORS.items():
             pts = [r for r in rows if r["verdict"] == verdict]
-            if pts:
-                ax.scatter([r["D"] for r in pts], [r["measured"] for r in pts], s=9,
+            above = [r for r in pts if hi is not None and r["measured"] > hi]
+            below = [r for r in pts if lo is not None and r["measured"] < lo]
+            inside = [r for r in pts if r not in above and r not in below]
+            if inside:
+                ax.scatter([r["D"] for r in inside], [r["measured"] for r in inside], s=9,
                            color=color, label=verdict, zorder=3)
+            for off, edge, marker in ((above, hi, "^"), (below, lo, "v")):
+                if off:  # off the scale (the untrusted start): a marker at the edge it passes
+                    ax.scatter([r["D"] for r in off], [edge] * len(off), s=14, marker=marker,
+                               color=color, zorder=3, clip_on=False,
+                               label=f"{verdict}, off the scale")
         ax.set_xscale("log")
         ax.set_xlabel("tokens seen", fontsize=8)
         ax.set_ylabel(t["metric"], fontsize=8)

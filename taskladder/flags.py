@@ -37,6 +37,7 @@ GLOSSARY: dict[str, tuple[str | None, str]] = {
     "--patience": ("K", "gate rule: drifting checkpoints in a row before failing"),
     "--schedule": ("SPEC", "the target's schedule: `cosine` over --target-d, or "
                            "`cosine=5T,anneal=3.9T,end=3.95T`"),
+    "--stop-on-drift": (None, "stop the watched target's training at a drift verdict (exit 1)"),
     "--devices": ("N", "devices (workers) to run on"),
     "--launcher": ("local|slurm", "`local` (here) or `slurm` (submitit jobs)"),
     "--shards": ("K", "jobs the work is split into"),

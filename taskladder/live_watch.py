@@ -5,12 +5,14 @@ trajectory band; MLflow gets the measured points over the band by step (registry
 
 The training side (training/callbacks.py `WatchCallback`) calls `LiveWatch.judge` after the
 checkpoint is saved and exported; the target's schedule is its own plan (cosine over the
-planned tokens, the ladder's shape).
+planned tokens, the ladder's shape). The pipeline's target stage and `train --target --ladder`
+share `fit_laws` and `watching`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from taskladder.common.errors import InputError
 from taskladder.common.io import write_json
 from taskladder.laws import watch
 from taskladder.laws.observations import Observations
-from taskladder.laws.trajectory import Schedule, TrajectoryLaw
+from taskladder.laws.trajectory import Schedule, TrajectoryLaw, fit_trajectory
 from taskladder.registry import watch_runs
 from taskladder.registry.store import Store
 from taskladder.trajectory_gate import gate_checkpoints, target_checkpoints
@@ -80,3 +82,35 @@ class LiveWatch:
     def close(self, status: str = "FINISHED") -> None:
         for rid in self.runs.values():
             watch_runs.finish(self.store, rid, status)
+
+
+def fit_laws(observations: Observations, tasks: list[str],
+             echo: Callable[[str], object]) -> dict[str, TrajectoryLaw]:
+    """The ladder's trajectory law of each task it can back; the others are named, not watched."""
+    laws = {}
+    for task in tasks:
+        try:
+            laws[task] = fit_trajectory(observations, task)
+        except InputError as exc:
+            echo(f"watch: {task} not watched ({exc})")
+    if not laws:
+        echo("watch: no task's trajectory can be fitted on this ladder; not watched")
+    return laws
+
+
+@contextmanager
+def watching(live: LiveWatch | None, plot: Path) -> Iterator[LiveWatch | None]:
+    """Around the target's training: its MLflow runs end KILLED if training fails (a drift
+    stop included), else FINISHED with the measured points over the band drawn to `plot`."""
+    try:
+        yield live
+    except BaseException:
+        if live is not None:
+            live.close("KILLED")
+        raise
+    if live is not None:
+        live.close()
+        if live.document is not None:
+            from taskladder.laws.trajectory_plots import plot_watch
+
+            plot_watch(live.document, plot)

@@ -262,20 +262,11 @@ def train_target(ctx: RunContext, folder: Path) -> TargetScored:
     With `gate.watch` every kept checkpoint is scored and judged against its trajectory band
     while it trains (taskladder/live_watch.py)."""
     from taskladder.laws.readers import read_ladder
+    from taskladder.live_watch import watching
 
     live = _live_watch(ctx, folder) if ctx.spec.gate.watch else None
-    try:
+    with watching(live, ctx.out / "plots" / "watch.png"):
         final = _train(ctx, target_training(ctx.spec, folder), live).models[-1]
-    except BaseException:
-        if live is not None:
-            live.close("KILLED")
-        raise
-    if live is not None:
-        live.close()
-        if live.document is not None:
-            from taskladder.laws.trajectory_plots import plot_watch
-
-            plot_watch(live.document, ctx.out / "plots" / "watch.png")
     result = _score(ctx, [final], folder / "eval")[0]
     table = folder / "observations.csv"
     read_ladder(result, "lm-eval").to_csv(table)
@@ -285,26 +276,18 @@ def train_target(ctx: RunContext, folder: Path) -> TargetScored:
 def _live_watch(ctx: RunContext, folder: Path):
     """The target's watch: trajectory laws of the ladder (tasks the ladder can back), the
     fast scorer on each exported checkpoint, MLflow by step, the spec's rule and patience."""
-    from taskladder.common.errors import InputError
     from taskladder.common.meta import LadderMeta
     from taskladder.laws.readers import read_ladder
-    from taskladder.laws.trajectory import fit_trajectory
-    from taskladder.live_watch import LiveWatch
+    from taskladder.live_watch import LiveWatch, fit_laws
 
     obs = ctx.output(Observed).observations()
-    laws = {}
-    for task in ctx.spec.tasks_in(obs):
-        try:
-            laws[task] = fit_trajectory(obs, task)
-        except InputError as exc:
-            ctx.echo(f"watch: {task} not watched ({exc})")
+    laws = fit_laws(obs, ctx.spec.tasks_in(obs), ctx.echo)
 
     def score(hf: Path):
         result = _score(ctx, [Checkpoint(str(hf), LadderMeta.read(hf))], folder / "eval")[0]
         return read_ladder(result, "lm-eval")
 
     if not laws:
-        ctx.echo("watch: no task's trajectory can be fitted on this ladder; not watched")
         return None
     g = ctx.spec.gate
     rule = g.rule()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from registry_support import mlflow_server
 from test_pipeline_e2e import TINY
+from test_registry_ui import _dump_dom
 from test_trajectory_gate import PLANNED, faulty
 from training_support import corpus_file, tiny_spec
 
@@ -137,3 +140,30 @@ def test_the_pipeline_watches_the_target_it_trains(tmp_path):
     assert sorted(m.step for m in hist) == [r["step"] for r in rows]
     hist = store.client.get_metric_history(run.info.run_id, "piqa/bpb_pred")
     assert sorted(m.step for m in hist) == [r["step"] for r in judged]
+    # the same watch from `train --target --ladder`: the pipeline's observations as the ladder
+    spec_copy = tmp_path / "ladder.json"
+    spec_copy.write_text(stages.ladder_training(spec).model_dump_json())
+    trained = tmp_path / "train-target"
+    argv = ["train", str(spec_copy), "--target", "--ladder", ctx.output(stages.Observed).table,
+            "--tasks", "piqa", "--limit", "6", "--metric", "loss", "--tolerance", "50%",
+            "--patience", "2", "--output", str(trained), "--no-progress"]
+    assert main(argv) == 0
+    again = json.loads((trained / "watch.json").read_text())["tasks"]["piqa"]["checkpoints"]
+    assert [r["step"] for r in again] == [r["step"] for r in rows]
+    assert [r["verdict"] for r in again] == [r["verdict"] for r in rows]
+    assert (trained / "plots" / "watch.png").is_file()
+    mine = open_store(f"sqlite:///{trained / 'mlflow.db'}", create=False)
+    [trun] = mine.client.search_runs(
+        [mine.client.get_experiment_by_name(watch_runs.EXPERIMENT).experiment_id])
+    assert trun.info.status == "FINISHED"
+    assert len(mine.client.get_metric_history(trun.info.run_id, "piqa/bpb")) == len(rows)
+    # the pipeline's watch run in the MLflow UI (headless Chromium): the measured loss, the band
+    # and the verdict are there
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    with mlflow_server(store.uri, tmp_path) as url:
+        dom = _dump_dom(browser, tmp_path,
+                        f"{url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+    for key in ("piqa/bpb", "piqa/bpb_pred", "piqa/bpb_low", "piqa/bpb_high", "piqa/verdict"):
+        assert key in dom, key
