@@ -36,8 +36,7 @@ def backtest_rows(obs, task: str) -> list[dict]:
         if split not in bt or other not in bt:
             continue
         cal = bt[other].values()
-        q = tj.conformal(np.concatenate([np.abs(np.log(r["loss"] / r["loss_pred"])) / r["u"]
-                                         for r in cal]), 0.9)
+        q = tj.loss_quantile(list(cal), 0.9)
         qa = tj.conformal(np.concatenate([np.abs(r["acc"] - r["acc_at_loss"]) for r in cal]), 0.9)
         runs = bt[split].values()
         loss = np.concatenate([r["loss"] for r in runs])

@@ -12,8 +12,9 @@ accuracy) is the paper's sigmoid on all intermediate checkpoints, which already 
 schedule points.
 
 Band (`level`, default 90%): split-conformal on backtests that predict the largest size's
-checkpoints (and the two largest sizes' from the rest) at every fraction >= 10%. The score of a
-held-out checkpoint is |ln(measured / predicted)| divided by the extrapolation distance
+checkpoints (and the two largest sizes' from the rest) at every fraction >= 10%, over held-out
+runs (`loss_quantile`). The score of a held-out checkpoint is |ln(measured / predicted)|
+divided by the extrapolation distance
 u = max(ln(N / N_max of the fit), U_MIN): errors grow with how far beyond the ladder the
 target is, and the backtests reach u = 0.5 to 1.2 (OLMo ladder), close to 7B's 1.7. Accuracy:
 the loss band mapped through the sigmoid, widened by the conformal quantile of the held-out
@@ -308,6 +309,15 @@ def conformal(scores: np.ndarray, level: float) -> float:
     return float(s[k - 1])
 
 
+def loss_quantile(held_out: list[dict], level: float) -> float:
+    """The loss band's half-width per unit of u, split-conformal over held-out runs: a run's
+    checkpoints share its offset from the law (they are not exchangeable, the runs are), so a
+    run's score is the `level` quantile of its |ln(measured / predicted)| / u, and the band the
+    conformal quantile of the runs' scores (pooling checkpoints covered 86%, not 90%)."""
+    return conformal(np.array([np.quantile(np.abs(np.log(r["loss"] / r["loss_pred"])) / r["u"],
+                                           level) for r in held_out]), level)
+
+
 def fit_trajectory(
     obs: Observations, task: str, loss_metric: str = "bpb", level: float = 0.9
 ) -> TrajectoryLaw:
@@ -316,15 +326,13 @@ def fit_trajectory(
     chance = chance_level(task, obs)
     curves, grid, params, p2 = _fit_point(obs, task, loss_metric, acc_metric, chance)
     bt = backtest(obs, task, loss_metric)
-    loss_scores = [np.abs(np.log(r["loss"] / r["loss_pred"])) / r["u"]
-                   for s in bt.values() for r in s.values()]
-    acc_scores = [np.abs(r["acc"] - r["acc_at_loss"]) for s in bt.values() for r in s.values()]
-    if not loss_scores:
+    held = [r for s in bt.values() for r in s.values()]
+    acc_scores = [np.abs(r["acc"] - r["acc_at_loss"]) for r in held]
+    if not held:
         raise InputError(
             f"trajectory for {task}: no backtest possible (needs at least 3 sizes and 5 runs "
             "below the largest)"
         )
-    ls, acs = np.concatenate(loss_scores), np.concatenate(acc_scores)
     return TrajectoryLaw(
         task=task,
         loss_metric=loss_metric,
@@ -335,7 +343,7 @@ def fit_trajectory(
         step2=tuple(map(float, p2)),
         n_max=max(c.N for c in curves.values()),
         level=level,
-        loss_q=conformal(ls, level),
-        acc_q=conformal(acs, level),
-        calibration={"splits": {k: sorted(v) for k, v in bt.items()}, "n_scores": len(ls)},
+        loss_q=loss_quantile(held, level),
+        acc_q=conformal(np.concatenate(acc_scores), level),
+        calibration={"splits": {k: sorted(v) for k, v in bt.items()}, "n_runs": len(held)},
     )
