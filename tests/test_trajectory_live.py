@@ -30,7 +30,7 @@ from taskladder.registry.store import open_store
 def test_live_watch_logs_the_band_by_step_and_fires_on_the_fault(olmo_ladder_dir, tmp_path):
     obs = read_ladder(olmo_ladder_dir)
     law = fit_trajectory(select_runs(obs, PAPER_LADDER), "hellaswag")
-    target = faulty(select_runs(obs, "peteish7_eval_full").where(task="hellaswag"))
+    target = faulty(select_runs(obs, "peteish7_eval_full").where(task="hellaswag"), worse=1.05)
     steps = sorted(set(target.step.tolist()))[::3]  # every third checkpoint: 62 of 186
     store = open_store(f"sqlite:///{tmp_path}/mlflow.db")
     live = LiveWatch({"hellaswag": law}, lambda hf: target.where(step=int(hf.name)),
