@@ -109,7 +109,8 @@ def _check_sqlite_file(path: Path) -> bool:
     except InputError:
         for p in side:
             if p not in found:
-                p.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder: nothing was made
+                    p.unlink(missing_ok=True)
         raise
 
 

@@ -131,6 +131,36 @@ def _files(folder: Path) -> dict[str, int]:
             if p.is_file() and "mlflow.db" not in p.name}
 
 
+def test_a_read_only_store_is_called_read_only(tmp_path):
+    """A real read-only mount (root ignores chmod): one line saying so, exit 2, nothing made."""
+    import subprocess
+    import sys
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    store_copy(registered_template(), ro)
+    con = sqlite3.connect(ro / "mlflow.db")  # WAL, as taskladder makes its stores
+    assert con.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    con.close()  # no -wal/-shm left: reading now needs to create them
+    before = sorted(p.name for p in ro.iterdir())
+    cli = Path(sys.executable).with_name("taskladder")
+    script = (f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} || exit 77; "
+              f"{cli} gate --tracking-uri sqlite:///{ro / 'mlflow.db'}")
+    try:
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                              text=True, timeout=120)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if proc.returncode == 77 or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {proc.stderr.strip()}")
+    # SQLite may read it (then the gate says what the store lacks) or refuse: then "read-only"
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("taskladder: error: ") and "unreadable" not in proc.stderr
+    if "tracking store" in proc.stderr:
+        assert ": read-only (SQLite needs to write" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in ro.iterdir()) == before
+
+
 def test_ui_on_a_copy_relocates_it_and_links_the_classic_runs_view(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
