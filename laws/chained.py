@@ -256,8 +256,12 @@ class ChainedFit:
         extrapolated = float(self.extrapolation(np.array([N]), np.array([D]))[0])
         reach = (self.calibration or {}).get("reach")
         calibrated = self.method != "paper"
+        ln_l = np.log(np.maximum([p["loss_low"], p["loss"], p["loss_high"]], 1e-300))
         loss = assess_loss(
-            self.diagnostics, loss_wrong, beyond_reach(extrapolated, reach) if calibrated else ()
+            self.diagnostics,
+            loss_wrong,
+            beyond_reach(extrapolated, reach) if calibrated else (),
+            float(max(ln_l[1] - ln_l[0], ln_l[2] - ln_l[1])),
         )
         acc_wrong = [f"loss: {r}" for r in loss_wrong] + acc_wrong
         acc = assess(

@@ -5,8 +5,9 @@ reasons. The loss is ``unpredictable`` when step 1 is degenerate or a target-dep
 fails (a term that vanished in a direction the target extrapolates in, a loss worse than a
 ladder run the target dominates), ``caution`` on a ladder too small to check the form or,
 with a calibrated interval, beyond its backtests' reach (`beyond_reach`, as the accuracy),
-else ``ok``: it does not depend on step 2. The accuracy inherits its loss's unpredictability
-(reasons prefixed ``loss:``) and adds its own, as follows.
+or with an interval wider than `LOSS_TRUST_HALFWIDTH` (10%) either side, else ``ok``: it
+does not depend on step 2. The accuracy inherits its loss's unpredictability (reasons
+prefixed ``loss:``) and adds its own, as follows.
 
 Status of a task's accuracy prediction at a target:
 
@@ -66,6 +67,11 @@ SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 # held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 52% are
 # trusted and none misses by more than 5 points.
 TRUST_HALFWIDTH = 0.05
+# A loss prediction is trusted while its 90% interval stays within this share of it either
+# side (in ln L). Calibrated loss intervals on the paper ladder's backtests are 1-4% wide; a
+# step-1 fit whose parameters the ladder does not pin down (a coefficient at its bound,
+# exponents with SDs in the hundreds) gets a delta-method width of a factor 100 or more.
+LOSS_TRUST_HALFWIDTH = 0.10
 # ... as far as backtests can vouch for it: a target more than REACH_FACTOR times as far
 # beyond the ladder (doublings of N plus of tokens per parameter) as its furthest backtest
 # went is caution, and so is any target beyond a ladder on which no backtest fits.
@@ -220,13 +226,22 @@ def beyond_reach(extrapolated: float, reach: float | None) -> list[str]:
 
 
 def assess_loss(
-    diag: dict, problems: list[str], beyond: list[str] | tuple = ()
+    diag: dict,
+    problems: list[str],
+    beyond: list[str] | tuple = (),
+    halfwidth: float | None = None,
 ) -> tuple[str, list[str]]:
     """(status, reasons) of a loss (step-1) prediction: ``unpredictable`` with `problems`
-    (`loss_problems`), ``caution`` on a ladder too small to check the form or, with a
-    calibrated interval, beyond its backtests' reach (`beyond`: `beyond_reach`), else ``ok``.
-    What step 2 does is no concern of it."""
+    (`loss_problems`), ``caution`` on a ladder too small to check the form, with a
+    calibrated interval beyond its backtests' reach (`beyond`: `beyond_reach`), or with an
+    interval wider than `LOSS_TRUST_HALFWIDTH` either side (`halfwidth`: its larger side, in
+    ln L), else ``ok``. What step 2 does is no concern of it."""
     unpredictable, caution = list(problems), list(beyond) + _small_ladder(diag)
+    if halfwidth is not None and halfwidth > LOSS_TRUST_HALFWIDTH:
+        caution.append(
+            f"90% loss interval x/{math.exp(halfwidth):.3g}: wider than "
+            f"+-{LOSS_TRUST_HALFWIDTH * 100:.0f}% (the ladder does not pin step 1's parameters)"
+        )
     if unpredictable:
         return "unpredictable", unpredictable + caution
     return ("caution", caution) if caution else ("ok", [])

@@ -198,3 +198,20 @@ def test_trust_reaches_twice_as_far_as_the_backtests_went():
     assert not any("backtest" in r for r in fit.assess(1.6e8 * 2**3.9, 3.2e10 * 2**3.9)[1])
     status, reasons = fit.assess(1.6e8 * 2**4.2, 3.2e10 * 2**4.2)  # 4.2 doublings of N
     assert any("calibrate up to about 4.0" in r for r in reasons), reasons
+
+
+def test_a_loss_interval_the_ladder_cannot_pin_is_caution():
+    """A step 1 whose parameters the ladder does not pin down (seen on the embedded default:
+    exponent SDs in the hundreds, a delta-method interval spanning a factor of 100) keeps its
+    number and its honest interval, but its loss is not `ok`: the reason names the width."""
+    sizes = {"40M": 4e7, "80M": 8e7, "160M": 1.6e8, "320M": 3.2e8}
+    fit = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(sizes=sizes), "arc_easy")
+    n, d = 6.4e8, 20 * 5 * 6.4e8
+    assert fit.statuses(n, d)["loss"] == ("ok", [])
+    cov = np.array(fit.step1.errors["log_cov"]) * 1e6
+    loose = replace(fit, step1=replace(fit.step1, errors={**fit.step1.errors, "log_cov": cov}))
+    p = loose.predict(n, d)
+    assert float(p["loss"]) == pytest.approx(float(fit.predict(n, d)["loss"]))
+    assert float(p["loss_high"] / p["loss"]) > 1.1
+    status, reasons = loose.statuses(n, d)["loss"]
+    assert status == "caution" and any("wider than +-10%" in r for r in reasons), reasons
