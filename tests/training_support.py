@@ -6,13 +6,13 @@ from pathlib import Path
 
 import yaml
 
+from taskladder.harness_ext.shards import RENDEZVOUS_ENV
 from taskladder.training.corpus import read_documents
 from taskladder.training.spec import CorpusSpec, load_ladder_spec
 
 # What torchrun or an in-process olmo-core run leaves in os.environ; a fresh process group
-# must not inherit it.
-DIST_VARS = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NUM_NODES", "MASTER_ADDR",
-             "MASTER_PORT", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID"}
+# must not inherit it (the list evaluation workers drop too).
+DIST_VARS = set(RENDEZVOUS_ENV)
 
 
 def corpus_file(root: Path, docs: int = 300) -> Path:
