@@ -55,7 +55,6 @@ def holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[
     """name -> (training runs, held-out runs); splits that leave fewer than `min_runs` runs or
     one size to fit are omitted."""
     d = step1_data(t.obs, t.task, t.acc_metric, log_space=False)
-    runs = list(d.runs)
     tpp = d.D / d.N
     largest, longest = d.N >= d.N.max(), tpp >= 0.75 * tpp.max()
     splits = {  # the held-out runs of each split are those where the mask is False
@@ -65,13 +64,22 @@ def holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[
     }
     out = {}
     for name, train in splits.items():
-        test = largest & longest if name == "largest-longest" else ~train
-        if train.sum() >= min_runs and len(set(d.N[train].tolist())) >= 2 and test.any():
-            out[name] = (
-                [r for r, t in zip(runs, train, strict=True) if t],
-                [r for r, t in zip(runs, test, strict=True) if t],
-            )
+        split = _split(d, train, largest & longest if name == "largest-longest" else ~train,
+                       min_runs)
+        if split:
+            out[name] = split
     return out
+
+
+def _split(d, train, test, min_runs: int) -> tuple[list[str], list[str]] | None:
+    """(training runs, held-out runs) of two masks over `d`'s runs, or None where the training
+    runs are fewer than `min_runs` or one size, or nothing is held out."""
+    if train.sum() < min_runs or len(set(d.N[train].tolist())) < 2 or not test.any():
+        return None
+    return (
+        [r for r, x in zip(d.runs, train, strict=True) if x],
+        [r for r, x in zip(d.runs, test, strict=True) if x],
+    )
 
 
 def loss_holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[str]]]:
@@ -85,18 +93,18 @@ def loss_holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], 
     mirrors = {"smallest-size": d.N <= d.N.min(), "shortest-runs": tpp <= tpp.min() / 0.75}
     seen = {tuple(test) for _, test in out.values()}
     for name, test in mirrors.items():
-        train = ~test
-        held = tuple(r for r, x in zip(d.runs, test, strict=True) if x)
-        if train.sum() >= min_runs and len(set(d.N[train].tolist())) >= 2 and held not in seen:
-            seen.add(held)
-            out[name] = ([r for r, x in zip(d.runs, train, strict=True) if x], list(held))
+        split = _split(d, ~test, test, min_runs)
+        if split and tuple(split[1]) not in seen:
+            seen.add(tuple(split[1]))
+            out[name] = split
     return out
 
 
 def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> list[float]:
     """The loss interval's conformal scores: per held-out run of each `loss_holdouts` split,
     step 1 refitted on the training runs, |ln(predicted / actual)| of its final feature value
-    divided by (its extrapolation + `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is
+    divided by (its distance from the training runs' middle, `trust.centre_distance`, +
+    `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is
     backtested in every direction a target may lie."""
     s = concrete(settings, t)
     x_task, x_metric = feature_of(s, t.task)
