@@ -12,6 +12,7 @@ imported: `python -m taskladder.harness_ext ...` (lm-eval's CLI after that impor
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from importlib.util import find_spec
 
@@ -42,6 +43,18 @@ def cpu_threads(device: str, threads: int | None):
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+# (tokenizer fingerprint, add_bos_token, BOS id) -> {string: token ids}, see `_encode_all`
+_ENCODED: tuple[tuple, dict[str, list[int]]] = ((), {})
+
+
+def _fingerprint(tokenizer) -> str:
+    """Identifies a tokenizer by its whole definition (vocabulary, merges, normalisation), so
+    two checkpoints' copies of one tokenizer match and a retrained one does not."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(tokenizer)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 if find_spec("vllm") is not None:
@@ -98,16 +111,25 @@ class LadderHFLM(HFLM):
 
     def _encode_all(self, strings: list[str]) -> dict[str, list[int]]:
         """What `tok_encode(s)` returns for each string (a string that starts with the BOS
-        text gets no special tokens, the others the tokenizer's or `add_bos_token`'s)."""
+        text gets no special tokens, the others the tokenizer's or `add_bos_token`'s).
+
+        Kept for the next model with the same tokenizer (a ladder's checkpoints share one, and
+        encoding a task's 5-shot strings cost ~1 s a checkpoint, a quarter of a micro model's
+        scoring): one tokenizer's encodings at a time."""
+        global _ENCODED
+        key = (_fingerprint(self.tokenizer), self.add_bos_token, self.prefix_token_id)
+        if _ENCODED[0] != key:
+            _ENCODED = (key, {})
+        known = _ENCODED[1]
         bos = self.tokenizer.decode(self.prefix_token_id)
-        starts_with_bos = [s for s in strings if has_bos_prefix(s, bos)]
-        rest = [s for s in strings if not has_bos_prefix(s, bos)]
+        new = [s for s in strings if s not in known]
+        starts_with_bos = [s for s in new if has_bos_prefix(s, bos)]
+        rest = [s for s in new if not has_bos_prefix(s, bos)]
         kwargs = {} if self.add_bos_token is None else {"add_special_tokens": self.add_bos_token}
-        out: dict[str, list[int]] = {}
         for group, kw in ((starts_with_bos, {"add_special_tokens": False}), (rest, kwargs)):
             if group:
-                out.update(zip(group, self.tokenizer(group, **kw)["input_ids"], strict=True))
-        return out
+                known.update(zip(group, self.tokenizer(group, **kw)["input_ids"], strict=True))
+        return {s: known[s] for s in strings}
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None,
                    left_truncate_len: int | None = None, **kwargs) -> list[int]:
@@ -141,9 +163,25 @@ class LadderHFLM(HFLM):
                 q = questions.setdefault(tuple(ctx), Question(tuple(ctx)))
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
+        windows = [self._window(ctx, cont) for _, ctx, cont in long]
         with cpu_threads(self.device.type, self.threads):
             scored = self._scorer.score(list(questions.values()))
-        long_answers = (
-            super()._loglikelihood_tokens(long, disable_tqdm, override_bs) if long else []
+            alone = self._scorer.score_alone([w for w in windows if w is not None])
+        rest = [r for r, w in zip(long, windows, strict=True) if w is None]
+        rest_answers = iter(
+            super()._loglikelihood_tokens(rest, disable_tqdm, override_bs) if rest else []
         )
+        long_answers = [alone[(w.context, w.options[0])] if w is not None else next(rest_answers)
+                        for w in windows]
         return in_order(requests, fits, scored, long_answers, self.cache_hook)
+
+    def _window(self, ctx: list[int], cont: list[int]) -> Question | None:
+        """What lm-eval's hf path scores for an over-long request: the last `max_length + 1`
+        tokens of context and continuation, so the context cut from the left (None when the
+        continuation alone fills the window). The micro ladder's 256-token models see every
+        5-shot request (~700 tokens) this way: scored here, only the continuation's positions
+        go through the vocabulary head, and rows are batched by tokens."""
+        kept = (ctx + cont)[-(self.max_length + 1):]
+        if len(kept) <= len(cont):
+            return None
+        return Question(tuple(kept[: -len(cont)]), [tuple(cont)])

@@ -132,6 +132,16 @@ class PrefixScorer:
             self._score_cluster(cluster, out)
         return out
 
+    @torch.inference_mode()
+    def score_alone(self, questions: list[Question]) -> dict[tuple[Tokens, Tokens],
+                                                               tuple[float, bool]]:
+        """`score` for contexts that share nothing worth caching (windows cut from the left
+        start anywhere): each question its own row from position 0, rows batched by tokens."""
+        out: dict[tuple[Tokens, Tokens], tuple[float, bool]] = {}
+        if questions:
+            self._score_cluster(Cluster(0, questions), out)
+        return out
+
     def _prefix_cache(self, tokens: Tokens) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         if not tokens:
             return None

@@ -42,10 +42,8 @@ def _evaluate(model: str, model_dir, limit: int, tasks=TASKS):
     )
 
 
-@pytest.mark.e2e
-def test_ladder_hf_equals_hf(tiny_model_dir):
-    fast, ref = _evaluate("ladder-hf", tiny_model_dir, 6), _evaluate("hf", tiny_model_dir, 6)
-    for task in TASKS:
+def _same_answers(fast: dict, ref: dict, tasks: list[str]) -> None:
+    for task in tasks:
         got, want = fast["results"][task], ref["results"][task]
         for key, value in want.items():
             if key.startswith(("acc", "bpb", "ce", "task_ce")) and "stderr" not in key:
@@ -62,11 +60,21 @@ def test_ladder_hf_equals_hf(tiny_model_dir):
 
 
 @pytest.mark.e2e
-def test_window_overflow_is_counted(tmp_path, caplog):
+def test_ladder_hf_equals_hf(tiny_model_dir):
+    fast, ref = _evaluate("ladder-hf", tiny_model_dir, 6), _evaluate("hf", tiny_model_dir, 6)
+    _same_answers(fast, ref, TASKS)
+
+
+@pytest.mark.e2e
+def test_window_overflow_is_counted_and_scored_like_hf(tmp_path, caplog):
+    """A 256-token model (the micro ladder's window) sees every 5-shot request cut from the
+    left: ladder-hf scores those windows itself and must give hf's answers."""
     from tiny_model import make_tiny_olmo2
 
     short = make_tiny_olmo2(tmp_path / "short", max_len=256)
+    tasks = ["ladder_arc_easy_rc", "ladder_hellaswag_rc"]
     with caplog.at_level(logging.WARNING, logger="taskladder.harness_ext.backend"):
-        res = _evaluate("ladder-hf", short, 2, tasks=["ladder_arc_easy_rc"])
-    assert "8 of 8 requests exceed the model window of 256 tokens" in caplog.text
-    assert res["results"]["ladder_arc_easy_rc"]["bpb,none"] > 0
+        fast = _evaluate("ladder-hf", short, 3, tasks=tasks)
+    assert "24 of 24 requests exceed the model window of 256 tokens" in caplog.text
+    assert fast["results"]["ladder_arc_easy_rc"]["bpb,none"] > 0
+    _same_answers(fast, _evaluate("hf", short, 3, tasks=tasks), tasks)
