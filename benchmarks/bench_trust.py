@@ -12,7 +12,10 @@ actual task losses inside the 90% loss interval, the mean absolute error of the 
 and the flagged predictions, the share of loss predictions trusted and their coverage.
 7B-4T is not used.
 
-Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR]
+`--check`: the same on two splits the calibration was not tuned on (370M-760M -> 1B,
+2-5xC -> 10xC).
+
+Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR] [--check]
 """
 
 from __future__ import annotations
@@ -32,17 +35,24 @@ from taskladder.laws.readers import read_ladder, select_runs
 MISS = 5.0  # points
 
 
-def splits(obs: Observations) -> dict[str, tuple[Observations, Observations]]:
+def splits(obs: Observations, check: bool = False) -> dict[str, tuple[Observations, Observations]]:
+    """The bench's splits; `check`: two others, to check a change on splits it was not
+    tuned on (two sizes one step further up, two lengths one step further out)."""
     paper = select_runs(obs, PAPER_LADDER)
     runs = paper.unique("run")
-    small = [r for r in runs if r.startswith(("190M-", "370M-"))]
-    short = [r for r in runs if r.endswith(("-1xC", "-2xC"))]
+
+    def part(start=(), end=()):
+        return paper.where(run=[r for r in runs if r.startswith(start) or r.endswith(end)])
+
     base = {
-        "190M-370M -> 760M, 1B": (paper.where(run=small), paper.where(run=[r for r in runs
-                                  if r.startswith(("760M-", "1B-"))])),
-        "1-2xC -> 5xC, 10xC": (paper.where(run=short), paper.where(run=[r for r in runs
-                               if r.endswith(("-5xC", "-10xC"))])),
+        "190M-370M -> 760M, 1B": (part(("190M-", "370M-")), part(("760M-", "1B-"))),
+        "1-2xC -> 5xC, 10xC": (part(end=("-1xC", "-2xC")), part(end=("-5xC", "-10xC"))),
     }
+    if check:
+        base = {
+            "370M-760M -> 1B": (part(("370M-", "760M-")), part(("1B-",))),
+            "2-5xC -> 10xC": (part(end=("-2xC", "-5xC")), part(end=("-10xC",))),
+        }
     out = {}
     for name, (ladder, targets) in base.items():
         out[name] = (ladder, targets)
@@ -94,12 +104,13 @@ def summary(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ladder_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else PAPER_LADDER_DIR
+    args = [a for a in sys.argv[1:] if a != "--check"]
+    ladder_dir = Path(args[0]) if args else PAPER_LADDER_DIR
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
           f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}{'loss ok':>10}{'its cov':>10}")
     every = []
-    for name, (ladder, targets) in splits(obs).items():
+    for name, (ladder, targets) in splits(obs, "--check" in sys.argv).items():
         rows = judge(ladder, targets)
         every += rows
         print(f"{name:<40}{summary(rows)}", flush=True)

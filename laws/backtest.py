@@ -37,6 +37,15 @@ from .tasks import TaskRows
 from .trust import DISTANCE_OFFSET, centre_distance, extrapolation
 
 KEEP_RATIO = 2.0
+# The direction each loss-calibration split extrapolates in (`trust.loss_halfwidth` uses a
+# split's scores only for targets beyond the ladder in its direction).
+SPLIT_DIRECTION = {
+    "largest-size": "size",
+    "smallest-size": "size",
+    "longest-runs": "length",
+    "shortest-runs": "length",
+    "largest-longest": "both",
+}
 
 
 def candidates(base: LawSettings, t: TaskRows) -> dict[str, LawSettings]:
@@ -100,18 +109,20 @@ def loss_holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], 
     return out
 
 
-def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> list[float]:
-    """The loss interval's conformal scores: per held-out run of each `loss_holdouts` split,
+def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> dict[str, list[float]]:
+    """The loss interval's conformal scores by the direction their split extrapolates in
+    (`SPLIT_DIRECTION`: size, length, both): per held-out run of each `loss_holdouts` split,
     step 1 refitted on the training runs, |ln(predicted / actual)| of its final feature value
     divided by (its distance from the training runs' middle, `trust.centre_distance`, +
-    `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is
-    backtested in every direction a target may lie."""
+    `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is backtested in every direction the
+    ladder allows. A ladder of two lengths has no split in length, one of two sizes none in
+    size: `trust.loss_halfwidth` then widens the interval in the direction nothing vouches for."""
     s = concrete(settings, t)
     x_task, x_metric = feature_of(s, t.task)
     actual = t.obs.finals(x_task, x_metric, s.final_window, fraction=s.final_fraction)
     index = {r: i for i, r in enumerate(actual.runs)}
-    scores = []
-    for train, test in loss_holdouts(t, 4 if s.step1_form == "compute" else 5).values():
+    scores: dict[str, list[float]] = {"size": [], "length": [], "both": []}
+    for name, (train, test) in loss_holdouts(t, 4 if s.step1_form == "compute" else 5).items():
         test = [r for r in test if r in index]
         train = [r for r in train if r in index]
         if not test:
@@ -122,8 +133,8 @@ def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> list[float]:
         ok = actual.y[i] > 0
         rel = np.abs(np.log(pred[ok] / actual.y[i][ok]))
         dist = centre_distance(actual.N[i], actual.D[i], actual.N[j], actual.D[j])[ok]
-        scores += (rel / (dist + DISTANCE_OFFSET)).tolist()
-    return sorted(scores)
+        scores[SPLIT_DIRECTION[name]] += (rel / (dist + DISTANCE_OFFSET)).tolist()
+    return {k: sorted(v) for k, v in scores.items()}
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,18 @@ from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
 from .trust import (
+    UNVOUCHED_SHARE,
     assess,
     assess_loss,
     beyond_reach,
     centre_distance,
+    edge_point,
     extrapolation,
     extrapolation_checks,
     interval,
     loss_halfwidth,
     loss_problems,
+    unvouched,
 )
 
 SCHEMA = "taskladder.chained_fit/2"
@@ -176,16 +179,24 @@ class ChainedFit:
             (ll, lh), (al, ah) = np.nanpercentile(L, q, axis=0), np.nanpercentile(A, q, axis=0)
             loss_lo, loss_hi = np.minimum(ll, loss), np.maximum(lh, loss)
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
+        unvouched_hw = np.zeros_like(loss)
         if self.method != "paper" and "log_cov" in self.step1.errors:
-            hw = np.maximum(
+            unvouched_hw = self._unvouched_halfwidth(n, d, loss)
+            hw = np.maximum.reduce([
                 self._loss_halfwidth(n, d, level),
                 loss_halfwidth(self.calibration, level, self._loss_distance(n, d)),
-            )
+                unvouched_hw,
+            ])
             loss_lo, loss_hi = (
                 np.minimum(loss_lo, loss * np.exp(-hw)),
                 np.maximum(loss_hi, loss * np.exp(hw)),
             )
         distance = self._distance(loss)
+        # the accuracy's backtests calibrate it in the directions they went; beyond the
+        # ladder in a direction none went, it carries the loss's uncertainty through step 2
+        s2 = np.array(self.step2.params)
+        ends = loss * np.exp(np.stack([unvouched_hw, -unvouched_hw]))
+        image = step2_eval(self.step2.form, s2, ends)
         lo, hi = interval(
             acc,
             boot_lo,
@@ -196,6 +207,7 @@ class ChainedFit:
             level,
             distance,
             self.method != "paper",
+            (np.maximum(acc0 - image.min(axis=0), 0), np.maximum(image.max(axis=0) - acc0, 0)),
         )
         out = {
             "loss": loss,
@@ -214,6 +226,19 @@ class ChainedFit:
         g = log_jac(self.step1.form, np.array(self.step1.params), n, d)
         var = np.einsum("np,pq,nq->n", g, np.array(self.step1.errors["log_cov"]), g)
         return ndtri((1 + level) / 2) * np.sqrt(np.maximum(var, 0.0))
+
+    def _unvouched_halfwidth(self, n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        """Half-width in ln L where the target lies beyond the ladder in a direction no
+        backtest went (`trust.unvouched`): `UNVOUCHED_SHARE` of the predicted change from the
+        ladder's edge in that direction. No backtest measured how wrong the law's change in
+        that direction can be, so the share is what backtests that could missed."""
+        directions = unvouched(self.calibration)
+        diag = self.diagnostics
+        if not directions or "ladder_N" not in diag:
+            return np.zeros_like(loss)
+        edge = edge_point(n, d, diag["ladder_N"], diag["ladder_D"], directions)
+        at_edge = step1_eval(self.step1.form, np.array(self.step1.params), *edge)
+        return UNVOUCHED_SHARE * np.abs(np.log(loss / at_edge))
 
     def extrapolation(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Doublings of N and of tokens per parameter beyond the ladder (`trust.extrapolation`)."""

@@ -12,7 +12,13 @@ from taskladder.laws.report import build_report, format_prediction_table
 from taskladder.laws.step1 import nd_loss
 from taskladder.laws.step2 import sigmoid
 from taskladder.laws.synthetic import TRUE_STEP1, TRUE_STEP2, synthetic_ladder
-from taskladder.laws.trust import centre_distance, loss_halfwidth
+from taskladder.laws.trust import (
+    UNVOUCHED_SHARE,
+    centre_distance,
+    conformal_quantile,
+    loss_halfwidth,
+    unvouched,
+)
 
 # Accuracy at chance (0.25) for a loss above 1.1, rising steeply below L0 = 0.9.
 EMERGING = (-0.75, 0.9, 30.0, 1.0)
@@ -215,3 +221,46 @@ def test_a_loss_interval_the_ladder_cannot_pin_is_caution():
     assert float(p["loss_high"] / p["loss"]) > 1.1
     status, reasons = loose.statuses(n, d)["loss"]
     assert status == "caution" and any("wider than +-10%" in r for r in reasons), reasons
+
+
+def test_too_few_scores_give_a_wider_bound_than_their_largest():
+    """Split conformal at 90% needs 9 scores; with fewer the bound is the t prediction bound
+    of their RMS (or their largest, if wider), never the largest alone."""
+    assert conformal_quantile([0.01, 0.012], 0.9) > 0.012
+    assert conformal_quantile([0.01, 0.012], 0.9) == pytest.approx(
+        2.92 * np.sqrt((0.01**2 + 0.012**2) / 2), rel=1e-3
+    )
+    assert conformal_quantile([0.01] * 7 + [1.0], 0.9) == 1.0  # an outlier: the largest
+    nine = [0.01 * k for k in range(1, 10)]
+    assert conformal_quantile(nine, 0.9) == pytest.approx(0.09)  # the 9th of 9
+
+
+def test_a_direction_no_backtest_went_widens_the_loss_interval():
+    """A ladder of two lengths backtests its sizes only: a target beyond it in tokens per
+    parameter gets at least UNVOUCHED_SHARE of the predicted change from the ladder's longest
+    ratio, and its accuracy interval holds that loss interval carried through step 2."""
+    sizes = {"20M": 2e7, "40M": 4e7, "80M": 8e7, "160M": 1.6e8}
+    obs = synthetic_ladder(sizes=sizes, multipliers=(1, 2), noise=0.0005)
+    fit = ChainedFitter("default", n_bootstrap=0).fit(obs, "arc_easy")
+    assert fit.calibration["loss_scores"]["size"] and not fit.calibration["loss_scores"]["length"]
+    assert unvouched(fit.calibration) == ["length"]
+    n, d = 8e7, 20 * 10 * 8e7  # 10xC: 2.3 doublings of tokens per parameter beyond 2xC
+    p = fit.predict(n, d)
+    edge = float(fit.point(np.array([n]), np.array([20 * 2 * n]))[0][0])
+    change = abs(np.log(float(p["loss"]) / edge))
+    assert change > 0.01
+    high = np.log(float(p["loss_high"] / p["loss"]))
+    assert high == pytest.approx(UNVOUCHED_SHARE * change)
+    diag = fit.diagnostics  # the sizes' scores alone would have given less
+    assert high > loss_halfwidth(
+        fit.calibration, 0.9, centre_distance(n, d, diag["ladder_N"], diag["ladder_D"])
+    )
+    truth = nd_loss(np.array(TRUE_STEP1), [n], [d])[0]
+    assert float(p["loss_low"]) <= truth <= float(p["loss_high"])
+    ends = np.array([float(p["loss"]) * np.exp(UNVOUCHED_SHARE * change * s) for s in (1, -1)])
+    image = sigmoid(np.array(fit.step2.params), ends)
+    assert float(p["acc_low"]) <= image[0] + 1e-9 and float(p["acc_high"]) >= image[1] - 1e-9
+    inside = fit.predict(8e7, 20 * 1.5 * 8e7)  # between the lengths: nothing to add
+    full = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.003), "arc_easy")
+    assert unvouched(full.calibration) == []
+    assert np.log(float(inside["loss_high"] / inside["loss"])) < UNVOUCHED_SHARE * change
