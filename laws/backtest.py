@@ -34,7 +34,7 @@ from .resolve import concrete, feature_of, features, resolve_settings
 from .settings import LawSettings
 from .step1 import step1_data
 from .tasks import TaskRows
-from .trust import DISTANCE_OFFSET, centre_distance, extrapolation
+from .trust import DISTANCE_OFFSET, centre_distance, conformal_rank, extrapolation
 
 KEEP_RATIO = 2.0
 # The direction each loss-calibration split extrapolates in (`trust.loss_halfwidth` uses a
@@ -155,9 +155,10 @@ class HeldOut:
 
 
 def held_out(
-    t: TaskRows, settings: LawSettings, cache=None
+    t: TaskRows, settings: LawSettings, cache=None, splits=None
 ) -> dict[str, HeldOut]:
-    """Per holdout split: predictions and actual final values of the held-out runs."""
+    """Per holdout split (`holdouts`, or the `splits` given): predictions and actual final
+    values of the held-out runs."""
     actual = step1_data(
         t.obs,
         t.task,
@@ -169,7 +170,8 @@ def held_out(
     index = {r: i for i, r in enumerate(actual.runs)}
     out = {}
     min_runs = 4 if settings.step1_form == "compute" else 5  # its 3 parameters, and one more
-    for name, (train, test) in holdouts(t, min_runs).items():
+    splits = holdouts(t, min_runs) if splits is None else splits
+    for name, (train, test) in splits.items():
         fit = fit_chained(t.runs(train), settings, cache)
         loss = t.obs.finals(
             fit.x_task, fit.x_metric, settings.final_window, fraction=settings.final_fraction
@@ -225,9 +227,13 @@ def select_forms(
     total = sum(keep.values())
     weights = {k: v / total for k, v in keep.items()}
     chosen = max(weights, key=weights.get)
+    every = results
+    n = sum(len(h.acc) for h in results[chosen].values())
+    if conformal_rank(n, base.level) > n:
+        every = _with_mirrors(t, cands, results, weights, cache)
     residuals = []
-    for split, held in results[chosen].items():
-        preds = np.stack([results[k][split].acc for k in weights])
+    for split, held in every[chosen].items():
+        preds = np.stack([every[k][split].acc for k in weights])
         pred = np.array(list(weights.values())) @ preds
         residuals += np.abs(pred - held.actual_acc).tolist()
     doc = {
@@ -244,3 +250,18 @@ def select_forms(
         "reach": float(max(h.distance.max() for h in results[chosen].values())),
     }
     return [(w, cands[k]) for k, w in weights.items()], doc, calibration
+
+
+def _with_mirrors(t: TaskRows, cands: dict, results: dict, weights: dict, cache) -> dict:
+    """`results` of the weighted candidates plus their backtests on the mirror splits (the
+    smallest size out, the shortest runs out: `loss_holdouts`), for a ladder whose upward
+    splits hold out fewer runs than the conformal rank needs (9 at 90%): a ladder of two
+    lengths has one split of 2 held-out runs, whose larger residual is a 67% bound. Upward
+    splits alone where they suffice: the mirrors extrapolate down, towards chance, and on
+    full ladders widened the 90% intervals to cover all of the synthetic ladders' targets."""
+    out = {}
+    for k in weights:
+        min_runs = 4 if cands[k].step1_form == "compute" else 5
+        mirrors = {n: v for n, v in loss_holdouts(t, min_runs).items() if n not in results[k]}
+        out[k] = {**results[k], **held_out(t, cands[k], cache, mirrors)}
+    return out

@@ -229,16 +229,20 @@ class ChainedFit:
 
     def _unvouched_halfwidth(self, n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> np.ndarray:
         """Half-width in ln L where the target lies beyond the ladder in a direction no
-        backtest went (`trust.unvouched`): `UNVOUCHED_SHARE` of the predicted change from the
-        ladder's edge in that direction. No backtest measured how wrong the law's change in
-        that direction can be, so the share is what backtests that could missed."""
-        directions = unvouched(self.calibration)
+        backtest went (`trust.unvouched`): per such direction, its `UNVOUCHED_SHARE` of the
+        predicted change from the ladder's edge in that direction. No backtest measured how
+        wrong the law's change in that direction can be, so the share is what backtests that
+        could missed."""
         diag = self.diagnostics
-        if not directions or "ladder_N" not in diag:
-            return np.zeros_like(loss)
-        edge = edge_point(n, d, diag["ladder_N"], diag["ladder_D"], directions)
-        at_edge = step1_eval(self.step1.form, np.array(self.step1.params), *edge)
-        return UNVOUCHED_SHARE * np.abs(np.log(loss / at_edge))
+        hw = np.zeros_like(loss)
+        if "ladder_N" not in diag:
+            return hw
+        p = np.array(self.step1.params)
+        for direction in unvouched(self.calibration):
+            edge = edge_point(n, d, diag["ladder_N"], diag["ladder_D"], direction)
+            change = np.abs(np.log(loss / step1_eval(self.step1.form, p, *edge)))
+            hw += UNVOUCHED_SHARE[direction] * change
+        return hw
 
     def extrapolation(self, n: np.ndarray, d: np.ndarray) -> np.ndarray:
         """Doublings of N and of tokens per parameter beyond the ladder (`trust.extrapolation`)."""

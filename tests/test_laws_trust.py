@@ -237,7 +237,7 @@ def test_too_few_scores_give_a_wider_bound_than_their_largest():
 
 def test_a_direction_no_backtest_went_widens_the_loss_interval():
     """A ladder of two lengths backtests its sizes only: a target beyond it in tokens per
-    parameter gets at least UNVOUCHED_SHARE of the predicted change from the ladder's longest
+    parameter gets at least its UNVOUCHED_SHARE of the predicted change from the ladder's longest
     ratio, and its accuracy interval holds that loss interval carried through step 2."""
     sizes = {"20M": 2e7, "40M": 4e7, "80M": 8e7, "160M": 1.6e8}
     obs = synthetic_ladder(sizes=sizes, multipliers=(1, 2), noise=0.0005)
@@ -250,17 +250,18 @@ def test_a_direction_no_backtest_went_widens_the_loss_interval():
     change = abs(np.log(float(p["loss"]) / edge))
     assert change > 0.01
     high = np.log(float(p["loss_high"] / p["loss"]))
-    assert high == pytest.approx(UNVOUCHED_SHARE * change)
+    assert high == pytest.approx(UNVOUCHED_SHARE["length"] * change)
     diag = fit.diagnostics  # the sizes' scores alone would have given less
     assert high > loss_halfwidth(
         fit.calibration, 0.9, centre_distance(n, d, diag["ladder_N"], diag["ladder_D"])
     )
     truth = nd_loss(np.array(TRUE_STEP1), [n], [d])[0]
     assert float(p["loss_low"]) <= truth <= float(p["loss_high"])
-    ends = np.array([float(p["loss"]) * np.exp(UNVOUCHED_SHARE * change * s) for s in (1, -1)])
+    share = UNVOUCHED_SHARE["length"]
+    ends = float(p["loss"]) * np.exp(share * change * np.array([1, -1]))
     image = sigmoid(np.array(fit.step2.params), ends)
     assert float(p["acc_low"]) <= image[0] + 1e-9 and float(p["acc_high"]) >= image[1] - 1e-9
     inside = fit.predict(8e7, 20 * 1.5 * 8e7)  # between the lengths: nothing to add
     full = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.003), "arc_easy")
     assert unvouched(full.calibration) == []
-    assert np.log(float(inside["loss_high"] / inside["loss"])) < UNVOUCHED_SHARE * change
+    assert np.log(float(inside["loss_high"] / inside["loss"])) < UNVOUCHED_SHARE["length"] * change
