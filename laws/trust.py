@@ -40,10 +40,13 @@ Interval (`interval`), for every method except `paper` (which keeps its bootstra
 half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = final_noise^2 + form_sd^2
 (form_sd: the weighted spread of the candidate forms' predictions), and at least q, the
 split-conformal quantile at the requested level of the absolute held-out residuals of the
-ladder's own backtests (the ceil((n + 1) level)-th smallest of n); beyond the caution margin
-the half-width grows with the extra distance (x (1 + distance - FEATURE_MARGIN)). The
-backtests calibrate the width at the distances they reach; the bootstrap and the forms'
-spread make it grow with distance beyond them.
+ladder's own backtests (the ceil((n + 1) level)-th smallest of n; with fewer than that rank
+needs, `conformal_quantile`'s small-sample bound); beyond the caution margin the half-width
+grows with the extra distance (x (1 + distance - FEATURE_MARGIN)). The backtests calibrate
+the width at the distances they reach; the bootstrap and the forms' spread make it grow with
+distance beyond them. Beyond the ladder in a direction no backtest went (`unvouched`), the
+loss interval is at least `UNVOUCHED_SHARE` of the predicted change from the ladder's edge
+there, and the accuracy interval holds that carried through step 2.
 """
 
 from __future__ import annotations
