@@ -265,3 +265,14 @@ def test_a_direction_no_backtest_went_widens_the_loss_interval():
     full = ChainedFitter("default", n_bootstrap=0).fit(synthetic_ladder(noise=0.003), "arc_easy")
     assert unvouched(full.calibration) == []
     assert np.log(float(inside["loss_high"] / inside["loss"])) < UNVOUCHED_SHARE["length"] * change
+
+
+def test_a_calibration_before_the_directions_reads_as_one_list():
+    """A fit saved with one pooled list of loss scores: the same quantile, no direction
+    taken as unvouched (nothing says which its splits went)."""
+    scores = [0.001 * k for k in range(1, 13)]
+    old, new = {"loss_scores": scores}, {"loss_scores": {"size": scores[:6], "length": scores[6:]}}
+    assert unvouched(old) == [] and unvouched(new) == []
+    assert loss_halfwidth(old, 0.9, 1.0) == pytest.approx(loss_halfwidth(new, 0.9, 1.0))
+    assert unvouched({"loss_scores": {"size": scores, "length": [], "both": []}}) == ["length"]
+    assert unvouched({"reach": 0.0}) == ["size", "length"]  # no backtest fitted at all
