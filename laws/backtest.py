@@ -37,8 +37,8 @@ from .tasks import TaskRows
 from .trust import DISTANCE_OFFSET, centre_distance, conformal_rank, extrapolation
 
 KEEP_RATIO = 2.0
-# The direction each loss-calibration split extrapolates in (`trust.loss_halfwidth` uses a
-# split's scores only for targets beyond the ladder in its direction).
+# The direction each loss-calibration split extrapolates in: a direction no split went is
+# `trust.unvouched`, and the loss interval widens there.
 SPLIT_DIRECTION = {
     "largest-size": "size",
     "smallest-size": "size",
@@ -116,7 +116,7 @@ def loss_scores(t: TaskRows, settings: LawSettings, cache=None) -> dict[str, lis
     divided by (its distance from the training runs' middle, `trust.centre_distance`, +
     `DISTANCE_OFFSET`). Step 1 alone: cheap, so the loss is backtested in every direction the
     ladder allows. A ladder of two lengths has no split in length, one of two sizes none in
-    size: `trust.loss_halfwidth` then widens the interval in the direction nothing vouches for."""
+    size: the interval then widens in the direction nothing vouches for (`trust.unvouched`)."""
     s = concrete(settings, t)
     x_task, x_metric = feature_of(s, t.task)
     actual = t.obs.finals(x_task, x_metric, s.final_window, fraction=s.final_fraction)

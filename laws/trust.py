@@ -380,8 +380,9 @@ def loss_halfwidth(calibration: dict | None, level: float, distance) -> np.ndarr
 
 def unvouched(calibration: dict | None) -> list[str]:
     """The directions (``size``, ``length``) no loss-calibration split extrapolated in: a
-    ladder of two sizes has no split in size, one of two lengths none in length, one too
-    small for any backtest neither. Calibrations that predate the directions: none known."""
+    ladder of two sizes has no split in size, one of two lengths none in length, a ladder too
+    small for any backtest has neither. Calibrations that predate the directions (one list):
+    none is known, so none is returned."""
     scores = (calibration or {}).get("loss_scores")
     if isinstance(scores, list):
         return []
