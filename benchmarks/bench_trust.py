@@ -13,9 +13,11 @@ and the flagged predictions, the share of loss predictions trusted and their cov
 7B-4T is not used.
 
 `--check`: the same on two splits the calibration was not tuned on (370M-760M -> 1B,
-2-5xC -> 10xC).
+2-5xC -> 10xC). `--reasons`: then, for the flagged predictions of the final-only ladders,
+which rules flagged them (`RULES`) and how they fared: how many, how many within 5 points
+of the actual, their mean and largest error (a flag costs the user a prediction).
 
-Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR] [--check]
+Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR] [--check] [--reasons]
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ from taskladder.laws.observations import Observations
 from taskladder.laws.readers import read_ladder, select_runs
 
 MISS = 5.0  # points
+# The rule behind a reason of `trust.assess`, by a phrase of its text.
+RULES = {
+    "90% interval": "half-width > 5 points",
+    "doublings of N": "beyond the backtests' reach",
+    "at chance": "no signal",
+    "does not rise": "no signal",
+    "points beyond a ladder that rises": "sigmoid beyond the ladder",
+    "a ladder of": "small ladder",
+    "loss:": "its loss",
+    "less N and no more D": "worse than a dominated run",
+    "degenerate": "degenerate fit",
+}
 
 
 def splits(obs: Observations, check: bool = False) -> dict[str, tuple[Observations, Observations]]:
@@ -74,6 +88,9 @@ def judge(ladder: Observations, targets: Observations) -> list[dict]:
             judged = fit.statuses(float(acc.N[i]), float(acc.D[i]))
             rows.append({
                 "status": judged["acc"][0],
+                "rules": " + ".join(sorted({
+                    next((v for k, v in RULES.items() if k in why), why) for why in judged["acc"][1]
+                })),
                 "loss_status": judged["loss"][0],
                 "error": abs(float(p["acc"][i] - acc.y[i])) * 100,
                 "covered": bool(p["acc_low"][i] <= acc.y[i] <= p["acc_high"][i]),
@@ -103,18 +120,35 @@ def summary(rows: list[dict]) -> str:
     )
 
 
+def by_rule(rows: list[dict]) -> str:
+    """The flagged rows by the rules that flagged them: n, within 5 points, mean and max error."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            groups.setdefault(r["rules"], []).append(r["error"])
+    lines = [f"{'flagged by':<60}{'n':>4}{'within 5':>10}{'MAE':>7}{'max':>7}"]
+    for rule, errors in sorted(groups.items(), key=lambda g: -len(g[1])):
+        e = np.array(errors)
+        lines.append(f"{rule:<60}{len(e):4d}{np.sum(e <= MISS):10d}{e.mean():7.2f}{e.max():7.1f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--check"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     ladder_dir = Path(args[0]) if args else PAPER_LADDER_DIR
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
           f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}{'loss ok':>10}{'its cov':>10}")
-    every = []
+    every, final_only = [], []
     for name, (ladder, targets) in splits(obs, "--check" in sys.argv).items():
         rows = judge(ladder, targets)
         every += rows
+        final_only += rows if "final-only" in name else []
         print(f"{name:<40}{summary(rows)}", flush=True)
     print(f"{'all':<40}{summary(every)}")
+    if "--reasons" in sys.argv:
+        print(f"\nflagged predictions of the final-only ladders ({len(final_only)} in all)")
+        print(by_rule(final_only))
 
 
 if __name__ == "__main__":
