@@ -276,3 +276,29 @@ def test_a_calibration_before_the_directions_reads_as_one_list():
     assert loss_halfwidth(old, 0.9, 1.0) == pytest.approx(loss_halfwidth(new, 0.9, 1.0))
     assert unvouched({"loss_scores": {"size": scores, "length": [], "both": []}}) == ["length"]
     assert unvouched({"reach": 0.0}) == ["size", "length"]  # no backtest fitted at all
+
+
+def test_a_final_only_step2_interval_is_the_jackknife_plus():
+    """One point per run (a final-only ladder): step 2 keeps its leave-one-run-out refits
+    (`bootstrap.jackknife`, saved with the fit) and its accuracy bounds are jackknife+ at the
+    conformal rank, each residual at least the small-sample bound when the runs are too few
+    for it; a ladder with checkpoints keeps the run bootstrap alone."""
+    sizes = {"40M": 4e7, "80M": 8e7, "160M": 1.6e8, "320M": 3.2e8}
+    final = synthetic_ladder(sizes=sizes, multipliers=(1, 2), checkpoints=1, noise=0.01)
+    fit = ChainedFitter("default", n_bootstrap=50).fit(final, "arc_easy")
+    jk = fit.step2.errors["jackknife"]
+    assert len(jk["params"]) == len(jk["residuals"]) == 8  # one per run, the anchor kept
+    again = type(fit).from_dict(fit.to_dict())
+    assert again.step2.errors["jackknife"] == jk
+    full = synthetic_ladder(sizes=sizes, multipliers=(1, 2), noise=0.01)
+    assert "jackknife" not in ChainedFitter("default", n_bootstrap=20).fit(
+        full, "arc_easy"
+    ).step2.errors
+    loss = np.array([[0.95]])  # one step-1 draw, one target
+    acc = float(sigmoid(np.array(fit.step2.params), loss)[0, 0])
+    for n in (8, 20):  # too few for the 90% rank (9), and enough (the 19th of 20)
+        R = 0.01 * np.arange(1, n + 1)
+        same = {"params": [list(fit.step2.params)] * n, "residuals": R.tolist()}
+        lo, hi = fit._jackknife_plus(same, loss, 0.9, [5, 95])
+        q = conformal_quantile(R.tolist(), 0.9) if n < 9 else R[18]
+        assert float(acc - lo[0]) == pytest.approx(q) and float(hi[0] - acc) == pytest.approx(q)
