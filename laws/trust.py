@@ -37,16 +37,18 @@ trend: var = 6 sd^2; median over runs), binomial from the number of questions (l
 noise is sd / sqrt(window) (`final_noise`).
 
 Interval (`interval`), for every method except `paper` (which keeps its bootstrap interval):
-half-width = sqrt(bootstrap half-width^2 + (z sd)^2) with sd^2 = final_noise^2 + form_sd^2
-(form_sd: the weighted spread of the candidate forms' predictions), and at least q, the
-split-conformal quantile at the requested level of the absolute held-out residuals of the
-ladder's own backtests (the ceil((n + 1) level)-th smallest of n; with fewer than that rank
-needs, `conformal_quantile`'s small-sample bound); beyond the caution margin the half-width
-grows with the extra distance (x (1 + distance - FEATURE_MARGIN)). The backtests calibrate
-the width at the distances they reach; the bootstrap and the forms' spread make it grow with
-distance beyond them. Beyond the ladder in a direction no backtest went (`unvouched`), the
-loss interval is at least `UNVOUCHED_SHARE` of the predicted change from the ladder's edge
-there, and the accuracy interval holds that carried through step 2.
+half-width = sqrt(bootstrap half-width^2 + (z sd)^2) (a final-only ladder's step 2:
+jackknife+ in place of the bootstrap's step-2 part, `ChainedFit._jackknife_plus`) with sd^2
+= final_noise^2 + form_sd^2 (form_sd: the weighted spread of the candidate forms'
+predictions), and at least q, the split-conformal quantile at the requested level of the
+absolute held-out residuals of the ladder's own backtests (the ceil((n + 1) level)-th
+smallest of n; with fewer than that rank needs, `conformal_quantile`'s small-sample bound);
+beyond the caution margin the half-width grows with the extra distance (x (1 + distance -
+FEATURE_MARGIN)). The backtests calibrate the width at the distances they reach; the
+bootstrap and the forms' spread make it grow with distance beyond them. Beyond the ladder in
+a direction no backtest went (`unvouched`), the loss interval is at least `UNVOUCHED_SHARE`
+of the predicted change from the ladder's edge there, and the accuracy interval holds that
+carried through step 2.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ FEATURE_MARGIN = 0.5
 SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 # A calibrated prediction is trusted when its 90% interval is at most this wide either side:
 # then a miss beyond it needs the actual outside the interval. With the reach below, on
-# held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 51% are
+# held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 53% are
 # trusted and none misses by more than 5 points.
 TRUST_HALFWIDTH = 0.05
 # A loss prediction is trusted while its 90% interval stays within this share of it either
