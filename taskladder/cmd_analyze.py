@@ -35,7 +35,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--variant", required=True, choices=VARIANTS)
     add_ladder_flags(p)
-    flags.add(p, "--tasks", help="task keys, 'all' or 'paper' (default: the paper's 8)")
+    flags.add(p, "--tasks", help="task keys, 'all' or 'paper' (default: the paper's 8 the "
+              "ladder has, else all)")
     p.add_argument(
         "--method",
         choices=("paper", "default"),

@@ -62,7 +62,7 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     add_ladder_flags(p)
     flags.add(p, "--tasks", help="comma-separated task keys, 'all' or 'paper' (default: the "
-              "paper's 8)")
+              "paper's 8 the ladder has, else all)")
     p.add_argument("--method", choices=("paper", "default"), default="default")
     p.add_argument("--bootstrap", type=int, metavar="B",
                    help="bootstrap draws for intervals (paper: 0, default: 200)")
@@ -103,8 +103,8 @@ def load_inputs(args: argparse.Namespace):
     fmt = args.format or detect_format(path)
     runs = flags.names(args.runs) or (PAPER_LADDER if fmt == "olmo-csv" else None)
     obs = read_ladder(path, fmt, sizes=sizes_of(flags.pairs(args.sizes, "--sizes")), runs=runs)
-    if args.tasks and flags.names(args.tasks) == ["all"]:
-        tasks = select_tasks(["all"], obs)
+    if args.tasks is None or flags.names(args.tasks) == ["all"]:  # resolved on the ladder
+        tasks = select_tasks(flags.names(args.tasks), obs)
     settings = {"seed": args.seed}
     if args.bootstrap is not None:
         settings["n_bootstrap"] = args.bootstrap

@@ -135,8 +135,6 @@ def _live_watch(args: argparse.Namespace, spec, target: str):
     check_uri(uri)
     ladder = read_ladder_runs(args.ladder, args.runs)
     tasks = select_tasks(flags.names(args.tasks), ladder)
-    if args.tasks is None:  # the paper's tasks the ladder was evaluated on
-        tasks = [t for t in tasks if t in set(ladder.task.tolist())] or tasks
     laws = fit_laws(ladder, tasks, print)
     if not laws:
         raise InputError(f"--ladder: {args.ladder}: no task's trajectory can be fitted on it")

@@ -137,9 +137,7 @@ def run(args) -> int:
         raise InputError("--actual: the target's checkpoint evaluations are required with --ladder")
     schedule = parse_schedule(args.schedule, args.target_d)
     target = read_target(args.actual, args.actual_format, args.actual_run, args.tracking_uri)
-    tasks = select_tasks(flags.names(args.tasks), target)
-    if args.tasks is None:  # the paper's tasks the target was evaluated on
-        tasks = [t for t in tasks if t in set(target.task.tolist())] or tasks
+    tasks = select_tasks(flags.names(args.tasks), target)  # nothing asked: the target's tasks
     cps = target_checkpoints(target, tasks, rule.metric, args.actual)
     ladder = read_ladder_runs(args.ladder, args.runs)
     doc = gate_checkpoints(fit_laws(ladder, tasks), cps, schedule, rule.metric, rule.tolerance,

@@ -247,6 +247,10 @@ def test_foreign_final_only_ladder_without_task_bpb(tmp_path, capsys):
     assert rep["piqa"]["status"] == "unpredictable" and "unpredictable" in text
     assert rep["piqa"]["loss_status"] == "ok"  # C4 loss fits; only the accuracy is flat
     assert any("final-only" in n for n in rep["arc_easy"]["notes"]) and "final-only" in text
+    # no --tasks: the paper's tasks this ladder holds (it has no MMLU, which nobody asked for)
+    assert main(["predict", "--ladder", str(path), "--json", str(out), "--method", "paper",
+                 "--bootstrap", "0", "--target-n", "1.6e8", "--target-d", "1e10"]) == 0
+    assert list(json.loads(out.read_text())["tasks"]) == ["arc_easy", "piqa"]
 
 
 def test_a_task_whose_ladder_cannot_be_fitted_is_unpredictable_the_others_predicted(

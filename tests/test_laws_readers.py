@@ -142,6 +142,9 @@ def test_task_lists_paper_all_and_names():
     assert ladder_tasks(obs) == ["piqa", "my_task"]
     assert select_tasks(["all"], obs) == ["piqa", "my_task"]
     assert select_tasks(["paper"]) == select_tasks(None) == list(PAPER_TASKS)
+    # nothing asked: the paper's tasks with an accuracy in the ladder, else every such task
+    assert select_tasks(None, obs) == ["piqa"]
+    assert select_tasks(None, obs.where(task=["my_task", "arc_easy", "lm"])) == ["my_task"]
     assert select_tasks(["piqa", " my_task", "piqa"]) == ["piqa", "my_task"]
     for bad, match in ((["lm"], "'lm' is not a task key"), ([" "], "no task given")):
         with pytest.raises(FieldError, match=f"^tasks: {match}"):
