@@ -42,6 +42,7 @@ from .observations import Finals, Observations
 from .step1 import PAPER_BOUNDS, PAPER_P0, fit_step1, nd_loss
 from .step2 import fit_sigmoid_paper, sigmoid, step2_data
 from .tasks import accuracy_metric, chance_level
+from .trust import conformal_rank
 
 SCHEMA = "taskladder.trajectory/1"
 FRACTIONS = tuple(round(0.1 + 0.05 * i, 4) for i in range(19))  # 0.10, 0.15, ..., 1.00
@@ -301,11 +302,12 @@ def backtest(obs: Observations, task: str, loss_metric: str = "bpb") -> dict[str
 
 
 def conformal(scores: np.ndarray, level: float) -> float:
-    """The ceil((n + 1) level)-th smallest score (split-conformal quantile)."""
+    """The ceil((n + 1) level)-th smallest score (split-conformal quantile, the rank of
+    `trust.conformal_rank`), the largest when n is too small."""
     s = np.sort(np.asarray(scores, dtype=float))
     if not len(s):
         return math.nan
-    k = min(math.ceil((len(s) + 1) * level), len(s))
+    k = min(conformal_rank(len(s), level), len(s))
     return float(s[k - 1])
 
 

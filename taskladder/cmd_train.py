@@ -117,7 +117,7 @@ def _live_watch(args: argparse.Namespace, spec, target: str):
     from taskladder.harness_ext.shards import evaluate_sharded
     from taskladder.laws.readers import read_ladder
     from taskladder.laws.tasks import select_tasks
-    from taskladder.live_watch import LiveWatch, fit_laws
+    from taskladder.live_watch import LiveWatch, watchable_laws
     from taskladder.registry.rule import GateRule
     from taskladder.registry.store import check_uri, open_store
     from taskladder.stages import fast_backend
@@ -135,7 +135,7 @@ def _live_watch(args: argparse.Namespace, spec, target: str):
     check_uri(uri)
     ladder = read_ladder_runs(args.ladder, args.runs)
     tasks = select_tasks(flags.names(args.tasks), ladder)
-    laws = fit_laws(ladder, tasks, print)
+    laws = watchable_laws(ladder, tasks, print)
     if not laws:
         raise InputError(f"--ladder: {args.ladder}: no task's trajectory can be fitted on it")
 

@@ -6,7 +6,7 @@ trajectory band; MLflow gets the measured points over the band by step (registry
 The training side (training/callbacks.py `WatchCallback`) calls `LiveWatch.judge` after the
 checkpoint is saved and exported; the target's schedule is its own plan (cosine over the
 planned tokens, the ladder's shape). The pipeline's target stage and `train --target --ladder`
-share `fit_laws` and `watching`.
+share `watchable_laws` and `watching`.
 """
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ class LiveWatch:
             watch_runs.finish(self.store, rid, status)
 
 
-def fit_laws(observations: Observations, tasks: list[str],
+def watchable_laws(observations: Observations, tasks: list[str],
              echo: Callable[[str], object]) -> dict[str, TrajectoryLaw]:
-    """The ladder's trajectory law of each task it can back; the others are named, not watched."""
+    """The ladder's trajectory law of each task it can back; the others are named, not
+    watched (the gate's `trajectory_gate.fit_laws` refuses instead: a gated task must fit)."""
     laws = {}
     for task in tasks:
         try:

@@ -278,10 +278,10 @@ def _live_watch(ctx: RunContext, folder: Path):
     fast scorer on each exported checkpoint, MLflow by step, the spec's rule and patience."""
     from taskladder.common.meta import LadderMeta
     from taskladder.laws.readers import read_ladder
-    from taskladder.live_watch import LiveWatch, fit_laws
+    from taskladder.live_watch import LiveWatch, watchable_laws
 
     obs = ctx.output(Observed).observations()
-    laws = fit_laws(obs, ctx.spec.tasks_in(obs), ctx.echo)
+    laws = watchable_laws(obs, ctx.spec.tasks_in(obs), ctx.echo)
 
     def score(hf: Path):
         result = _score(ctx, [Checkpoint(str(hf), LadderMeta.read(hf))], folder / "eval")[0]
