@@ -31,6 +31,13 @@ def train_losses(run_dir: str | Path) -> dict[int, float]:
     return {int(r["step"]): float(r["loss"]) for r in rows}
 
 
+def exported_losses(model_dir: str | Path) -> dict[int, float]:
+    """The training loss curve of the run that exported `model_dir` as `<run>/hf/step<k>`
+    (how taskladder lays out its checkpoints); empty for a model laid out otherwise."""
+    d = Path(model_dir)
+    return train_losses(d.parent.parent) if d.parent.name == "hf" else {}
+
+
 @dataclass(frozen=True)
 class LadderMeta:
     """One checkpoint of one ladder run: what the laws need to place it on (N, D)."""

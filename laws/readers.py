@@ -386,6 +386,18 @@ def _pretrained_dir(data: dict, path: Path) -> Path | None:
     return p if p.is_absolute() or p.exists() else path.parent / p
 
 
+def model_dirs(path: Path) -> dict[str, Path]:
+    """{run: a model directory it was evaluated from} of an lm-eval results file or tree,
+    read from each file's `pretrained=` (runs evaluated from elsewhere are left out)."""
+    found = {}
+    for f in sorted(path.rglob("results_*.json")) if path.is_dir() else [path]:
+        data = _load_json(f)
+        model_dir = _pretrained_dir(data, f) if isinstance(data, dict) else None
+        if model_dir is not None and isinstance(data.get("results"), dict):
+            found[_run_meta(data, f).run] = model_dir
+    return found
+
+
 def _run_meta(data: dict, path: Path) -> LadderMeta:
     meta = data.get(RESULTS_KEY)
     if meta is None:

@@ -194,6 +194,17 @@ def _read_obs(path: Path, fmt: str | None, runs: str | None):
     return select_runs(obs, runs) if runs else obs
 
 
+def _train_curves(path: Path, fmt: str | None) -> dict[str, dict[int, float]]:
+    """Each run's training loss curve, where lm-eval results name a checkpoint that
+    taskladder trained (`<run>/hf/step<k>`, the run's train_losses.jsonl beside it)."""
+    from taskladder.common.meta import exported_losses
+    from taskladder.laws.readers import detect_format, model_dirs
+
+    if (fmt or detect_format(path)) != "lm-eval":
+        return {}
+    return {run: exported_losses(d) for run, d in model_dirs(path).items()}
+
+
 def _register_ladder(args) -> int:
     from taskladder.registry.ladder_runs import log_ladder
     from taskladder.registry.store import open_store
@@ -207,7 +218,7 @@ def _register_ladder(args) -> int:
                          "--ladder-name NAME")
     obs = _read_obs(Path(path), args.format, args.runs)
     ids = log_ladder(open_store(args.tracking_uri), obs, name, tokenizer=args.tokenizer,
-                     corpus_hash=args.corpus_hash)
+                     corpus_hash=args.corpus_hash, curves=_train_curves(Path(path), args.format))
     print(f"{len(ids)} ladder runs registered in experiment taskladder-ladder-{name}",
           file=flags.table_stream(args.json))
     flags.write_json_result(args.json, ids)

@@ -188,12 +188,12 @@ def register_inputs(ctx: RunContext) -> dict:
 
 
 def register_ladder(ctx: RunContext, folder: Path) -> Registered:
-    from taskladder.common.meta import train_losses
+    from taskladder.common.meta import exported_losses
     from taskladder.registry.ladder_runs import log_ladder
 
     obs = ctx.output(Observed).observations()
     trained = ctx.outputs.get("train")
-    curves = {m.meta.run: train_losses(Path(m.hf_dir).parent.parent)  # <run>/hf/step<k>
+    curves = {m.meta.run: exported_losses(m.hf_dir)
               for m in (trained.models if isinstance(trained, Trained) else ())}
     return Registered(log_ladder(ctx.store, obs, ctx.spec.name, **_data_identity(ctx),
                                  curves=curves))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from registry_support import empty_template, store_copy, synthetic_ladder
 
@@ -118,3 +120,32 @@ def test_the_training_loss_curve_is_a_metric_of_the_ladder_run_not_an_observatio
     history = store.client.get_metric_history(run_id, "train/loss")
     assert {m.step: m.value for m in history} == curve
     assert registered_ladder(store, "trained").content_hash() == obs.content_hash()
+
+
+def test_register_ladder_from_lm_eval_results_finds_the_runs_training_curves(store, tmp_path):
+    """`register ladder` on `taskladder eval` output: a run trained by taskladder
+    (`<run>/hf/step<k>`) gets its train_losses.jsonl as `train/loss`; a model laid out
+    otherwise gets no curve, and its observations are registered all the same."""
+    curve = {10: 6.5, 20: 5.25, 40: 4.75}
+    ours = tmp_path / "runs" / "ours-1xC"
+    (ours / "hf" / "step40").mkdir(parents=True)
+    (ours / "train_losses.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": v}) + "\n" for s, v in curve.items()))
+    theirs = tmp_path / "theirs" / "step40"
+    theirs.mkdir(parents=True)
+    (theirs.parent / "train_losses.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    evals = tmp_path / "evals"
+    for run, model in (("ours-1xC", ours / "hf" / "step40"), ("theirs-1xC", theirs)):
+        meta = {"run": run, "size": run[:-4], "N": 1e6, "D": 2e7, "step": 40, "flops": 1.2e14}
+        (evals / run).mkdir(parents=True)
+        (evals / run / "results_2026-01-01.json").write_text(json.dumps({
+            "results": {"ladder_piqa_rc": {"acc,none": 0.5, "bpb,none": 1.1}},
+            "config": {"model_args": {"pretrained": str(model)}}, "taskladder": meta}))
+    assert main(["register", "ladder", "--ladder", str(evals), "--ladder-name", "evals",
+                 "--tracking-uri", store.uri]) == 0
+    exp = store.client.get_experiment_by_name(experiment_name("evals"))
+    runs = {r.info.run_name: r.info.run_id for r in store.client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"ours-1xC", "theirs-1xC"}
+    history = store.client.get_metric_history(runs["ours-1xC"], "train/loss")
+    assert {m.step: m.value for m in history} == curve
+    assert store.client.get_metric_history(runs["theirs-1xC"], "train/loss") == []
