@@ -2,7 +2,8 @@
 
 Tokenisation, model loading and every other request type are lm-eval's `HFLM`; only
 `_loglikelihood_tokens` changes (see `prefix_scoring`). Requests longer than the model window
-go through lm-eval's own left-truncating path, with one warning that counts them.
+are scored as lm-eval's hf path would (context cut from the left), a continuation longer than
+the window in rolling windows where hf asserts, with one warning that counts them.
 
 lm-eval has no plugin discovery for models, so the name is registered when this module is
 imported: `python -m taskladder.harness_ext ...` (lm-eval's CLI after that import),
@@ -163,25 +164,30 @@ class LadderHFLM(HFLM):
                 q = questions.setdefault(tuple(ctx), Question(tuple(ctx)))
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
-        windows = [self._window(ctx, cont) for _, ctx, cont in long]
+        windows = [self._windows(ctx, cont) for _, ctx, cont in long]
         with cpu_threads(self.device.type, self.threads):
             scored = self._scorer.score(list(questions.values()))
-            alone = self._scorer.score_alone([w for w in windows if w is not None])
-        rest = [r for r, w in zip(long, windows, strict=True) if w is None]
-        rest_answers = iter(
-            super()._loglikelihood_tokens(rest, disable_tqdm, override_bs) if rest else []
-        )
-        long_answers = [alone[(w.context, w.options[0])] if w is not None else next(rest_answers)
-                        for w in windows]
+            alone = self._scorer.score_alone([w for ws in windows for w in ws])
+        long_answers = [_summed([alone[(w.context, w.options[0])] for w in ws]) for ws in windows]
         return in_order(requests, fits, scored, long_answers, self.cache_hook)
 
-    def _window(self, ctx: list[int], cont: list[int]) -> Question | None:
-        """What lm-eval's hf path scores for an over-long request: the last `max_length + 1`
-        tokens of context and continuation, so the context cut from the left (None when the
-        continuation alone fills the window). The micro ladder's 256-token models see every
-        5-shot request (~700 tokens) this way: scored here, only the continuation's positions
-        go through the vocabulary head, and rows are batched by tokens."""
-        kept = (ctx + cont)[-(self.max_length + 1):]
-        if len(kept) <= len(cont):
-            return None
-        return Question(tuple(kept[: -len(cont)]), [tuple(cont)])
+    def _windows(self, ctx: list[int], cont: list[int]) -> list[Question]:
+        """What lm-eval's hf path scores for an over-long request, the last `max_length + 1`
+        tokens of context and continuation (the context cut from the left), as one window; a
+        continuation longer than the window itself (hf asserts) in disjoint windows from its
+        end, each predicting up to `max_length` tokens after the ones that precede them, like
+        lm-eval's rolling log-likelihood. The micro ladder's 256-token models see every 5-shot
+        request (~700 tokens) this way: scored here, only the continuation's positions go
+        through the vocabulary head, and rows are batched by tokens."""
+        seq, end, out = ctx + cont, len(ctx) + len(cont), []
+        while end > len(ctx):
+            start = max(len(ctx), end - self.max_length)
+            out.append(Question(tuple(seq[max(0, end - self.max_length - 1): start]),
+                                [tuple(seq[start:end])]))
+            end = start
+        return out[::-1]
+
+
+def _summed(parts: list[tuple[float, bool]]) -> tuple[float, bool]:
+    """One continuation scored in windows: log-likelihoods add, greedy only if every part is."""
+    return sum(ll for ll, _ in parts), all(greedy for _, greedy in parts)

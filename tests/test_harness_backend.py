@@ -1,9 +1,11 @@
 """The ladder-hf backend: same answers as lm-eval's hf backend, shared prefixes found,
-over-long requests truncated like hf and counted in a warning."""
+over-long requests truncated like hf and counted in a warning, continuations longer than the
+window scored in rolling windows."""
 
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 
@@ -78,3 +80,51 @@ def test_window_overflow_is_counted_and_scored_like_hf(tmp_path, caplog):
     assert "24 of 24 requests exceed the model window of 256 tokens" in caplog.text
     assert fast["results"]["ladder_arc_easy_rc"]["bpb,none"] > 0
     _same_answers(fast, _evaluate("hf", short, 3, tasks=tasks), tasks)
+
+
+def _direct_windows(model, ctx: list[int], cont: list[int], window: int) -> tuple[float, bool]:
+    """Plain forward passes: the continuation cut into disjoint chunks of `window` tokens from
+    its end, each predicted from the `window` tokens before its last one (the first chunk's
+    window starting no earlier than the sequence)."""
+    import torch
+
+    seq, ll, greedy = ctx + cont, 0.0, True
+    ends = list(range(len(seq), len(ctx), -window))
+    for end in ends:
+        first = max(len(ctx), end - window)
+        inp = torch.tensor([seq[max(0, end - window - 1): end - 1]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(inp).logits[0].float(), dim=-1)[-(end - first):]
+        target = torch.tensor(seq[first:end])
+        ll += float(logp.gather(1, target[:, None]).sum())
+        greedy &= bool((logp.argmax(-1) == target).all())
+    return ll, greedy
+
+
+def test_continuation_longer_than_window_scored_in_rolling_windows(tmp_path):
+    """A continuation longer than the model window (PIQA's longest at vocab 512 and window 256)
+    made hf assert: ladder-hf scores it in rolling windows, each token after at least one and
+    up to `max_length` preceding tokens, and agrees with plain forward passes; requests that fit,
+    or whose context alone is cut, are scored as before."""
+    from tiny_model import make_tiny_olmo2
+
+    from taskladder.harness_ext.backend import LadderHFLM
+
+    lm = LadderHFLM(pretrained=str(make_tiny_olmo2(tmp_path / "m", max_len=32)), device="cpu")
+    assert lm.max_length == 32
+    rng = random.Random(0)
+
+    def toks(n: int) -> list[int]:
+        return [rng.randrange(3, 500) for _ in range(n)]
+
+    cases = [(toks(10), toks(80)), (toks(3), toks(33)), (toks(40), toks(32)), (toks(50), toks(20)),
+             (toks(5), toks(5))]
+    got = lm._loglikelihood_tokens([(("", ""), ctx, cont) for ctx, cont in cases])
+    assert lm.truncated_requests == 4
+    for (ctx, cont), (ll, greedy) in zip(cases, got, strict=True):
+        want_ll, want_greedy = _direct_windows(lm.model, ctx, cont, lm.max_length)
+        assert ll == pytest.approx(want_ll, rel=1e-5, abs=1e-4), (len(ctx), len(cont))
+        assert greedy == want_greedy
+    # where the whole request fits, the direct computation is one plain forward pass
+    ctx, cont = cases[-1]
+    assert got[-1][0] == pytest.approx(_direct_windows(lm.model, ctx, cont, 10**6)[0], abs=1e-4)
