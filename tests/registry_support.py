@@ -226,3 +226,24 @@ def postgres_database(prefix: str) -> str:
     subprocess.run(["psql", f"{base}/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
                    check=True, capture_output=True)
     return f"{base.replace('postgresql:', 'postgresql+psycopg2:')}/{name}"
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    """The headless browser the UI tests read pages with (skips the test where it is absent)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    return browser
+
+
+def dump_dom(browser: str, tmp_path: Path, url: str) -> str:
+    """The page's DOM once the single-page app has rendered (virtual time lets it fetch)."""
+    return subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
+         "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    ).stdout

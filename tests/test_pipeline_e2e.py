@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from training_support import TINY
 
 from taskladder import stages
 from taskladder.cli import main
@@ -22,28 +23,6 @@ from taskladder.outputs import Registered, TargetScored
 from taskladder.pipeline import run_pipeline
 from taskladder.verdict import exit_code, final_lines, measured
 
-TINY = """
-name: tiny
-ladder:
-  train: cpu-micro-ladder
-  overrides:
-    sizes:
-      - {{name: d32, d_model: 32, n_layers: 1, n_heads: 1, hidden_size_multiple_of: 32,
-         batch_sequences: 8}}
-      - {{name: d64, d_model: 64, n_layers: 1, n_heads: 2, hidden_size_multiple_of: 32,
-         batch_sequences: 8}}
-    multipliers: [0.01, 0.02, 0.04]
-    checkpoints_per_run: 2
-    end_checkpoints: 0
-    target: {{name: d96-0.02xC, multiplier: 0.02,
-             size: {{name: d96, d_model: 96, n_layers: 1, n_heads: 3, hidden_size_multiple_of: 32,
-                    batch_sequences: 8}}}}
-evaluate: {{tasks: [piqa], limit: 6}}
-fit: {{method: paper}}
-target: {{name: d96-0.02xC, spec: ladder, train: true}}
-gate: {{enabled: true, tolerance: 10}}
-output_dir: {out}
-"""
 ALL = ["train", "evaluate", "observe", "register", "fit+predict", "target", "gate"]
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from registry_support import (
+    CHROMIUM_FLAGS,
     TARGET,
     TASKS,
+    chromium,
+    dump_dom,
     mlflow_server,
     registered_template,
     store_copy,
@@ -28,33 +31,20 @@ from taskladder.registry.predictions import registered_predictions
 from taskladder.registry.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _rows(dom: str) -> list[str]:
     return re.split(r'role="row"', dom)[1:]
 
 
-def _dump_dom(browser: str, tmp_path: Path, url: str) -> str:
-    """The page's DOM once the single-page app has rendered (virtual time lets it fetch)."""
-    return subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    ).stdout
-
-
 @pytest.mark.e2e
 def test_registered_models_page_lists_laws_with_their_aliases(tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    browser = chromium()
     store = store_copy(registered_template(), tmp_path)
     set_alias(store, "piqa", "candidate", 1)
     with mlflow_server(store.uri, tmp_path) as url:
-        models = _dump_dom(browser, tmp_path, f"{url}/#/models")
-        piqa = _dump_dom(browser, tmp_path, f"{url}/#/models/taskladder-law-piqa")
+        models = dump_dom(browser, tmp_path, f"{url}/#/models")
+        piqa = dump_dom(browser, tmp_path, f"{url}/#/models/taskladder-law-piqa")
         # the server URI works like the file: the same predictions, and writes go through it
         remote = open_store(url)
         want = registered_predictions(store, TARGET["name"])
@@ -88,9 +78,7 @@ def _visible_text(dom: str) -> str:
 def test_a_law_version_page_shows_its_status_and_the_gate_verdict(tmp_path):
     """A reader of the registry sees, on a law version's page, the law engine's status and
     whether its prediction held: the paper's ladder, 7B-4T predicted, then gated (README)."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    browser = chromium()
     runs = ROOT / "data" / "olmo-ladder" / "ladder-runs"
     uri = ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     assert main(["predict", "--ladder", str(runs), "--target", "7B-4T", "--tasks",
@@ -107,7 +95,7 @@ def test_a_law_version_page_shows_its_status_and_the_gate_verdict(tmp_path):
     shots = tmp_path / "shots"
     shots.mkdir()
     with mlflow_server(store.uri, tmp_path) as url:
-        pages = {task: _dump_dom(browser, tmp_path,
+        pages = {task: dump_dom(browser, tmp_path,
                                  f"{url}/#/models/taskladder-law-{task}/versions/1")
                  for task in ("arc_easy", "hellaswag")}
         _screenshot(browser, tmp_path, f"{url}/#/models/taskladder-law-arc_easy/versions/1",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from trajectory_support import PLANNED, faulty
 
 from taskladder.cli import main
 from taskladder.common.errors import InputError
@@ -18,7 +18,6 @@ from taskladder.laws.readers import read_ladder, select_runs
 from taskladder.laws.trajectory import Schedule, fit_trajectory
 from taskladder.trajectory_gate import parse_schedule
 
-PLANNED = 5e12
 TASKS = ("hellaswag", "piqa")
 # the fault each task's 7B band (±4.4%, ±6.7% at 20% of training) can see (docs/trajectory.md)
 FAULTS = {"hellaswag": 1.03, "piqa": 1.05}
@@ -33,15 +32,6 @@ def data(olmo_ladder_dir):
 @pytest.fixture(scope="module")
 def laws(data):
     return {t: fit_trajectory(data[0], t) for t in TASKS}
-
-
-def faulty(target: Observations, start: float = 0.3, worse: float = 1.03) -> Observations:
-    """The task loss of every checkpoint from `start` of the planned total on, `worse` x."""
-    hit = (target.metric == "bpb") & (target.D >= start * PLANNED)
-    cols = {c: getattr(target, c) for c in ("run", "size", "N", "D", "step", "flops", "task",
-                                             "metric")}
-    return Observations.from_columns(dict(cols, value=np.where(hit, target.value * worse,
-                                                               target.value)))
 
 
 def first_alarm(rows: list[dict], patience: int) -> int | None:

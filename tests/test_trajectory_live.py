@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
-from registry_support import mlflow_server
-from test_pipeline_e2e import TINY
-from test_registry_ui import _dump_dom
-from test_trajectory_gate import PLANNED, faulty
-from training_support import corpus_file, tiny_spec
+from registry_support import chromium, dump_dom, mlflow_server
+from training_support import TINY, corpus_file, tiny_spec
+from trajectory_support import PLANNED, faulty
 
 from taskladder.cli import main
 from taskladder.common.facts import PAPER_LADDER
@@ -159,11 +156,9 @@ def test_the_pipeline_watches_the_target_it_trains(tmp_path):
     assert len(mine.client.get_metric_history(trun.info.run_id, "piqa/bpb")) == len(rows)
     # the pipeline's watch run in the MLflow UI (headless Chromium): the measured loss, the band
     # and the verdict are there
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    browser = chromium()
     with mlflow_server(store.uri, tmp_path) as url:
-        dom = _dump_dom(browser, tmp_path,
+        dom = dump_dom(browser, tmp_path,
                         f"{url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
     for key in ("piqa/bpb", "piqa/bpb_pred", "piqa/bpb_low", "piqa/bpb_high", "piqa/verdict"):
         assert key in dom, key

@@ -40,3 +40,29 @@ def tiny_spec(root: Path, name: str, steps: int, checkpoints: int,
     path.write_text(yaml.safe_dump(data))
     assert load_ladder_spec(str(path)).plan()[-1].steps == steps
     return path
+
+
+# The whole pipeline on a tiny ladder (two 1-layer sizes, three lengths, PIQA on 6 questions);
+# `.format(out=...)` names its output folder.
+TINY = """
+name: tiny
+ladder:
+  train: cpu-micro-ladder
+  overrides:
+    sizes:
+      - {{name: d32, d_model: 32, n_layers: 1, n_heads: 1, hidden_size_multiple_of: 32,
+         batch_sequences: 8}}
+      - {{name: d64, d_model: 64, n_layers: 1, n_heads: 2, hidden_size_multiple_of: 32,
+         batch_sequences: 8}}
+    multipliers: [0.01, 0.02, 0.04]
+    checkpoints_per_run: 2
+    end_checkpoints: 0
+    target: {{name: d96-0.02xC, multiplier: 0.02,
+             size: {{name: d96, d_model: 96, n_layers: 1, n_heads: 3, hidden_size_multiple_of: 32,
+                    batch_sequences: 8}}}}
+evaluate: {{tasks: [piqa], limit: 6}}
+fit: {{method: paper}}
+target: {{name: d96-0.02xC, spec: ladder, train: true}}
+gate: {{enabled: true, tolerance: 10}}
+output_dir: {out}
+"""
