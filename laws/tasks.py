@@ -72,13 +72,15 @@ def select_tasks(names: Sequence[str] | None, obs: Observations | None = None) -
     """Task keys from a list: ``paper`` = the paper's eight, ``all`` = every task with an
     accuracy in the ladder `obs` (without a ladder: the facts' ten). None (nothing asked) =
     the paper's tasks with an accuracy in the ladder `obs`, else every task that has one: a user
-    who brings a ladder without MMLU did not ask for MMLU (without a ladder, or with none of
-    those: the paper's eight, which the fit then names as missing). Any other key (an lm-eval
+    who brings a ladder without MMLU did not ask for MMLU (a ladder without any accuracy: its
+    tasks, which the fit then names as lacking one; without a ladder, or with no task at all:
+    the paper's eight, which the fit then names as missing). Any other key (an lm-eval
     task name, a table's task column) is accepted; the ladder is checked for it when the laws
     are fitted. Errors name the field ``tasks``."""
     if names is None and obs is not None:
         have = ladder_tasks(obs)
-        return [t for t in PAPER_TASKS if t in have] or have or list(PAPER_TASKS)
+        present = [t for t in obs.unique("task") if t != "lm"]
+        return [t for t in PAPER_TASKS if t in have] or have or present or list(PAPER_TASKS)
     items = list(PAPER_TASKS) if names is None else [t.strip() for t in names if t.strip()]
     if items == ["paper"]:
         return list(PAPER_TASKS)

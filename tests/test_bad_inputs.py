@@ -59,6 +59,8 @@ def inputs(tmp_path_factory) -> Path:
     edited("duplicates", lambda r: r.extend(x[:] for x in body[:50]))
     edited("conflict", lambda r: r.append([*body[0][:v], str(float(body[0][v]) + 0.1)]))
     edited("nan_value", lambda r: r[0].__setitem__(v, "nan"))
+    edited("loss_only", lambda r: r.__setitem__(slice(None), [x for x in r
+                                                               if not x[m].startswith("acc")]))
     edited("text_value", lambda r: r[0].__setitem__(v, "high"))
     edited("zero_n", lambda r: r[0].__setitem__(head.index("N"), "0"))
     edited("negative_d", lambda r: r[0].__setitem__(head.index("D"), "-5"))
@@ -205,6 +207,8 @@ CASES = [
     ("table-conflict", ["fit", "--ladder", "{i}/conflict.csv", *LADDER],
      "second value .* at line 2", 2),
     ("table-nan", ["fit", "--ladder", "{i}/nan_value.csv", *LADDER], "line 2: value", 2),
+    ("table-loss-only", ["predict", "--ladder", "{i}/loss_only.csv", *TARGET],
+     "--tasks: task .[a-z_]+. has no accuracy column \\(acc_norm\\)", 2),
     ("table-text", ["fit", "--ladder", "{i}/text_value.csv", *LADDER], "line 2: value", 2),
     ("table-zero-n", ["fit", "--ladder", "{i}/zero_n.csv", *LADDER], "line 2: N", 2),
     ("table-negative-d", ["fit", "--ladder", "{i}/negative_d.csv", *LADDER],

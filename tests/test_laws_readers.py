@@ -145,6 +145,9 @@ def test_task_lists_paper_all_and_names():
     # nothing asked: the paper's tasks with an accuracy in the ladder, else every such task
     assert select_tasks(None, obs) == ["piqa"]
     assert select_tasks(None, obs.where(task=["my_task", "arc_easy", "lm"])) == ["my_task"]
+    # no accuracy at all: the ladder's own tasks, which the fit names as lacking one
+    assert select_tasks(None, obs.where(task=["arc_easy", "lm"])) == ["arc_easy"]
+    assert select_tasks(None, obs.where(task="lm")) == list(PAPER_TASKS)
     assert select_tasks(["piqa", " my_task", "piqa"]) == ["piqa", "my_task"]
     for bad, match in ((["lm"], "'lm' is not a task key"), ([" "], "no task given")):
         with pytest.raises(FieldError, match=f"^tasks: {match}"):
