@@ -57,7 +57,14 @@ def candidates(base: LawSettings, t: TaskRows) -> dict[str, LawSettings]:
     feats = [primary.feature]
     if base.feature == "auto" and primary.feature in ("bpb", "task_ce"):
         feats += [f for f in features(t.obs, t.task) if f == "ce_c4_en"]
-    return {feat: fixed.replace(feature=feat) for feat in feats}
+    floors = {primary.step2_floor: ""}
+    if base.step2_floor == "auto" and primary.step2_floor == "chance":
+        floors["fitted"] = ", fitted floor"
+    return {
+        feat + label: fixed.replace(feature=feat, step2_floor=floor)
+        for floor, label in floors.items()
+        for feat in feats
+    }
 
 
 def holdouts(t: TaskRows, min_runs: int = 5) -> dict[str, tuple[list[str], list[str]]]:

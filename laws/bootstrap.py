@@ -11,7 +11,7 @@ import numpy as np
 from .chained import ChainedFit, step2_eval
 from .point_fit import step1_setup, step_inputs
 from .step1 import bootstrap_step1
-from .step2 import SIGMOID_BOUNDS, bootstrap_log_sigmoid, bootstrap_sigmoid
+from .step2 import bootstrap_log_sigmoid, bootstrap_sigmoid
 from .tasks import TaskRows
 
 
@@ -33,7 +33,7 @@ def bootstrap(t: TaskRows, fit: ChainedFit) -> ChainedFit:
     def refit(counts):
         if s.step2_form == "log_sigmoid":
             return bootstrap_log_sigmoid(d2, p2, counts)
-        return bootstrap_sigmoid(d2, p2, counts, SIGMOID_BOUNDS)
+        return bootstrap_sigmoid(d2, p2, counts, fit.chance if s.step2_floor == "chance" else None)
 
     step2 = fit.step2.with_draws(refit(checkpoint_counts(d2.runs, rng, B)))
     if one_point_per_run(d2.runs):

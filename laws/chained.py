@@ -182,7 +182,7 @@ class ChainedFit:
             loss_lo, loss_hi = np.minimum(ll, loss), np.maximum(lh, loss)
             jk = self.step2.errors.get("jackknife")
             if jk and self.method != "paper":  # one point per run (`bootstrap.jackknife`)
-                al, ah = self._jackknife_plus(jk, L, level, q)
+                al, ah = self._jackknife_plus(jk, L, loss, acc0, level, q)
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
         unvouched_hw = np.zeros_like(loss)
         if self.method != "paper" and "log_cov" in self.step1.errors:
@@ -226,21 +226,27 @@ class ChainedFit:
         }
         return {k: np.asarray(v, dtype=float).reshape(shape) for k, v in out.items()}
 
-    def _jackknife_plus(self, jk: dict, L: np.ndarray, level: float, q) -> tuple:
-        """Step 2's accuracy bounds where it has one point per run: per step-1 draw of the
-        loss (rows of `L`), the jackknife+ bounds at `level` (Barber et al. 2021: the
-        leave-one-run-out refits' predictions minus / plus their left-out residuals, at the
-        conformal rank; too few runs for it, the extremes with each residual at least
-        `conformal_quantile`'s small-sample bound of them all); then their percentiles `q` over
-        the draws, so the step-1 uncertainty is carried as the bootstrap carries it."""
+    def _jackknife_plus(self, jk: dict, L: np.ndarray, loss, acc0, level: float, q) -> tuple:
+        """Step 2's accuracy bounds where it has one point per run: the jackknife+ bounds at
+        `level` at the point loss (Barber et al. 2021: the leave-one-run-out refits'
+        predictions minus / plus their left-out residuals, at the conformal rank; too few
+        runs for it, the extremes with each residual at least `conformal_quantile`'s
+        small-sample bound of them all), and the step-1 draws of the loss (rows of `L`)
+        carried through the fitted sigmoid, added in quadrature: each is a bound at `level`,
+        so taking the jackknife+ bound of every draw at the draws' percentile counted the
+        level twice."""
         P, R = np.array(jk["params"]), np.array(jk["residuals"])
-        f = np.stack([step2_eval(self.step2.form, p, L) for p in P])  # (runs, draws, targets)
+        f = np.stack([step2_eval(self.step2.form, p, loss) for p in P])  # (runs, targets)
         k = conformal_rank(len(R), level)
         if k > len(R):  # too few runs for the rank: each residual at least their bound
             R, k = np.maximum(R, conformal_quantile(R.tolist(), level)), len(R)
-        lo = np.sort(f - R[:, None, None], axis=0)[len(R) - k]
-        hi = np.sort(f + R[:, None, None], axis=0)[k - 1]
-        return np.nanpercentile(lo, q[0], axis=0), np.nanpercentile(hi, q[1], axis=0)
+        lo = np.sort(f - R[:, None], axis=0)[len(R) - k]
+        hi = np.sort(f + R[:, None], axis=0)[k - 1]
+        A = step2_eval(self.step2.form, np.array(self.step2.params), L)  # (draws, targets)
+        al, ah = np.nanpercentile(A, q, axis=0)
+        lo_h = np.hypot(np.maximum(acc0 - lo, 0), np.maximum(acc0 - al, 0))
+        hi_h = np.hypot(np.maximum(hi - acc0, 0), np.maximum(ah - acc0, 0))
+        return acc0 - lo_h, acc0 + hi_h
 
     def _loss_halfwidth(self, n: np.ndarray, d: np.ndarray, level: float) -> np.ndarray:
         """Half-width in ln L: the delta method at (n, d) from the step-1 covariance."""

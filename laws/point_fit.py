@@ -32,6 +32,7 @@ from .step2 import (
     SIGMOID_PARAMS,
     Step2Data,
     fit_log_sigmoid,
+    fit_sigmoid_floored,
     fit_sigmoid_grid,
     fit_sigmoid_paper,
     step2_data,
@@ -155,6 +156,8 @@ def fit_chained(t: TaskRows, s: LawSettings, cache: Step1Cache | None = None) ->
     err1["log_cov"] = log_covariance(s.step1_form, sol1.params, d1, err1["sigma"]).tolist()
     if s.step2_form == "log_sigmoid":
         sol2, names2 = fit_log_sigmoid(d2), LOGSIG_PARAMS
+    elif s.step2_floor == "chance":
+        sol2, names2 = fit_sigmoid_floored(d2, chance), SIGMOID_PARAMS
     elif s.step2_starts == "paper":
         sol2, names2 = fit_sigmoid_paper(d2, chance), SIGMOID_PARAMS
     else:

@@ -102,11 +102,14 @@ def resolve_settings(s: LawSettings, t: TaskRows) -> tuple[LawSettings, list]:
                 + " (step 2 fits final points)"
             )
             s = s.replace(**changed)
+    if s.step2_floor == "auto":  # one point per run: the floor at chance (`fit_sigmoid_floored`)
+        s = s.replace(step2_floor="chance" if max(per_run.values()) <= 1 else "fitted")
     return s, notes
 
 
 def concrete(s: LawSettings, t: TaskRows) -> LawSettings:
-    return resolve_settings(s, t)[0] if "auto" in (s.feature, s.step1_form) else s
+    auto = "auto" in (s.feature, s.step1_form, s.step2_floor)
+    return resolve_settings(s, t)[0] if auto else s
 
 
 def feature_of(s: LawSettings, task: str) -> tuple[str, str]:

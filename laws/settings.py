@@ -43,6 +43,9 @@ class LawSettings:
     # step 2 ----------------------------------------------------------------------------------
     step2_form: str = "sigmoid"  # "sigmoid" or "log_sigmoid" (TaskCE)
     step2_starts: str = "paper"  # "paper": p0 = [chance - 1, 0.9, 3, 1]; "grid"
+    # "fitted": the sigmoid's floor a + b is a parameter; "chance": fixed at the task's chance
+    # accuracy; "auto": chance where step 2 has one point per run (a final-only ladder)
+    step2_floor: str = "fitted"
     skip: float = 0.1
     window: int = 5
     anchor: bool = True
@@ -62,6 +65,7 @@ class LawSettings:
             method="default",
             step1_form="auto",
             final_fraction=FINAL_FRACTION,
+            step2_floor="auto",
             n_bootstrap=200,
             select="backtest",
         ).replace(**overrides)
@@ -89,6 +93,7 @@ class LawSettings:
             "step1_starts": ("paper", "grid"),
             "step2_form": ("sigmoid", "log_sigmoid"),
             "step2_starts": ("paper", "grid"),
+            "step2_floor": ("fitted", "chance", "auto"),
             "select": ("fixed", "backtest"),
             "schedule": ("cosine", "constant"),
         }

@@ -39,6 +39,22 @@ def sigmoid_jac(p: np.ndarray, x) -> tuple[np.ndarray, np.ndarray]:
     return a * s + b, np.stack([s, -k * ds, dx * ds, np.ones_like(s)], axis=-1)
 
 
+def floored(q: np.ndarray, floor: float) -> np.ndarray:
+    """The sigmoid's (a, L0, k, b) from (L0, k, b) with its floor a + b fixed at `floor`."""
+    q = np.asarray(q, dtype=float)
+    return np.stack([floor - q[..., 2], q[..., 0], q[..., 1], q[..., 2]], axis=-1)
+
+
+def floored_jac(floor: float):
+    """(prediction, Jacobian in (L0, k, b)) of the sigmoid whose floor is fixed at `floor`."""
+
+    def jac(q, x):
+        pred, J = sigmoid_jac(floored(q, floor), x)
+        return pred, np.stack([J[..., 1], J[..., 2], J[..., 3] - J[..., 0]], axis=-1)
+
+    return jac
+
+
 def sigmoid_inverse(p: np.ndarray, acc) -> np.ndarray:
     """The loss at which the fitted sigmoid reaches `acc` (nan outside its range)."""
     a, x0, k, b = (np.asarray(p, dtype=float)[..., i] for i in range(4))
@@ -180,18 +196,29 @@ def sigmoid_starts(data: Step2Data, chance: float) -> np.ndarray:
 
 def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 2) -> Solution:
     """Least squares (trf, analytic Jacobian) from the best points of `sigmoid_starts`."""
+    p, res, n = _least_squares(
+        sigmoid_jac, data, sigmoid_starts(data, chance), SIGMOID_BOUNDS, n_best_starts
+    )
+    return Solution(
+        p, float(res.cost), bool(res.status > 0), at_bounds(p, SIGMOID_BOUNDS), n, str(res.message)
+    )
+
+
+def _least_squares(jac_fn, data: Step2Data, starts, bounds: Bounds, n_best: int):
+    """(parameters, scipy result, number of starts): trf least squares of `jac_fn`'s
+    prediction from the `n_best` of `starts` with the smallest squared error."""
     lo, hi = zip(
-        *((-np.inf if a is None else a, np.inf if b is None else b) for a, b in SIGMOID_BOUNDS),
+        *((-np.inf if a is None else a, np.inf if b is None else b) for a, b in bounds),
         strict=True,
     )
-    starts = np.clip(sigmoid_starts(data, chance), lo, hi)
-    sse = np.sum((sigmoid(starts, data.x) - data.y) ** 2, axis=1)
+    starts = np.clip(starts, lo, hi)
+    sse = np.sum((jac_fn(starts, data.x)[0] - data.y) ** 2, axis=1)
     best = None
-    for p0 in starts[np.argsort(sse)[:n_best_starts]]:
+    for p0 in starts[np.argsort(sse)[:n_best]]:
         res = least_squares(
-            lambda q: sigmoid(q, data.x) - data.y,
+            lambda q: jac_fn(q, data.x)[0] - data.y,
             p0,
-            jac=lambda q: sigmoid_jac(q, data.x)[1],
+            jac=lambda q: jac_fn(q, data.x)[1],
             bounds=(lo, hi),
             method="trf",
             xtol=1e-10,
@@ -202,21 +229,40 @@ def fit_sigmoid_grid(data: Step2Data, chance: float, n_best_starts: int = 2) -> 
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
-    return Solution(
-        best.x.copy(),
-        float(best.cost),
-        bool(best.status > 0),
-        at_bounds(best.x, SIGMOID_BOUNDS),
-        len(starts),
-        str(best.message),
-    )
+    return best.x.copy(), best, len(starts)
 
 
 def bootstrap_sigmoid(
-    data: Step2Data, point: np.ndarray, counts: np.ndarray, bounds: Bounds = SIGMOID_BOUNDS
+    data: Step2Data, point: np.ndarray, counts: np.ndarray, floor: float | None = None
 ) -> np.ndarray:
-    """Refit for each row of point `counts` (B, n), warm-started from the point estimate."""
-    return _bootstrap(sigmoid_jac, data, point, counts, bounds)
+    """Refit for each row of point `counts` (B, n), warm-started from the point estimate;
+    `floor`: with the floor a + b fixed there (`fit_sigmoid_floored`)."""
+    if floor is None:
+        return _bootstrap(sigmoid_jac, data, point, counts, SIGMOID_BOUNDS)
+    Q = _bootstrap(floored_jac(floor), data, point[1:], counts, _floored_bounds(floor))
+    return floored(Q, floor)
+
+
+def _floored_bounds(floor: float) -> Bounds:
+    return [(0.0, None), (0.0, None), (floor, 1.0)]  # L0, k, b: a = floor - b in [-1, 0]
+
+
+def fit_sigmoid_floored(data: Step2Data, chance: float) -> Solution:
+    """The sigmoid with its floor a + b at the task's chance accuracy, which is known, not
+    fitted. Where step 2 has one point per run (a final-only ladder: 8 points for 4
+    parameters), every point lies far above the floor and a free one trades against the
+    slope, so a refit without one run swings the curve; the paper fixes floor and ceiling of
+    its MC-format step 2 alike. `default` weighs it against the fitted floor by backtests
+    (`backtest.candidates`): a task whose ladder sits on a plateau above chance keeps its
+    fitted floor. Least squares from the `sigmoid_starts` whose floor is chance."""
+    starts = [r[1:] for r in sigmoid_starts(data, chance) if abs(r[0] + r[3] - chance) < 1e-9]
+    q, res, n = _least_squares(
+        floored_jac(chance), data, np.array(starts), _floored_bounds(chance), 2
+    )
+    p = floored(q, chance)
+    return Solution(
+        p, float(res.cost), bool(res.status > 0), at_bounds(p, SIGMOID_BOUNDS), n, str(res.message)
+    )
 
 
 def bootstrap_log_sigmoid(data: Step2Data, point: np.ndarray, counts: np.ndarray) -> np.ndarray:

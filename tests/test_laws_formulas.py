@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from taskladder.common.errors import InputError
-from taskladder.laws.backtest import backtest, holdouts, loss_holdouts
+from taskladder.laws.backtest import backtest, candidates, holdouts, loss_holdouts
 from taskladder.laws.bootstrap import checkpoint_counts
 from taskladder.laws.chained import ChainedFit
 from taskladder.laws.fitter import ChainedFitter
@@ -16,6 +16,11 @@ from taskladder.laws.observations import Observations
 from taskladder.laws.settings import LawSettings
 from taskladder.laws.step1 import compute_loss, nd_jac, nd_loss
 from taskladder.laws.step2 import (
+    Step2Data,
+    bootstrap_sigmoid,
+    fit_sigmoid_floored,
+    floored,
+    floored_jac,
     log_sigmoid,
     moving_average,
     sigmoid,
@@ -89,6 +94,44 @@ def test_step2_points_skip_smooth_and_anchor():
     assert (d.x[-1], d.y[-1]) == (0.0, 1.0)
     raw = obs.where(run="20M-1xC", metric="bpb").value
     assert d.x[1] == pytest.approx((raw[2] + raw[3]) / 2)  # expanding window after the skip
+
+
+def test_the_floored_sigmoid_keeps_its_floor_at_chance():
+    """Step 2 with its floor a + b fixed at chance (`fit_sigmoid_floored`): its Jacobian in
+    (L0, k, b) matches finite differences, the fit of 8 exact points and the anchor recovers
+    the law, and every bootstrap refit keeps the floor."""
+    truth = np.array(TRUE_STEP2)  # a + b = 0.25, the synthetic tasks' chance
+    chance = truth[0] + truth[3]
+    q = truth[1:]
+    x = np.array([0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.7])
+    _, J = floored_jac(chance)(q, x)
+    for i in range(3):
+        h = np.zeros(3)
+        h[i] = 1e-6
+        fd = (sigmoid(floored(q + h, chance), x) - sigmoid(floored(q - h, chance), x)) / 2e-6
+        np.testing.assert_allclose(J[:, i], fd, rtol=1e-5, atol=1e-9)
+    xs = np.append(x, 0.0)
+    runs = np.array([f"r{i}" for i in range(len(x))] + ["<anchor>"], dtype=object)
+    data = Step2Data(xs, np.append(sigmoid(truth, x), sigmoid(truth, [0.0])), runs, True)
+    sol = fit_sigmoid_floored(data, chance)
+    np.testing.assert_allclose(sol.params, truth, rtol=1e-4, atol=1e-5)
+    counts = np.random.default_rng(0).multinomial(len(xs), np.full(len(xs), 1 / len(xs)), 20)
+    draws = bootstrap_sigmoid(data, sol.params, counts.astype(float), floor=chance)
+    np.testing.assert_allclose(draws[:, 0] + draws[:, 3], chance)
+
+
+def test_a_final_only_ladder_weighs_a_chance_floor_against_a_fitted_one():
+    """Where step 2 has one point per run, `default` backtests step 2 with its floor at
+    chance and with a fitted one (on each feature) and weighs them; with checkpoints the
+    floor stays fitted and there is nothing to weigh."""
+    final = synthetic_ladder(checkpoints=1)
+    cands = candidates(LawSettings.default(), TaskRows.of(final, "arc_easy"))
+    assert {c.step2_floor for c in cands.values()} == {"chance", "fitted"}
+    fit = ChainedFitter("default", n_bootstrap=10).fit(final, "arc_easy")
+    assert fit.settings.step2_floor in ("chance", "fitted")
+    assert set(fit.backtest["scores"]) == set(cands)
+    full = candidates(LawSettings.default(), TaskRows.of(synthetic_ladder(), "arc_easy"))
+    assert {c.step2_floor for c in full.values()} == {"fitted"}
 
 
 def test_fits_recover_known_parameters():

@@ -1,6 +1,7 @@
 """Status and intervals on synthetic ladders whose truth is known: emergence, final-only
 ladders, and the coverage of the calibrated 90% interval over seeded repetitions."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -294,11 +295,18 @@ def test_a_final_only_step2_interval_is_the_jackknife_plus():
     assert "jackknife" not in ChainedFitter("default", n_bootstrap=20).fit(
         full, "arc_easy"
     ).step2.errors
-    loss = np.array([[0.95]])  # one step-1 draw, one target
-    acc = float(sigmoid(np.array(fit.step2.params), loss)[0, 0])
+    loss = np.array([0.95])  # one target
+    acc = sigmoid(np.array(fit.step2.params), loss)
     for n in (8, 20):  # too few for the 90% rank (9), and enough (the 19th of 20)
         R = 0.01 * np.arange(1, n + 1)
         same = {"params": [list(fit.step2.params)] * n, "residuals": R.tolist()}
-        lo, hi = fit._jackknife_plus(same, loss, 0.9, [5, 95])
+        lo, hi = fit._jackknife_plus(same, loss[None, :], loss, acc, 0.9, [5, 95])
         q = conformal_quantile(R.tolist(), 0.9) if n < 9 else R[18]
-        assert float(acc - lo[0]) == pytest.approx(q) and float(hi[0] - acc) == pytest.approx(q)
+        assert float(acc[0] - lo[0]) == pytest.approx(q)
+        assert float(hi[0] - acc[0]) == pytest.approx(q)
+    # step-1 draws of the loss add their spread through step 2 in quadrature, not on top
+    draws = loss * np.exp(np.linspace(-0.02, 0.02, 201))[:, None]
+    spread = np.percentile(sigmoid(np.array(fit.step2.params), draws), [5, 95], axis=0)
+    lo, hi = fit._jackknife_plus(same, draws, loss, acc, 0.9, [5, 95])
+    assert float(acc[0] - lo[0]) == pytest.approx(math.hypot(R[18], acc[0] - spread[0, 0]))
+    assert float(hi[0] - acc[0]) == pytest.approx(math.hypot(R[18], spread[1, 0] - acc[0]))
