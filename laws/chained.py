@@ -175,6 +175,7 @@ class ChainedFit:
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         loss_lo = loss_hi = loss
         boot_lo = boot_hi = np.zeros_like(acc)
+        diag = self.diagnostics
         if self.step1.draws and self.step2.draws:
             L = step1_eval(self.step1.form, np.array(self.step1.draws), n, d)
             A = step2_eval(self.step2.form, np.array(self.step2.draws), L)
@@ -183,6 +184,7 @@ class ChainedFit:
             jk = self.step2.errors.get("jackknife")
             if jk and self.method != "paper":  # one point per run (`bootstrap.jackknife`)
                 al, ah = self._jackknife_plus(jk, L, loss, acc0, level, q)
+                diag = dict(diag, final_noise=0.0)  # its left-out residuals hold that noise
             boot_lo, boot_hi = np.maximum(acc0 - al, 0), np.maximum(ah - acc0, 0)
         unvouched_hw = np.zeros_like(loss)
         if self.method != "paper" and "log_cov" in self.step1.errors:
@@ -207,7 +209,7 @@ class ChainedFit:
             boot_lo,
             boot_hi,
             form_sd,
-            self.diagnostics,
+            diag,
             self.calibration,
             level,
             distance,

@@ -38,7 +38,8 @@ noise is sd / sqrt(window) (`final_noise`).
 
 Interval (`interval`), for every method except `paper` (which keeps its bootstrap interval):
 half-width = sqrt(bootstrap half-width^2 + (z sd)^2) (a final-only ladder's step 2:
-jackknife+ in place of the bootstrap's step-2 part, `ChainedFit._jackknife_plus`) with sd^2
+jackknife+ in place of the bootstrap's step-2 part, `ChainedFit._jackknife_plus`, whose
+left-out residuals hold the final value's noise, so final_noise is 0 there) with sd^2
 = final_noise^2 + form_sd^2 (form_sd: the weighted spread of the candidate forms'
 predictions), and at least q, the split-conformal quantile at the requested level of the
 absolute held-out residuals of the ladder's own backtests (the ceil((n + 1) level)-th
@@ -69,7 +70,7 @@ FEATURE_MARGIN = 0.5
 SMALL_LADDER = 5  # fewer runs: a smaller form, with caution
 # A calibrated prediction is trusted when its 90% interval is at most this wide either side:
 # then a miss beyond it needs the actual outside the interval. With the reach below, on
-# held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 59% are
+# held-out splits of the paper ladder (benchmarks/bench_trust.py: 512 predictions) 60% are
 # trusted and none misses by more than 5 points.
 TRUST_HALFWIDTH = 0.05
 # A loss prediction is trusted while its 90% interval stays within this share of it either

@@ -291,10 +291,15 @@ def test_a_final_only_step2_interval_is_the_jackknife_plus():
     assert len(jk["params"]) == len(jk["residuals"]) == 8  # one per run, the anchor kept
     again = type(fit).from_dict(fit.to_dict())
     assert again.step2.errors["jackknife"] == jk
+    # its left-out residuals hold the final value's noise: not counted a second time
+    noisy = replace(fit, diagnostics=dict(fit.diagnostics, final_noise=0.2))
+    for k in ("acc_low", "acc_high"):
+        assert noisy.predict(1e9, 4e10)[k] == pytest.approx(fit.predict(1e9, 4e10)[k])
     full = synthetic_ladder(sizes=sizes, multipliers=(1, 2), noise=0.01)
-    assert "jackknife" not in ChainedFitter("default", n_bootstrap=20).fit(
-        full, "arc_easy"
-    ).step2.errors
+    fit_full = ChainedFitter("default", n_bootstrap=20).fit(full, "arc_easy")
+    assert "jackknife" not in fit_full.step2.errors
+    noisy = replace(fit_full, diagnostics=dict(fit_full.diagnostics, final_noise=0.2))
+    assert noisy.predict(1e9, 4e10)["acc_low"] < fit_full.predict(1e9, 4e10)["acc_low"]
     loss = np.array([0.95])  # one target
     acc = sigmoid(np.array(fit.step2.params), loss)
     for n in (8, 20):  # too few for the 90% rank (9), and enough (the 19th of 20)
