@@ -51,7 +51,9 @@ SPLIT_DIRECTION = {
 def candidates(base: LawSettings, t: TaskRows) -> dict[str, LawSettings]:
     """The concrete settings `default` weighs: the paper's procedure on the task's own feature
     and, where `--feature` is auto and the ladder has it, on C4 loss (an LM loss shared by all
-    tasks, so its step 1 is fitted once)."""
+    tasks, so its step 1 is fitted once); where step 2 has one point per run (`step2_floor`
+    auto resolved to chance), each with its sigmoid's floor at chance and fitted
+    (`step2.fit_sigmoid_floored`): the backtests weigh a known floor against a plateau."""
     primary, _ = resolve_settings(base, t)
     fixed = primary.replace(select="fixed", n_bootstrap=0)
     feats = [primary.feature]
@@ -59,7 +61,7 @@ def candidates(base: LawSettings, t: TaskRows) -> dict[str, LawSettings]:
         feats += [f for f in features(t.obs, t.task) if f == "ce_c4_en"]
     floors = {primary.step2_floor: ""}
     if base.step2_floor == "auto" and primary.step2_floor == "chance":
-        floors["fitted"] = ", fitted floor"
+        floors = {"chance": " (floor at chance)", "fitted": " (fitted floor)"}
     return {
         feat + label: fixed.replace(feature=feat, step2_floor=floor)
         for floor, label in floors.items()
