@@ -8,8 +8,10 @@ far beyond the ladder as a user's do: fit 190M-370M and predict the 760M and 1B 
 checkpoints only, without task bpb, and both (8 ladders x 8 tasks x 4 targets = 256 task
 predictions of `default`). Per ladder and overall: the share trusted (status ok), the
 trusted misses above 5 points, the share of actual accuracies inside the 90% interval and of
-actual task losses inside the 90% loss interval, the mean absolute error of the trusted
-and the flagged predictions, the share of loss predictions trusted and their coverage.
+actual task losses inside the 90% loss interval (of every row, and of the distinct loss
+predictions: where the feature is C4 loss, tasks that share its step-1 fit share one
+prediction, which the rows count once per task), the mean absolute error of the trusted and
+the flagged predictions, the share of loss predictions trusted and their coverage.
 7B-4T is not used.
 
 `--check`: the same on two splits the calibration was not tuned on (370M-760M -> 1B,
@@ -95,6 +97,7 @@ def judge(ladder: Observations, targets: Observations) -> list[dict]:
                 "error": abs(float(p["acc"][i] - acc.y[i])) * 100,
                 "covered": bool(p["acc_low"][i] <= acc.y[i] <= p["acc_high"][i]),
                 "loss_covered": bool(p["loss_low"][i] <= loss[run] <= p["loss_high"][i]),
+                "loss_key": (fit.x_task, fit.x_metric, run, round(float(p["loss"][i]), 9)),
             })
     return rows
 
@@ -107,6 +110,8 @@ def summary(rows: list[dict]) -> str:
     loss_ok = [r for r in rows if r["loss_status"] == "ok"]
     loss_ok_cov = np.mean([r["loss_covered"] for r in loss_ok]) * 100 if loss_ok else np.nan
 
+    distinct = {r["loss_key"]: r["loss_covered"] for r in rows}
+
     def mae(rs):
         return f"{np.mean([r['error'] for r in rs]):.2f}" if rs else "-"
 
@@ -115,6 +120,7 @@ def summary(rows: list[dict]) -> str:
         f"{(' (' + ', '.join(f'{m:.1f}' for m in misses) + ')') if misses else '':<14}"
         f"{np.mean([r['covered'] for r in rows]) * 100:7.0f}%"
         f"{np.mean([r['loss_covered'] for r in rows]) * 100:9.0f}%"
+        f"{np.mean(list(distinct.values())) * 100:6.0f}% of {len(distinct):<4d}"
         f"{mae(ok):>10}{mae(flagged):>10}"
         f"{len(loss_ok) / len(rows) * 100:9.0f}%{loss_ok_cov:9.0f}%"
     )
@@ -138,10 +144,11 @@ def main() -> None:
     ladder_dir = Path(args[0]) if args else PAPER_LADDER_DIR
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
-          f"{'loss cov':>9}{'MAE ok':>10}{'MAE flag':>10}{'loss ok':>10}{'its cov':>10}")
+          f"{'loss cov':>9}{'distinct (n)':>15}{'MAE ok':>10}{'MAE flag':>10}"
+          f"{'loss ok':>10}{'its cov':>10}")
     every, final_only = [], []
     for name, (ladder, targets) in splits(obs, "--check" in sys.argv).items():
-        rows = judge(ladder, targets)
+        rows = [dict(r, loss_key=(name, *r["loss_key"])) for r in judge(ladder, targets)]
         every += rows
         final_only += rows if "final-only" in name else []
         print(f"{name:<40}{summary(rows)}", flush=True)
