@@ -169,7 +169,7 @@ def test_a_backend_that_is_not_installed_fails_before_any_work(tmp_path, capsys)
     (["--devices", "2", "--launcher", "slurm"], "--devices: 2 applies to --launcher local"),
     (["--launcher", "slurm", "--shards", "0"], "--shards: Input should be greater than 0"),
     (["--launcher", "slurm", "--shards", "99", "--dry-run"],
-     "--shards: 99 is more than the 27 checkpoints the ladder keeps"),
+     "--shards: 99 is more than the 34 checkpoints the ladder keeps"),
     (["--slurm", "partition=gpu"], "--slurm: 'partition=gpu' applies to --launcher slurm"),
     (["--launcher", "slurm", "--slurm", "time=30"],
      "--slurm: unknown key 'time' (known: partition, gpus_per_node, cpus_per_task"),
@@ -198,10 +198,10 @@ def test_evaluate_flags_override_the_spec_in_the_plan(tmp_path, capsys):
 
 def test_too_many_shards_in_the_spec_fail_before_any_work(tmp_path, capsys):
     spec = _spec_file(tmp_path, ("backend: fast", "backend: fast\n  launcher: slurm\n  "
-                                 "shards: 28"))
+                                 "shards: 35"))
     assert main(["run", spec, "--dry-run"]) == 2
-    assert capsys.readouterr().err == ("taskladder: error: evaluate.shards: 28 is more than the "
-                                       "27 checkpoints the ladder keeps\n")
+    assert capsys.readouterr().err == ("taskladder: error: evaluate.shards: 35 is more than the "
+                                       "34 checkpoints the ladder keeps\n")
 
 
 def test_an_imported_ladder_has_no_evaluation_to_spread(capsys):

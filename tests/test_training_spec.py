@@ -67,7 +67,7 @@ def test_cpu_micro_plan_shape():
     keeps a checkpoint besides its final one in the last 5% of its steps (what step 1 averages)."""
     spec = LadderSpec.cpu_micro()
     plans = spec.plan()
-    assert len(plans) == 9 and len({p.size for p in plans}) == 3
+    assert len(plans) == 12 and len({p.size for p in plans}) == 4
     for p in plans:
         assert 2 <= len(p.checkpoint_steps) <= 3 and p.checkpoint_steps[-1] == p.steps
         assert p.warmup_steps < p.steps
@@ -78,7 +78,7 @@ def test_cpu_micro_plan_shape():
     target = spec.target_ladder().plan()[0]
     assert max(n) >= 4 * min(n) and max(n) < target.N <= 2 * max(n)
     assert min(p.tokens for p in plans) < target.tokens < max(p.tokens for p in plans)
-    assert "d128-0.03xC" in spec.describe_plan()
+    assert "d160-0.03xC" in spec.describe_plan()
 
 
 @settings(max_examples=40, deadline=None)
@@ -130,7 +130,7 @@ def test_yaml_and_toml_files_with_preset_and_relative_paths(tmp_path):
     b = load_ladder_spec(str(tmp_path / "s.toml"))
     assert a == b
     assert a.multipliers == [0.1] and a.corpus.paths == [str(corpus)]
-    assert a.out_dir() == tmp_path / "out" and len(a.sizes) == 3
+    assert a.out_dir() == tmp_path / "out" and len(a.sizes) == 4
 
 
 def test_cli_reports_bad_spec_and_missing_corpus(tmp_path, capsys):

@@ -280,41 +280,44 @@ class LadderSpec(_Spec):
 
     @classmethod
     def cpu_micro(cls, **overrides: Any) -> LadderSpec:
-        """The embedded default's ladder: 3 widths x 3 lengths on 2 CPU cores in minutes.
+        """The embedded default's ladder: 4 widths x 3 lengths on 2 CPU cores in minutes.
 
-        One layer, widths 32 / 64 / 96 (head_dim 32, so vLLM can load the exports; MLP 1.5x as
-        in the paper's sizes): N (non-embedding, output head included) 82k / 197k / 345k with
-        a 2,048-token BPE, a 4.2x span; the target, width 128 (525k), lies 1.5x beyond it at a
-        length inside the ladder's tokens. Every size takes the same batch (4 sequences of 256)
-        so tokens and optimizer steps grow together: at these lengths (0.015 / 0.03 / 0.06 x C,
-        24-404 steps) the loss follows the steps, and a batch that grew with size (8-16) left
-        the larger sizes fewer steps and no better than the smaller ones. Width alone grows N:
-        deeper models learned slower per token here. LR by the paper's N^(-1/3) rule: a sweep
-        found ~0.15 (15x it) better for every size, but with it the task loss follows the
-        tokens alone, no size effect at equal tokens, so step 1's size term vanished
-        (docs/benchmarks.md): the preset keeps the rule until a design within the time
-        budget shows a size effect at the better LR. Warmup 0.05 N tokens (N tokens would
-        exceed the shortest runs). Checkpoints at half way and in the last 4% of each run
-        (inside the 5% of its tokens that step 1 of the laws averages). torch's default
-        threads: with one (`cpu_threads=1`) the ladder ran ~2x slower on the busy 2-core box.
+        One layer, widths 32 / 64 / 96 / 128 (head_dim 32, so vLLM can load the exports; MLP
+        1.5x as in the paper's sizes) with a 512-token BPE: N (non-embedding, output head
+        included) 32,928 / 98,624 / 197,088 / 328,320, a 10x span mostly in the blocks (at
+        2,048 tokens the head was 57-80% of N, and at equal tokens widths 32-96 showed no size
+        effect; at 512, widths 32 -> 96 lower the task loss 1-2% at equal tokens,
+        docs/benchmarks.md). Four widths, not three: step 1's backtest that holds out the
+        largest size then still fits three, and its held-out errors (0.04 in ln L, against 3-4
+        with three widths) give the calibrated loss interval a sane width. The target, width
+        160 (492,320), lies 1.5x beyond the ladder, at 0.03xC (295,936 tokens, inside the
+        ladder's). Every size takes the same batch (4 sequences of 256) so tokens and optimizer
+        steps grow together: at these lengths (0.015 / 0.03 / 0.06 x C, 10-385 steps) the loss
+        follows the steps, and a batch that grew with size left the larger sizes fewer steps
+        and no better than the smaller ones. Width alone grows N: deeper models learned slower
+        per token here. LR by the paper's N^(-1/3) rule: ~0.15 (10-20x it) lowers every
+        size's loss but erases the size effect (step 1's size term vanished at both
+        vocabularies). Warmup 0.05 N tokens (N tokens would exceed the shortest runs).
+        Checkpoints at half way and in the last 4% of each run (inside the 5% of its tokens
+        that step 1 of the laws averages). torch's default threads: with one
+        (`cpu_threads=1`) the ladder ran ~2x slower on the busy 2-core box.
         """
         size = partial(ModelSize.of, n_layers=1, batch_sequences=4, hidden_size_multiplier=1.5,
                        hidden_size_multiple_of=32)
         return cls._preset(
             dict(
                 name="cpu-micro",
-                sizes=[size("d32", 32, n_heads=1), size("d64", 64, n_heads=2),
-                       size("d96", 96, n_heads=3)],
+                sizes=[size(f"d{w}", w, n_heads=w // 32) for w in (32, 64, 96, 128)],
                 multipliers=[0.015, 0.03, 0.06],
                 sequence_length=256,
-                tokenizer=TokenizerSpec(kind="bpe", vocab_size=2048, model_max_length=2048),
+                tokenizer=TokenizerSpec(kind="bpe", vocab_size=512, model_max_length=2048),
                 checkpoints_per_run=2,
                 end_checkpoints=1,
                 end_fraction=0.04,
                 warmup_tokens_per_param=0.05,
                 output_dir="taskladder-out/cpu-micro",
-                target=TargetModel(name="d128-0.03xC", multiplier=0.03,
-                                   size=size("d128", 128, n_heads=4)),
+                target=TargetModel(name="d160-0.03xC", multiplier=0.03,
+                                   size=size("d160", 160, n_heads=5)),
             ),
             overrides,
         )
