@@ -25,6 +25,15 @@ def test_no_argument_means_the_embedded_default():
     assert spec.ladder.trained and spec.evaluate is not None
 
 
+def test_the_default_names_its_target_as_the_ladder_preset_trains_it():
+    """`target: {spec: ladder}` takes N and D from the preset's target; the name is the label
+    the prediction, the gate and MLflow show, so it must be that run's."""
+    from taskladder import stages
+
+    spec = load_spec(None)
+    assert spec.target.name == stages.target_training(spec).plan()[0].run
+
+
 def _write(tmp_path, text, suffix=".yaml"):
     path = tmp_path / f"spec{suffix}"
     path.write_text(text)
