@@ -6,8 +6,8 @@ re-run, and the evaluation stage against one lm-eval call per checkpoint.
 
 1. Runs the spec from an empty output folder, then again on the same folder (everything
    verified: every stage must be skipped), and prints each stage's seconds for both runs.
-2. Scores the cold run's ladder checkpoints twice on the same work (by default the issue's
-   27 checkpoints x 3 tasks x 24 questions), into fresh folders: once the way the stage does
+2. Scores the cold run's ladder checkpoints twice on the same work (by default its checkpoints,
+   34 for cpu-micro, x 3 tasks x 24 questions), into fresh folders: once the way the stage does
    (`stages._score`), once with the harness's `evaluate` per checkpoint (the baseline), and
    prints both times and the speed-up. The machine and its load are named in the output.
 """
