@@ -131,9 +131,9 @@ def _spec_file(tmp_path, replace: tuple[str, str]) -> str:
     (("backend: fast", "backend: fast\n  launcher: pbs"), ["evaluate.launcher", "'pbs'"]),
     (("backend: fast", "backend: fast\n  slurm: {gpus: 1}"), ["evaluate.slurm.gpus"]),
     (("train: cpu-micro-ladder\n", "train: cpu-micro-ladder\n  overrides: {target: {name: "
-      "d128-0.03xC, multiplier: 0.01, size: {name: d32, d_model: 32, n_layers: 1, n_heads: 1, "
+      "d160-0.03xC, multiplier: 0.01, size: {name: d32, d_model: 32, n_layers: 1, n_heads: 1, "
       "batch_sequences: 4}}}\n"),
-     ["target d128-0.03xC", "smaller than the ladder"]),
+     ["target d160-0.03xC", "smaller than the ladder"]),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, capsys, edit, words):
     assert main(["run", _spec_file(tmp_path, edit), "--dry-run"]) == 2
