@@ -23,7 +23,7 @@ from lm_eval.models.utils import has_bos_prefix
 
 from taskladder.harness_ext.idle_cores import idle_cores
 from taskladder.harness_ext.prefix_scoring import PrefixScorer, Question
-from taskladder.harness_ext.requests import Request, in_order
+from taskladder.harness_ext.requests import Request, in_order, summed, windows
 
 log = logging.getLogger(__name__)
 
@@ -164,30 +164,13 @@ class LadderHFLM(HFLM):
                 q = questions.setdefault(tuple(ctx), Question(tuple(ctx)))
                 if tuple(cont) not in q.options:
                     q.options.append(tuple(cont))
-        windows = [self._windows(ctx, cont) for _, ctx, cont in long]
+        # over-long: the windows lm-eval's hf path scores (see `requests.windows`); the micro
+        # ladder's 256-token models see every 5-shot request (~700 tokens) this way, scored
+        # here with only the continuation's positions through the vocabulary head
+        pieces = [windows(ctx, cont, self.max_length) for _, ctx, cont in long]
         with cpu_threads(self.device.type, self.threads):
             scored = self._scorer.score(list(questions.values()))
-            alone = self._scorer.score_alone([w for ws in windows for w in ws])
-        long_answers = [_summed([alone[(w.context, w.options[0])] for w in ws]) for ws in windows]
+            alone = self._scorer.score_alone([Question(c, [t]) for ws in pieces for c, t in ws])
+        long_answers = [summed([alone[w] for w in ws]) for ws in pieces]
         return in_order(requests, fits, scored, long_answers, self.cache_hook)
 
-    def _windows(self, ctx: list[int], cont: list[int]) -> list[Question]:
-        """What lm-eval's hf path scores for an over-long request, the last `max_length + 1`
-        tokens of context and continuation (the context cut from the left), as one window; a
-        continuation longer than the window itself (hf asserts) in disjoint windows from its
-        end, each predicting up to `max_length` tokens after the ones that precede them, like
-        lm-eval's rolling log-likelihood. The micro ladder's 256-token models see every 5-shot
-        request (~700 tokens) this way: scored here, only the continuation's positions go
-        through the vocabulary head, and rows are batched by tokens."""
-        seq, end, out = ctx + cont, len(ctx) + len(cont), []
-        while end > len(ctx):
-            start = max(len(ctx), end - self.max_length)
-            out.append(Question(tuple(seq[max(0, end - self.max_length - 1): start]),
-                                [tuple(seq[start:end])]))
-            end = start
-        return out[::-1]
-
-
-def _summed(parts: list[tuple[float, bool]]) -> tuple[float, bool]:
-    """One continuation scored in windows: log-likelihoods add, greedy only if every part is."""
-    return sum(ll for ll, _ in parts), all(greedy for _, greedy in parts)

@@ -10,6 +10,24 @@ Key = tuple[tuple[int, ...], tuple[int, ...]]
 Answer = tuple[float, bool]  # (log-likelihood, continuation is the greedy decode)
 
 
+def windows(ctx: Sequence[int], cont: Sequence[int], length: int) -> list[Key]:
+    """An over-long request as (context, continuation) pieces of at most `length + 1` tokens:
+    the context cut from the left, as lm-eval's hf path scores it, while the continuation
+    fits; a longer continuation in disjoint pieces from its end, each predicting up to
+    `length` tokens after the ones that precede them (lm-eval's rolling log-likelihood)."""
+    seq, end, out = [*ctx, *cont], len(ctx) + len(cont), []
+    while end > len(ctx):
+        start = max(len(ctx), end - length)
+        out.append((tuple(seq[max(0, end - length - 1): start]), tuple(seq[start:end])))
+        end = start
+    return out[::-1]
+
+
+def summed(parts: Sequence[Answer]) -> Answer:
+    """One continuation scored in pieces: log-likelihoods add, greedy only if every piece is."""
+    return sum(ll for ll, _ in parts), all(greedy for _, greedy in parts)
+
+
 def in_order(requests: Sequence[Request], fits: Sequence[bool], scored: dict[Key, Answer],
              long_answers: Sequence[Answer], cache_hook) -> list[Answer]:
     """A fitting request's answer from `scored` (by its tokens), an over-long one's from

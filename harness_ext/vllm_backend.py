@@ -21,7 +21,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.vllm_causallms import VLLM
 from vllm import SamplingParams
 
-from taskladder.harness_ext.requests import Key, Request, in_order
+from taskladder.harness_ext.requests import Key, Request, in_order, summed, windows
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,18 @@ class LadderVLLM(VLLM):
     ) -> list[tuple[float, bool]]:
         window = self.max_length - 1  # vLLM needs room for one generated token
         fits = [len(c) + len(t) <= window for _, c, t in requests]
-        long = [r for r, ok in zip(requests, fits, strict=True) if not ok]
+        # over-long: the context cut from the left, as lm-eval's vllm path does, and a
+        # continuation longer than the window in pieces (that path then sums only part of it)
+        pieces = [windows(c, t, window - 1) for (_, c, t), ok in zip(requests, fits, strict=True)
+                  if not ok]
         keys = sorted({(tuple(c), tuple(t)) for (_, c, t), ok in zip(requests, fits, strict=True)
-                       if ok})
+                       if ok} | {w for ws in pieces for w in ws})
         scored = self._score(keys, read_cache=True)
         redo = [k for k in keys if scored[k] is None]
         if redo:
             log.info("%d of %d requests re-sent without the prefix cache", len(redo), len(keys))
             scored.update(self._score(redo, read_cache=False))
-        long_answers = super()._loglikelihood_tokens(long, disable_tqdm) if long else []
+        long_answers = [summed([scored[w] for w in ws]) for ws in pieces]
         return in_order(requests, fits, scored, long_answers, self.cache_hook)
 
     def _score(self, keys: list[Key], read_cache: bool) -> dict[Key, tuple[float, bool] | None]:

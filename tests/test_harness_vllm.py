@@ -130,3 +130,45 @@ def test_head_size_the_cpu_build_cannot_run(venv_bin, tiny_model_dir, tmp_path):
     [line] = proc.stderr.strip().splitlines()
     assert "backend ladder-vllm: " in line and "head_dim 48" in line
     assert "--backend ladder-hf" in line
+
+
+LONG_SCRIPT = """
+import json, sys
+from pathlib import Path
+import lm_eval.api.registry as registry
+import taskladder.harness_ext.backend  # registers ladder-vllm
+from taskladder.harness_ext.runner import model_args
+model_dir, cases = sys.argv[1], json.loads(sys.argv[2])
+args = model_args("ladder-vllm", Path(model_dir), "cpu", "float32", 8)
+lm = registry.get_model("ladder-vllm")(**args)
+got = lm._loglikelihood_tokens([(("", ""), c, t) for c, t in cases])
+print("ANSWERS " + json.dumps(got))
+"""
+
+
+def test_ladder_vllm_scores_over_long_requests_like_ladder_hf(venv_bin, tmp_path):
+    """Requests longer than the window, a continuation longer than the window among them
+    (lm-eval's vllm path sums only part of it): ladder-vllm gives ladder-hf's
+    answers, which equal plain forward passes (test_harness_backend)."""
+    import random
+
+    from tiny_model import make_tiny_olmo2
+
+    from taskladder.harness_ext.backend import LadderHFLM
+
+    model_dir = make_tiny_olmo2(tmp_path / "m", max_len=32)
+    rng = random.Random(1)
+
+    def toks(n: int) -> list[int]:
+        return [rng.randrange(3, 500) for _ in range(n)]
+
+    cases = [(toks(10), toks(80)), (toks(3), toks(33)), (toks(40), toks(32)), (toks(50), toks(20)),
+             (toks(5), toks(5)), (toks(20), toks(12))]
+    want = LadderHFLM(pretrained=str(model_dir), device="cpu")._loglikelihood_tokens(
+        [(("", ""), c, t) for c, t in cases])
+    proc = _run([venv_bin / "python", "-c", LONG_SCRIPT, model_dir, json.dumps(cases)])
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("ANSWERS ")]
+    got = json.loads(line.removeprefix("ANSWERS "))
+    for (ctx, cont), (ll, greedy), (want_ll, want_greedy) in zip(cases, got, want, strict=True):
+        assert abs(ll - want_ll) < TOL * max(1, len(cont)), (len(ctx), len(cont), ll, want_ll)
+        assert greedy == want_greedy, (len(ctx), len(cont))
