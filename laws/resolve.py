@@ -73,6 +73,7 @@ def resolve_settings(s: LawSettings, t: TaskRows) -> tuple[LawSettings, list]:
         )
     acc = obs.finals(task, t.acc_metric, 1)
     per_run = obs.checkpoints_per_run(task, t.acc_metric)
+    final_only = max(per_run.values()) <= 1  # one point per run for step 2
     lengths: dict[float, set] = {}
     for n, d in zip(acc.N.tolist(), acc.D.tolist(), strict=True):
         lengths.setdefault(n, set()).add(round(float(np.log2(d)), 1))
@@ -89,7 +90,7 @@ def resolve_settings(s: LawSettings, t: TaskRows) -> tuple[LawSettings, list]:
         s = s.replace(step1_form="compute")
     if s.schedule == "constant" and s.step1_starts == "paper":  # the paper's start is for finals
         s = s.replace(step1_starts="grid")
-    if max(per_run.values()) <= 1:
+    if final_only:
         changed = {
             k: v
             for k, v in (("skip", 0.0), ("window", 1), ("final_window", 1))
@@ -102,8 +103,8 @@ def resolve_settings(s: LawSettings, t: TaskRows) -> tuple[LawSettings, list]:
                 + " (step 2 fits final points)"
             )
             s = s.replace(**changed)
-    if s.step2_floor == "auto":  # one point per run: the floor at chance (`fit_sigmoid_floored`)
-        s = s.replace(step2_floor="chance" if max(per_run.values()) <= 1 else "fitted")
+    if s.step2_floor == "auto":  # final-only: the floor at chance (`fit_sigmoid_floored`)
+        s = s.replace(step2_floor="chance" if final_only else "fitted")
     return s, notes
 
 
