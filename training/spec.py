@@ -381,7 +381,7 @@ class LadderSpec(_Spec):
         """`end_checkpoints` steps spread over the run's last `end_fraction` (what step 1 of
         the laws averages), none before it: a run too short for them keeps fewer."""
         k, span = self.end_checkpoints, self.end_fraction * steps
-        return {steps - math.floor(i * span / k) for i in range(1, k + 1)}
+        return {steps - min(math.floor(i * span / k), math.floor(span)) for i in range(1, k + 1)}
 
     def describe_plan(self) -> str:
         """The plan as a table (what `--dry-run` prints)."""
