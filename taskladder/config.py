@@ -159,7 +159,8 @@ class TargetSection(_Model):
     target's real evaluation (a CSV or lm-eval results) when it was trained elsewhere.
     """
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # a registry key
+    name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                             description="a registry key (spec 'ladder': the ladder's target's)")
     N: float | None = Field(default=None, gt=0)
     D: float | None = Field(default=None, gt=0)
     spec: str | dict[str, Any] | None = Field(
@@ -181,6 +182,9 @@ class TargetSection(_Model):
 
     @model_validator(mode="after")
     def _has_size(self) -> TargetSection:
+        if self.name is None and self.spec != "ladder":
+            raise ValueError("target.name is missing (only target.spec 'ladder' names the "
+                             "target itself: the ladder spec's target)")
         if self.spec is None and (self.N is None or self.D is None):
             raise ValueError("target needs N and D, a training spec in target.spec, or a "
                              f"known name ({', '.join(TARGETS)})")
@@ -261,6 +265,9 @@ class PipelineSpec(_Model):
             missing = sorted(set(self.fit.tasks) - set(self.evaluate.tasks))
             if trains and missing:
                 raise ValueError(f"fit.tasks {missing} are not in evaluate.tasks")
+        if self.target.spec == "ladder" and not trains:
+            raise ValueError("target.spec 'ladder' is the trained ladder's own target: it needs "
+                             "ladder.train")
         if self.target.train and self.evaluate is None:
             raise ValueError("target.train needs an evaluate section to score the target")
         if self.gate.watch and not self.target.train:
@@ -272,6 +279,22 @@ class PipelineSpec(_Model):
         return self
 
     # derived values ------------------------------------------------------------------------
+    @property
+    def target_name(self) -> str:
+        """The target's registry key: `target.name`, or with `spec: ladder` the ladder spec's
+        own target's name (one name for one model, not retyped)."""
+        if self.target.spec != "ladder":
+            return self.target.name
+        from taskladder.training.spec import load_ladder_spec
+
+        own = load_ladder_spec(self.ladder.train, self.ladder.overrides).target
+        if own is None:
+            raise UsageError("target.spec: 'ladder', but the ladder spec has no target")
+        if self.target.name not in (None, own.name):
+            raise UsageError(f"target.name: {self.target.name!r} is not the ladder's target "
+                             f"{own.name!r} (target.spec: ladder); leave it out")
+        return own.name
+
     @property
     def fit_tasks(self) -> list[str]:
         """The tasks to fit as the spec says them (["all"] until the ladder is read)."""

@@ -206,7 +206,7 @@ def target_size(spec: PipelineSpec) -> dict:
         n, d = float(final.N), float(final.tokens)
     else:
         n, d = spec.target.N, spec.target.D
-    return {"name": spec.target.name, "N": n, "D": d, "flops": train_flops(n, d)}
+    return {"name": spec.target_name, "N": n, "D": d, "flops": train_flops(n, d)}
 
 
 def fit_inputs(ctx: RunContext) -> dict:
@@ -291,7 +291,7 @@ def _live_watch(ctx: RunContext, folder: Path):
         return None
     g = ctx.spec.gate
     rule = g.rule()
-    return LiveWatch(laws, score, ctx.spec.target.name, ctx.out, rule.metric, rule.tolerance,
+    return LiveWatch(laws, score, ctx.spec.target_name, ctx.out, rule.metric, rule.tolerance,
                      g.patience, g.stop_on_drift, ctx.store)
 
 
@@ -314,7 +314,7 @@ def gate(ctx: RunContext, folder: Path) -> Gated:
     from taskladder.registry.gate import record_evaluation, run_gate
 
     path, fmt = _actual_source(ctx)
-    name = ctx.spec.target.name
+    name = ctx.spec.target_name
     tasks = ctx.spec.tasks_in(ctx.output(Observed).observations())
     recorded = record_evaluation(path, fmt, target=name, tasks=tasks, store=ctx.store)
     verdict = run_gate(name, evaluation=recorded["eval_run"], store=ctx.store,

@@ -125,7 +125,7 @@ def final_lines(ctx: RunContext, reports: list[StageReport]) -> list[str]:
     if gated is not None:
         from taskladder.registry.gate import format_table
 
-        lines += ["", f"Drift gate for {ctx.spec.target.name} ({ctx.spec.gate.describe()}):",
+        lines += ["", f"Drift gate for {ctx.spec.target_name} ({ctx.spec.gate.describe()}):",
                   format_table(gated.document())]
     lines += ["", *verdict_lines(ctx), "", f"Plots: {ctx.out / 'plots'}"]
     lines += [f"  {p}" for p in predicted.plots]

@@ -112,7 +112,8 @@ def inputs(tmp_path_factory) -> Path:
     spec("spec_bad_name", lambda s: s.update(name="a b"))
     spec("spec_tasks", lambda s: s["evaluate"].update(tasks=["nosuch"]))
     spec("spec_gate", lambda s: s.update(gate={"metric": "loss", "tolerance": "0%"}))
-    spec("spec_import", lambda s: s.update(ladder={"import": str(d / "nowhere")}))
+    spec("spec_import", lambda s: s.update(ladder={"import": str(d / "nowhere")}, gate={},
+                                           target={"name": "big", "N": 1e9, "D": 2e10}))
     return d
 
 

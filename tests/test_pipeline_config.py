@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
+import yaml
 
 from taskladder.common.errors import InputError
 from taskladder.config import PipelineSpec, bundled_specs, load_spec, validate_pipeline_spec
@@ -31,7 +34,7 @@ def test_the_default_names_its_target_as_the_ladder_preset_trains_it():
     from taskladder import stages
 
     spec = load_spec(None)
-    assert spec.target.name == stages.target_training(spec).plan()[0].run
+    assert spec.target_name == stages.target_training(spec).plan()[0].run
 
 
 def _write(tmp_path, text, suffix=".yaml"):
@@ -46,6 +49,29 @@ ladder: {import: ladder-csvs, format: olmo-csv}
 fit: {method: paper, tasks: [arc_easy]}
 target: {name: big, N: 1.0e9, D: 2.0e10}
 """
+
+
+def test_a_ladder_target_is_named_by_its_ladder_and_not_retyped(tmp_path, capsys):
+    """`spec: ladder` takes the name with N and D; a different name is refused before any work
+    (it labelled the wrong model once), the same one is accepted."""
+    from taskladder.cli import main
+
+    default = load_spec(None)
+    own = default.target_name
+    data = yaml.safe_load(resources.files("taskladder").joinpath("specs/cpu-micro.yaml")
+                          .read_text())
+    for name, code in (("d96-1xC", 2), (own, None)):
+        data["target"]["name"] = name
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**data, "output_dir": str(tmp_path / name)}))
+        assert load_spec(str(path)).target.name == name
+        if code is None:
+            assert load_spec(str(path)).target_name == own
+            continue
+        assert main(["run", str(path), "--dry-run"]) == code
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "target.name" in err and own in err
+        assert not (tmp_path / name).exists()
 
 
 def test_a_file_spec_resolves_paths_against_its_folder(tmp_path):
@@ -100,6 +126,8 @@ def test_placeholders_in_the_paper_import_spec(monkeypatch, tmp_path, olmo_ladde
         (GOOD + "gate: {enabled: true}\n", ["gate.enabled", "target.actual"]),
         (GOOD + "gate: {enabled: true, tolerance: 0}\n", ["tolerance"]),
         (GOOD.replace("name: mine", "name: 'a b'"), ["name", "a b"]),
+        (GOOD.replace("name: big, ", ""), ["target.name", "missing"]),
+        (GOOD.replace("N: 1.0e9, D: 2.0e10", "spec: ladder"), ["target.spec", "ladder.train"]),
         ("name: [unclosed\n", ["not valid yaml"]),
         ("- a list\n", ["mapping"]),
     ],

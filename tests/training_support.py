@@ -62,7 +62,7 @@ ladder:
                     batch_sequences: 8}}}}
 evaluate: {{tasks: [piqa], limit: 6}}
 fit: {{method: paper}}
-target: {{name: d96-0.02xC, spec: ladder, train: true}}
+target: {{spec: ladder, train: true}}  # named d96-0.02xC, as the ladder's target
 gate: {{enabled: true, tolerance: 10}}
 output_dir: {out}
 """
