@@ -9,8 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests draw new examples on a developer's machine (and replay the failures they found
+# from .hypothesis/); CI (`.ci/run`: TASKLADDER_HYPOTHESIS=ci) draws a fixed set per test, so a
+# submission passes or fails on its code, not on the draw.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("TASKLADDER_HYPOTHESIS", "default"))
 SLURM = ROOT / "tests" / "slurm"
 
 
