@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 from taskladder.common.errors import InputError
 from taskladder.common.io import read_json, write_json
 from taskladder.common.slurm import LAUNCHERS
+from taskladder.harness_ext.preflight import pick_fast
 from taskladder.harness_ext.runner import (
     RESULTS_GLOB,
     _Session,
@@ -114,7 +116,9 @@ def evaluate_sharded(model_dirs: list[Path], tasks: list[str] | str, limit: int 
         shards = check_count("shards", len(dirs) if shards is None else shards, len(dirs),
                              "checkpoints to score")
     session = _Session(tasks, limit, backend, device, dtype, batch_size, dirs)  # checks them
-    settings = {"tasks": session.names, "limit": limit, "backend": session.backend,
+    # `fast` picks its engine where the work runs: on each Slurm job's node, not here
+    picked = backend if backend == "fast" and launcher == "slurm" else session.backend
+    settings = {"tasks": session.names, "limit": limit, "backend": picked,
                 "batch_size": batch_size, "device": device, "dtype": dtype}
     todo = [d for d, dest in zip(dirs, dests, strict=True) if not any(dest.glob(RESULTS_GLOB))]
     if todo:
@@ -183,7 +187,9 @@ def run_shard(plan_file: str, index: int) -> None:
         os.environ.pop(name, None)
     plan = read_json(plan_file)
     s, dirs = plan["settings"], [Path(d) for d in plan["shards"][index]]
-    evaluate_many(dirs, s["tasks"], s["limit"], Path(plan["root"]), s["backend"],
+    backend = pick_fast() if s["backend"] == "fast" else s["backend"]
+    print(f"backend {s['backend']}: {backend} on {socket.gethostname()}", flush=True)
+    evaluate_many(dirs, s["tasks"], s["limit"], Path(plan["root"]), backend,
                   lambda line: print(line, flush=True), s["batch_size"], s["device"], s["dtype"])
 
 

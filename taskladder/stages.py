@@ -103,8 +103,9 @@ def _score(ctx: RunContext, models: list[Checkpoint], root: Path) -> list[Path]:
     from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     e = ctx.spec.evaluate
+    here = e.launcher == "local"  # Slurm jobs pick `fast`'s engine on their nodes
     return evaluate_sharded([Path(m.hf_dir) for m in models], e.tasks, e.limit, root,
-                            backend=fast_backend(e.backend), echo=ctx.echo,
+                            backend=fast_backend(e.backend) if here else e.backend, echo=ctx.echo,
                             batch_size=e.batch_size, devices=e.devices, launcher=e.launcher,
                             shards=min(e.shards, len(models)) if e.shards and
                             e.launcher == "slurm" else None,  # the target: one checkpoint
@@ -120,10 +121,15 @@ def fast_backend(backend: str) -> str:
 
 def _eval_settings(spec: PipelineSpec) -> dict:
     """What changes the scores: tasks, documents and backend (not the batch size, nor where the
-    work runs); `fast` picking vLLM on a GPU machine is another backend."""
+    work runs); `fast` picking vLLM on a GPU machine is another backend, and on Slurm nodes,
+    which pick it themselves, another key again."""
     e = spec.evaluate
-    picked = {"engine": "ladder-vllm"} if fast_backend(e.backend) == "ladder-vllm" and \
-        e.backend == "fast" else {}
+    if e.backend == "fast" and e.launcher == "slurm":
+        picked = {"engine": "picked on each Slurm node"}
+    elif e.backend == "fast" and fast_backend(e.backend) == "ladder-vllm":
+        picked = {"engine": "ladder-vllm"}
+    else:
+        picked = {}
     return {"tasks": e.tasks, "limit": e.limit, "backend": e.backend, **picked}
 
 

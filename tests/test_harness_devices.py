@@ -56,6 +56,8 @@ def test_the_picked_engine_is_part_of_the_evaluate_stage_key(gpu_machine):
     spec = load_spec("cpu-micro")
     on_gpu = stages._eval_settings(spec)
     assert on_gpu["engine"] == "ladder-vllm" and stages.fast_backend("fast") == "ladder-vllm"
+    on_nodes = stages._eval_settings(spec.with_evaluate(launcher="slurm"))
+    assert on_nodes["engine"] == "picked on each Slurm node"  # not this host's pick
     gpu_machine.setattr(preflight, "find_spec", lambda name: None)
     assert "engine" not in stages._eval_settings(spec)
 

@@ -116,8 +116,8 @@ def test_three_slurm_jobs_one_cancelled_and_resubmitted(slurm, checkpoints, tmp_
 
     def launch():
         try:
-            evaluate_sharded(checkpoints, TASKS, 3, root, echo=lines.append, launcher="slurm",
-                             shards=3, slurm=res)
+            evaluate_sharded(checkpoints, TASKS, 3, root, backend="fast", echo=lines.append,
+                             launcher="slurm", shards=3, slurm=res)
         except BaseException as exc:  # noqa: BLE001  (reported by the test below)
             failure.append(exc)
 
@@ -141,3 +141,7 @@ def test_three_slurm_jobs_one_cancelled_and_resubmitted(slurm, checkpoints, tmp_
     assert any(line.startswith("shard 1/3: done (2 checkpoints)") for line in lines)
     evaluate_many(checkpoints, TASKS, 3, tmp_path / "one", echo=lambda line: None)
     assert _scores(root) == _scores(tmp_path / "one")
+    # `fast` travelled to the jobs unpicked, and each job picked it on its node (no GPU here)
+    assert json.loads((root / ".shards" / "plan.json").read_text())["settings"]["backend"] == "fast"
+    logs = "".join(p.read_text() for p in (root / ".shards" / "slurm").rglob("*_log.out"))
+    assert logs.count("backend fast: ladder-hf on ") == 4, logs  # 3 jobs and 1 resubmission
