@@ -43,7 +43,9 @@ def trained(tmp_path_factory) -> tuple[PipelineSpec, dict]:
         "ladder": {"train": "cpu-micro-ladder",
                    "overrides": {"sizes": [WIDTH], "multipliers": [0.01, 0.02],
                                  "checkpoints_per_run": 2, "end_checkpoints": 0}},
-        "evaluate": {"tasks": ["piqa"], "limit": 4},
+        # a named backend: `fast` on Slurm is picked by each node, another key
+        # (test_harness_devices), so reuse across launchers holds for the named ones
+        "evaluate": {"tasks": ["piqa"], "limit": 4, "backend": "ladder-hf"},
         "target": {"name": "t", "N": 1e9, "D": 2e10},
         "output_dir": str(root / "out")}))
     spec = load_spec(str(spec_file))
