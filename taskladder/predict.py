@@ -25,7 +25,8 @@ class LawInputs:
     ladder: dict  # the report's "ladder": source, format, runs, data_hash
     tasks: tuple[str, ...]
     fitter: object  # taskladder.laws.fitter.ChainedFitter
-    unfit: dict[str, str] = field(default_factory=dict)  # task -> why its ladder cannot be fitted
+    # task -> why its ladder cannot be fitted (the InputError, its message the reason)
+    unfit: dict[str, InputError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,14 @@ class LawOutputs:
 
 def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
                **settings) -> LawInputs:
-    """Check that every task can be fitted on `obs` (observations, sizes, runs) and build the
-    fitter; `settings` override the method's (seed, n_bootstrap). Errors name the field
-    ``tasks`` (the CLI's --tasks, the spec's fit.tasks) and the ladder's source."""
+    """Check that every task can be fitted on `obs` (observations, sizes, runs, a known chance
+    level) and build the fitter; `settings` override the method's (seed, n_bootstrap). A task
+    the ladder lacks (no rows, no accuracy) is an error naming the field ``tasks`` (the CLI's
+    --tasks, the spec's fit.tasks) and the ladder's source; a task whose ladder cannot support a
+    fit is unpredictable, the others are still fitted (`_some_fittable`)."""
     from taskladder.laws.fitter import ChainedFitter
-    from taskladder.laws.observations import ShapeError
     from taskladder.laws.resolve import check_ladder
+    from taskladder.laws.tasks import chance_level
 
     fitter = ChainedFitter(method, **settings)  # bad settings fail before the ladder is read
     unfit = {}
@@ -55,10 +58,13 @@ def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
             check_ladder(obs, task)
         except FieldError as exc:
             raise FieldError(exc.field, f"{exc.detail} ({source})") from None
-        except ShapeError as exc:  # this task is unpredictable; the others are still fitted
-            unfit[task] = str(exc)
-        except InputError as exc:
-            raise FieldError("tasks", f"{exc} ({source})") from None
+        except InputError as exc:  # ShapeError: this task is unpredictable
+            unfit[task] = exc
+            continue
+        try:
+            chance_level(task, obs.where(task=task), fitter.chance)
+        except FieldError as exc:  # an unknown chance level: this task alone
+            unfit[task] = exc
     _some_fittable(tasks, unfit, source)
     ladder = {"source": str(source), "format": fmt, "runs": obs.unique("run"),
               "data_hash": obs.content_hash()}
@@ -66,9 +72,19 @@ def law_inputs(obs, source: str | Path, fmt: str, tasks: list[str], method: str,
     return LawInputs(obs, ladder, fittable, fitter, unfit)
 
 
-def _some_fittable(tasks, unfit: dict, source) -> None:
-    if unfit and len(unfit) == len(tasks):
-        raise FieldError("tasks", f"{'; '.join(unfit.values())} ({source})")
+def _some_fittable(tasks, unfit: dict[str, InputError], source) -> None:
+    """Bad input where no task can be fitted: the first error that names a field the user can
+    set (an unknown chance level, a feature the ladder lacks), else every task's shape reason
+    under ``tasks``."""
+    from taskladder.laws.observations import ShapeError
+
+    if not unfit or len(unfit) < len(tasks):
+        return
+    named = [e for e in unfit.values() if not isinstance(e, ShapeError)]
+    if named and isinstance(named[0], FieldError):
+        raise FieldError(named[0].field, f"{named[0].detail} ({source})")
+    reasons = dict.fromkeys(str(e) for e in unfit.values())
+    raise FieldError("tasks", f"{'; '.join(reasons)} ({source})")
 
 
 def resolve_target(name: str | None = None, n: float | None = None, d: float | None = None,
@@ -117,21 +133,19 @@ def fit_and_predict(inputs: LawInputs, target: dict | None = None, actual=None, 
 
     if target is not None:
         check_extrapolation(target, float(inputs.obs.N.max()), float(inputs.obs.D.max()))
-    from taskladder.laws.observations import ShapeError
-
     fits, unfit = {}, dict(inputs.unfit)
     for task in inputs.tasks:
         try:
             fits[task] = inputs.fitter.fit(inputs.obs, task)
-        except ShapeError as exc:
-            unfit[task] = str(exc)
+        except InputError as exc:  # what this task's ladder lacks: it alone is unpredictable
+            unfit[task] = exc
     _some_fittable([*fits, *unfit], unfit, inputs.ladder["source"])
     if target is None:
         doc = fits_document(fits, inputs.ladder)
     else:
         doc = build_report(fits, target, inputs.ladder, actual)
     if unfit:  # tasks no fit could be made for: unpredictable, with the reason
-        doc = {**doc, "unpredictable": unfit}
+        doc = {**doc, "unpredictable": {t: str(e) for t, e in unfit.items()}}
     plots: list[Path] = []
     if plots_dir is not None:
         from taskladder.laws.plots import write_plots

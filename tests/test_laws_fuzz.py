@@ -1,0 +1,58 @@
+"""Ladders nobody planned for (issue 16, "Bad input"): what a wide search with random ladders
+(tests/ladder_fuzz.py) found, each as the exact small ladder."""
+
+from __future__ import annotations
+
+import json
+
+from taskladder.cli import main
+from taskladder.laws.observations import Observations
+from taskladder.laws.synthetic import synthetic_ladder
+
+
+def _ladder(tmp_path, edit) -> str:
+    """The paper-shaped synthetic ladder for arc_easy and piqa, rows edited."""
+    recs = [r for t in ("arc_easy", "piqa") for r in
+            synthetic_ladder(t, noise=0.005, seed=3).records()]
+    path = tmp_path / "ladder.csv"
+    Observations.from_records(edit(recs)).to_csv(path)
+    return str(path)
+
+
+def _predict(tmp_path, ladder, *extra) -> tuple[int, dict | None]:
+    out = tmp_path / "report.json"
+    rc = main(["predict", "--ladder", ladder, "--target-n", "3.2e8", "--target-d", "3.2e10",
+               "--bootstrap", "20", *extra, "--json", str(out)])
+    return rc, (json.loads(out.read_text()) if rc == 0 else None)
+
+
+def test_a_task_without_a_feature_is_unpredictable_and_the_others_predicted(tmp_path, capsys):
+    """Found by the fuzz (seed 208): PIQA had no bpb and the ladder no LM loss; the whole
+    command failed naming --feature although ARC-Easy had its bpb."""
+    ladder = _ladder(tmp_path, lambda rs: [r for r in rs
+                                           if not (r["task"] == "piqa" and r["metric"] == "bpb")])
+    rc, report = _predict(tmp_path, ladder, "--tasks", "arc_easy,piqa")
+    assert rc == 0, capsys.readouterr().err
+    assert report["tasks"]["arc_easy"]["status"] in ("ok", "caution")
+    assert "no feature for task 'piqa'" in report["unpredictable"]["piqa"]
+    assert report["unpredictable"]["piqa"].startswith("feature: ")
+    capsys.readouterr()
+    rc, _ = _predict(tmp_path, ladder, "--tasks", "piqa")  # alone: the field, exit 2
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("taskladder: error: --feature: "), err
+
+
+def test_a_task_of_unknown_chance_is_unpredictable_and_the_others_predicted(tmp_path, capsys):
+    """Found by the fuzz (seed 22): a task the facts do not know, without --chance, failed the
+    whole command; now it alone is unpredictable, naming the chance level it lacks."""
+    ladder = _ladder(tmp_path, lambda rs: [dict(r, task="my_task") if r["task"] == "piqa" else r
+                                           for r in rs])
+    rc, report = _predict(tmp_path, ladder, "--tasks", "arc_easy,my_task")
+    assert rc == 0, capsys.readouterr().err
+    assert set(report["tasks"]) == {"arc_easy"}
+    assert report["unpredictable"]["my_task"].startswith("chance: the chance level of task")
+    rc, report = _predict(tmp_path, ladder, "--tasks", "arc_easy,my_task",
+                          "--chance", "my_task=0.5")
+    assert rc == 0 and set(report["tasks"]) == {"arc_easy", "my_task"}
+
