@@ -21,6 +21,7 @@ from .settings import LawSettings
 from .step1 import COMPUTE_PARAMS, ND_PARAMS, compute_loss, log_jac, nd_loss
 from .step2 import LOGSIG_PARAMS, SIGMOID_PARAMS, log_sigmoid, sigmoid
 from .trust import (
+    LOSS_INTERVAL_FACTOR,
     UNVOUCHED_SHARE,
     assess,
     assess_loss,
@@ -198,6 +199,9 @@ class ChainedFit:
                 np.minimum(loss_lo, loss * np.exp(-hw)),
                 np.maximum(loss_hi, loss * np.exp(hw)),
             )
+        # a bound the fit cannot pin (overflowed, NaN draws) is the widest a report holds
+        loss_lo = np.fmax(loss_lo, loss / LOSS_INTERVAL_FACTOR)
+        loss_hi = np.fmin(loss_hi, loss * LOSS_INTERVAL_FACTOR)
         distance = self._distance(loss)
         # the accuracy's backtests calibrate it in the directions they went; beyond the
         # ladder in a direction none went, it carries the loss's uncertainty through step 2

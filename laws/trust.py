@@ -99,6 +99,10 @@ DISTANCE_OFFSET = 0.5
 # direction missed (16-run ladder whole, final-only, without task bpb, both; 8 tasks: 96
 # held-out runs each in size and in length; all 204: 0.30).
 UNVOUCHED_SHARE = {"size": 0.23, "length": 0.37}
+# A loss interval wider than a factor of this either way says only that the ladder does not
+# pin step 1 down (its status says so too); past it a delta-method or bootstrap bound of such a
+# fit overflows to 0 or inf, which no report can hold. Calibrated intervals: 1-4% wide.
+LOSS_INTERVAL_FACTOR = 1e6
 MONOTONE_MARGIN = 0.005  # a loss this much above a dominated run's is beyond noise
 _LAST = 10
 

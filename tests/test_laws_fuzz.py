@@ -56,3 +56,33 @@ def test_a_task_of_unknown_chance_is_unpredictable_and_the_others_predicted(tmp_
                           "--chance", "my_task=0.5")
     assert rc == 0 and set(report["tasks"]) == {"arc_easy", "my_task"}
 
+
+# Found by the fuzz (seed 675): ten final-only runs of 1k-27k parameters whose bpb jumps by
+# 30% noise; step 1 fits but pins nothing, and its loss interval overflowed to [0, inf], which
+# no JSON report holds (the command failed on writing it).
+NOISY_TINY = [  # N, D, bpb, acc_norm
+    (1000.0, 4.0e4, 11.344, 0.2937), (1000.0, 1.0e5, 8.268, 0.2137),
+    (2952.9, 1.1812e5, 5.451, 0.2021), (2952.9, 2.9529e5, 4.692, 0.2715),
+    (6158.5, 2.4634e5, 2.937, 0.1572), (6158.5, 6.1585e5, 4.225, 0.2030),
+    (13286.4, 5.3145e5, 6.829, 0.2829), (13286.4, 1.32864e6, 4.393, 0.1444),
+    (27372.2, 1.09489e6, 5.513, 0.2663), (27372.2, 2.73722e6, 2.462, 0.2343),
+]
+
+
+def test_an_unpinned_loss_interval_stays_finite(tmp_path, capsys):
+    recs = [
+        {"run": f"r{i}", "size": f"s{i // 2}", "N": n, "D": d, "step": 1, "flops": 6 * n * d,
+         "task": "openbookqa", "metric": metric, "value": v}
+        for i, (n, d, bpb, acc) in enumerate(NOISY_TINY)
+        for metric, v in (("bpb", bpb), ("acc_norm", acc))
+    ]
+    path = tmp_path / "ladder.csv"
+    Observations.from_records(recs).to_csv(path)
+    out = tmp_path / "report.json"
+    rc = main(["predict", "--ladder", str(path), "--target-n", "500", "--target-d", "1.1e7",
+               "--bootstrap", "20", "--seed", "675", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    p = json.loads(out.read_text())["tasks"]["openbookqa"]
+    lo, loss, hi = (p["predicted"][k] for k in ("loss_low", "loss", "loss_high"))
+    assert 0 < lo <= loss <= hi < float("inf")
+    assert p["loss_status"] != "ok" and "loss interval" in " ".join(p["loss_reasons"])
