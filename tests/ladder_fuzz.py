@@ -154,10 +154,16 @@ def random_case(seed: int, bootstrap: int = 20) -> Case:
         argv += ["--tasks", ",".join(tasks)]
     if given_chance:
         argv += ["--chance", f"{UNKNOWN}={chance[UNKNOWN]}"]
+    extra = pick([[], [], [], ["--tasks", "all"], ["--schedule", "constant"],
+                  ["--step1-form", "nd"], ["--feature", "ce_c4_en"]])
+    if extra[:1] == ["--tasks"] and asked:  # all, not the drawn ones
+        del argv[argv.index("--tasks") : argv.index("--tasks") + 2]
+        asked = False
+    argv += extra
     drawn = dict(n_sizes=n_sizes, equal_n=equal_n, scale=scale, lengths=lengths,
                  shared_length=shared_length, checkpoints=n_ckpt, noise=noise, feature=feature,
                  acc=acc_mode, odd=odd, loss=loss_mode, target=target_kind, tasks=tasks,
-                 given_chance=given_chance, asked=asked)
+                 given_chance=given_chance, asked=asked, extra=" ".join(extra))
     return Case(seed, obs, argv, tasks, method, drawn)
 
 
@@ -237,7 +243,9 @@ def check_answer(case: Case, rc: int, report: dict | None, stderr: str, alone=No
 
 def requested(case: Case) -> list[str]:
     """The tasks the answer must judge: those asked, else the CLI's choice on the ladder."""
-    return case.tasks if case.drawn["asked"] else select_tasks(None, case.obs)
+    if case.drawn["asked"]:
+        return case.tasks
+    return select_tasks(["all"] if "--tasks all" in case.drawn["extra"] else None, case.obs)
 
 
 def check_report(case: Case, report: dict | None) -> list[str]:

@@ -15,7 +15,7 @@ from taskladder.cli import main
 from taskladder.laws.observations import Observations
 from taskladder.laws.synthetic import synthetic_ladder
 
-SEEDS = range(28)  # 28 ladders, about 70 s of CPU (2026-12-03, 2-core box)
+SEEDS = range(28)  # 28 ladders, about 60 s of CPU (2026-12-03, 2-core box)
 CLI_SEEDS = (3, 11, 23)  # through the installed command (subprocesses): two answers, one refusal
 
 
