@@ -433,8 +433,8 @@ def interval(
     """(low, high) accuracy bounds at `level` (see the module docstring); `loss_image`: how
     far below and above the accuracy step 2 maps the ends of the loss interval, which the
     calibrated interval holds at least."""
-    if not calibrated:
-        return acc - boot_lo, acc + boot_hi
+    if not calibrated:  # a sigmoid's draws reach below 0 where a + b < 0: no accuracy does
+        return np.clip(acc - boot_lo, 0.0, acc), np.clip(acc + boot_hi, acc, 1.0)
     z = ndtri((1 + level) / 2)
     sd = np.sqrt(diag.get("final_noise", 0.0) ** 2 + form_sd**2)
     lo_h, hi_h = np.hypot(boot_lo, z * sd), np.hypot(boot_hi, z * sd)
