@@ -23,8 +23,8 @@ Usage: .venv/bin/python benchmarks/bench_backtest.py [LADDER_DIR] [--only SPLIT,
 
 from __future__ import annotations
 
+import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -149,15 +149,15 @@ def _child_cpu() -> float:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    only = None
-    if "--only" in args:
-        i = args.index("--only")
-        only = set(args[i + 1].split(","))
-        del args[i : i + 2]
-    cli = "--no-cli" not in args
-    args = [a for a in args if a != "--no-cli"]
-    ladder_dir = Path(args[0]) if args else DEFAULT_DIR
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ladder_dir", nargs="?", type=Path, default=DEFAULT_DIR,
+                    help="the OLMo ladder's CSV folder (default: the vendored one)")
+    ap.add_argument("--only", type=lambda v: set(v.split(",")), metavar="SPLIT,...",
+                    help="only these splits (and no synthetic shapes)")
+    ap.add_argument("--no-cli", dest="cli", action="store_false",
+                    help="skip the whole-process CLI timing")
+    args = ap.parse_args()
+    only, cli, ladder_dir = args.only, args.cli, args.ladder_dir
     obs = read_ladder(ladder_dir, "olmo-csv")
     print(
         f"{'split':<34}{'method':<9}{'MAE':>6}  {'worst task':<20}{'cover90':>8}"

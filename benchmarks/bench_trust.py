@@ -24,7 +24,7 @@ Usage: .venv/bin/python benchmarks/bench_trust.py [LADDER_DIR] [--check] [--reas
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -140,20 +140,26 @@ def by_rule(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    ladder_dir = Path(args[0]) if args else PAPER_LADDER_DIR
-    obs = read_ladder(ladder_dir, "olmo-csv")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ladder_dir", nargs="?", type=Path, default=PAPER_LADDER_DIR,
+                    help="the OLMo ladder's CSV folder (default: the vendored one)")
+    ap.add_argument("--check", action="store_true",
+                    help="two splits the calibration was not tuned on")
+    ap.add_argument("--reasons", action="store_true",
+                    help="which rules flagged the final-only ladders' predictions")
+    args = ap.parse_args()
+    obs = read_ladder(args.ladder_dir, "olmo-csv")
     print(f"{'ladder':<40}{'n':>4} {'trusted':>8} {'misses > 5':<21}{'cover90':>8}"
           f"{'loss cov':>9}{'distinct (n)':>15}{'MAE ok':>10}{'MAE flag':>10}"
           f"{'loss ok':>10}{'its cov':>10}")
     every, final_only = [], []
-    for name, (ladder, targets) in splits(obs, "--check" in sys.argv).items():
+    for name, (ladder, targets) in splits(obs, args.check).items():
         rows = [dict(r, loss_key=(name, *r["loss_key"])) for r in judge(ladder, targets)]
         every += rows
         final_only += rows if "final-only" in name else []
         print(f"{name:<40}{summary(rows)}", flush=True)
     print(f"{'all':<40}{summary(every)}")
-    if "--reasons" in sys.argv:
+    if args.reasons:
         print(f"\nflagged predictions of the final-only ladders ({len(final_only)} in all)")
         print(by_rule(final_only))
 
