@@ -166,11 +166,14 @@ class ChainedFit:
         if np.any(~np.isfinite(n) | (n <= 0)) or np.any(~np.isfinite(d) | (d <= 0)):
             raise InputError("predict: N and D must be finite and > 0")
         level = self.settings.level if level is None else level
+        # a fitted sigmoid's floor a + b may lie below 0 (bounds a in [-1, 0], b in [0, 1]),
+        # and at a loss far above the ladder's it answers below 0: no accuracy does
         loss, acc0 = self.point(n, d)
+        acc0 = np.clip(acc0, 0.0, 1.0)
         acc, form_sd = acc0, np.zeros_like(acc0)
         if self.members:
             w = np.array([m[0] for m in self.members])
-            accs = np.stack([m[1].point(n, d)[1] for m in self.members])
+            accs = np.clip(np.stack([m[1].point(n, d)[1] for m in self.members]), 0.0, 1.0)
             acc = w @ accs
             form_sd = np.sqrt(w @ (accs - acc) ** 2)
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]

@@ -12,6 +12,7 @@ import pytest
 from ladder_fuzz import alone, check_answer, random_case, run_cli, run_in_process
 
 from taskladder.cli import main
+from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.synthetic import synthetic_ladder
 
@@ -147,3 +148,16 @@ def test_the_paper_interval_stays_within_0_and_1(tmp_path, capsys):
     p = json.loads(out.read_text())["tasks"]["arc_easy"]["predicted"]
     assert 0 <= p["low"] <= p["acc"] <= p["high"] <= 1, p
     assert p["low"] == 0  # the draws' percentile lay below it
+
+
+@pytest.mark.parametrize("method", ["paper", "default"])
+def test_an_accuracy_prediction_stays_within_0_and_1(method):
+    """Found by a targeted search after the fuzz: a task whose accuracy falls to 0 at high loss
+    fits a sigmoid floor a + b of -5%, and a target of far smaller N (beyond the ladder in D)
+    was predicted at -5% accuracy by both methods."""
+    obs = synthetic_ladder(step2=(-1.0, 1.5, 3.0, 0.9), noise=0.02, seed=4)
+    fit = ChainedFitter(method, n_bootstrap=20, seed=4).fit(obs, "arc_easy")
+    s2 = dict(zip(fit.step2.names, fit.step2.params, strict=True))
+    assert s2["a"] + s2["b"] < 0  # the case: a floor below 0
+    p = {k: float(v) for k, v in fit.predict(1e3, 1e12).items()}
+    assert 0 <= p["acc_low"] <= p["acc"] <= p["acc_high"] <= 1, p
