@@ -4,8 +4,8 @@
 `random_case(seed)` draws one ladder (1-6 sizes, two of them sometimes of equal N; 1-4
 lengths per size; 1-30 checkpoints a run at irregular steps; 1-4 of the paper's tasks and
 sometimes an unknown one, its chance given or not; the task's bpb, only an LM loss, both or
-neither; noise 0 to 30%; accuracy following a sigmoid, at chance, constant, or above
-1 - chance; loss following its law, constant, or rising with N; N from 1e3 to 1e12) and a
+neither; noise 0 to 30%; accuracy following a sigmoid (one falling to 0), at chance, constant,
+or above 1 - chance; loss following its law, constant, or rising with N; N from 1e3 to 1e12) and a
 target (beyond the ladder, far beyond, smaller in N but longer, inside it, or given by
 compute). `check_answer` holds the answer to the rules of issue 16: exit 0 with every task
 judged, or exit 2 with one line where the whole ladder (or the target) is unusable.
@@ -69,7 +69,7 @@ def random_case(seed: int, bootstrap: int = 20) -> Case:
     noise = float(pick([0.0, 0.003, 0.03, 0.3]))
     # "some": the first task alone has its bpb (no LM loss): the others have no feature
     feature = pick(["bpb", "bpb", "lm", "lm", "both", "both", "neither", "some"])
-    acc_mode = pick(["law", "law", "law", "chance", "constant", "above"])
+    acc_mode = pick(["law", "law", "law", "to-zero", "chance", "constant", "above"])
     odd = pick(["none", "none", "one-task-acc", "ragged"])  # one task at chance; rows lost
     loss_mode = pick(["law", "law", "law", "constant", "rising"])
     known = [str(t) for t in rng.choice(list(TASKS), int(rng.integers(1, 5)), replace=False)]
@@ -119,6 +119,8 @@ def random_case(seed: int, bootstrap: int = 20) -> Case:
                 mode = "chance" if odd == "one-task-acc" and task == tasks[-1] else acc_mode
                 if mode == "law":
                     acc = sigmoid(np.array([c - 1, 1.3 * 1.3, 4.0, 1.0]), base * 1.3)
+                elif mode == "to-zero":  # a floor below 0: accuracy falls to 0 at high loss
+                    acc = sigmoid(np.array([-1.0, 1.3 * 1.3, 3.0, 0.9]), base * 1.3)
                 elif mode == "chance":
                     acc = np.full_like(D, c)
                 elif mode == "constant":

@@ -16,7 +16,7 @@ from taskladder.laws.fitter import ChainedFitter
 from taskladder.laws.observations import Observations
 from taskladder.laws.synthetic import synthetic_ladder
 
-SEEDS = range(28)  # 28 ladders, about 60 s of CPU (2026-12-03, 2-core box)
+SEEDS = range(40)
 CLI_SEEDS = (3, 11, 23)  # through the installed command (subprocesses): two answers, one refusal
 
 
