@@ -99,6 +99,10 @@ def evaluate_sharded(model_dirs: list[Path], tasks: list[str] | str, limit: int 
     root = Path(output_root)
     dests = [results_dir(d, root) for d in dirs]
     check_count("devices", devices)
+    # `fast` picks its engine where the work runs: here for local workers, on each Slurm
+    # job's node (`run_shard`) for jobs
+    if backend == "fast" and launcher == "local":
+        backend = pick_fast()
     if launcher == "local":
         if shards is not None:
             raise InputError(f"shards: {shards!r} applies to --launcher slurm (local workers "
@@ -116,9 +120,8 @@ def evaluate_sharded(model_dirs: list[Path], tasks: list[str] | str, limit: int 
         shards = check_count("shards", len(dirs) if shards is None else shards, len(dirs),
                              "checkpoints to score")
     session = _Session(tasks, limit, backend, device, dtype, batch_size, dirs)  # checks them
-    # `fast` picks its engine where the work runs: on each Slurm job's node, not here
-    picked = backend if backend == "fast" and launcher == "slurm" else session.backend
-    settings = {"tasks": session.names, "limit": limit, "backend": picked,
+    settings = {"tasks": session.names, "limit": limit,
+                "backend": backend if backend == "fast" else session.backend,
                 "batch_size": batch_size, "device": device, "dtype": dtype}
     todo = [d for d, dest in zip(dirs, dests, strict=True) if not any(dest.glob(RESULTS_GLOB))]
     if todo:

@@ -120,7 +120,6 @@ def _live_watch(args: argparse.Namespace, spec, target: str):
     from taskladder.live_watch import LiveWatch, watchable_laws
     from taskladder.registry.rule import GateRule
     from taskladder.registry.store import check_uri, open_store
-    from taskladder.stages import fast_backend
     from taskladder.trajectory_gate import DEFAULT_PATIENCE, parse_patience, read_ladder_runs
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -141,7 +140,7 @@ def _live_watch(args: argparse.Namespace, spec, target: str):
 
     def score(hf):
         [result] = evaluate_sharded([hf], list(laws), args.limit, out / "watch-eval",
-                                    backend=fast_backend("fast"), echo=print)
+                                    backend="fast", echo=print)
         return read_ladder(result, "lm-eval").where(run=LadderMeta.read(hf).run)
 
     out.mkdir(parents=True, exist_ok=True)

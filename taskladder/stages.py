@@ -103,9 +103,8 @@ def _score(ctx: RunContext, models: list[Checkpoint], root: Path) -> list[Path]:
     from taskladder.harness_ext.shards import SlurmResources, evaluate_sharded
 
     e = ctx.spec.evaluate
-    here = e.launcher == "local"  # Slurm jobs pick `fast`'s engine on their nodes
     return evaluate_sharded([Path(m.hf_dir) for m in models], e.tasks, e.limit, root,
-                            backend=fast_backend(e.backend) if here else e.backend, echo=ctx.echo,
+                            backend=e.backend, echo=ctx.echo,
                             batch_size=e.batch_size, devices=e.devices, launcher=e.launcher,
                             shards=min(e.shards, len(models)) if e.shards and
                             e.launcher == "slurm" else None,  # the target: one checkpoint
